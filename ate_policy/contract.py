@@ -1,0 +1,108 @@
+"""The data contract and the robot's fixed facts: one source for every module that needs them.
+
+Recorder, bag converter, trainer, policy node, drivers, sim and teleop all import from here
+(DESIGN.md sections 4, 7, 8). This module imports nothing heavier than the standard library so a
+robot PC without torch can use it.
+"""
+
+from __future__ import annotations
+
+import math
+
+# --- rates and robot identity ---------------------------------------------------------------------------------
+FPS = 20
+"""Control and recording rate in Hz."""
+PERIOD_S = 1.0 / FPS
+ROBOT_TYPE = "realman_rm75_dual"
+
+ARMS = ("left", "right")
+N_ARM_JOINTS = 7
+
+# --- joint order of observation.state / action ------------------------------------------------------------------
+ARM_JOINT_NAMES = tuple(f"joint{i}" for i in range(1, N_ARM_JOINTS + 1))
+
+
+def arm_joint_names(arm: str) -> list[str]:
+    """ROS joint names of one arm, e.g. ``left_joint1``; used in JointState messages."""
+    if arm not in ARMS:
+        raise ValueError(f"unknown arm {arm!r}; expected one of {ARMS}")
+    return [f"{arm}_{j}" for j in ARM_JOINT_NAMES]
+
+
+STATE_NAMES: list[str] = []
+for _arm in ARMS:
+    STATE_NAMES += arm_joint_names(_arm) + [f"{_arm}_gripper"]
+STATE_DIM = len(STATE_NAMES)  # 16
+ACTION_NAMES = list(STATE_NAMES)
+ACTION_DIM = STATE_DIM
+
+
+def arm_slice(arm: str) -> slice:
+    """Indices of one arm's 7 joints + gripper inside a 16-vector."""
+    i = ARMS.index(arm)
+    return slice(i * (N_ARM_JOINTS + 1), (i + 1) * (N_ARM_JOINTS + 1))
+
+
+EFFORT_NAMES = [f"{arm}_{k}" for arm in ARMS for k in ("fx", "fy", "fz", "tx", "ty", "tz")]
+EFFORT_DIM = len(EFFORT_NAMES)  # 12
+
+# --- cameras (ALOHA names that pi0 checkpoints know) --------------------------------------------------------------
+CAMERA_NAMES = ("cam_high", "cam_left_wrist", "cam_right_wrist")
+IMAGE_KEYS = tuple(f"observation.images.{c}" for c in CAMERA_NAMES)
+CAMERA_RESOLUTION = (540, 960)  # (height, width) recorded from the real cameras
+
+STATE_KEY = "observation.state"
+ACTION_KEY = "action"
+EFFORT_KEY = "observation.effort"
+CAPTURE_TIME_KEY = "observation.capture_time"  # per-frame capture time of every stream, s since episode start
+CAPTURE_STREAMS = ("state",) + CAMERA_NAMES
+
+# --- gripper ------------------------------------------------------------------------------------------------------
+GRIPPER_STROKE_M = 0.120
+"""Gripper opening fraction: 0 = closed, 1 = fully open (120 mm)."""
+
+# --- RM75-6s joint limits (DESIGN.md section 7) -------------------------------------------------------------------
+JOINT_LIMITS_DEG = (178.0, 130.0, 178.0, 135.0, 178.0, 128.0, 360.0)
+JOINT_LIMITS_RAD = tuple(math.radians(d) for d in JOINT_LIMITS_DEG)
+# Max joint speeds: 180 deg/s on J1-J2, 225 deg/s on J3-J7.
+JOINT_MAX_SPEED_DEG_S = (180.0, 180.0, 225.0, 225.0, 225.0, 225.0, 225.0)
+JOINT_MAX_SPEED_RAD_S = tuple(math.radians(d) for d in JOINT_MAX_SPEED_DEG_S)
+
+# --- RM75-6s kinematics: modified DH (RealMan's published table, 6F variant) ------------------------------------
+# Rows: (a_m, alpha_rad, d_m, theta_offset_rad) for joints 1..7 in Craig's convention.
+DH_MODIFIED = (
+    (0.0, 0.0, 0.2405, 0.0),
+    (0.0, -math.pi / 2, 0.0, 0.0),
+    (0.0, math.pi / 2, 0.256, 0.0),
+    (0.0, -math.pi / 2, 0.0, 0.0),
+    (0.0, math.pi / 2, 0.210, 0.0),
+    (0.0, -math.pi / 2, 0.0, 0.0),
+    (0.0, math.pi / 2, 0.1725, 0.0),
+)
+
+
+def features(image_shape: tuple[int, int, int] = (CAMERA_RESOLUTION[0], CAMERA_RESOLUTION[1], 3),
+             use_videos: bool = True, with_effort: bool = True, with_capture_time: bool = True) -> dict:
+    """LeRobot feature spec of the dual-arm data contract (`LeRobotDataset.create(features=...)`)."""
+    h, w, c = image_shape
+    feats: dict = {
+        STATE_KEY: {"dtype": "float32", "shape": (STATE_DIM,), "names": list(STATE_NAMES)},
+        ACTION_KEY: {"dtype": "float32", "shape": (ACTION_DIM,), "names": list(ACTION_NAMES)},
+    }
+    if with_effort:
+        feats[EFFORT_KEY] = {"dtype": "float32", "shape": (EFFORT_DIM,), "names": list(EFFORT_NAMES)}
+    if with_capture_time:
+        feats[CAPTURE_TIME_KEY] = {
+            # Seconds since the episode's first tick: float32 keeps microseconds over an hour-long episode,
+            # where absolute Unix times would lose whole minutes.
+            "dtype": "float32",
+            "shape": (len(CAPTURE_STREAMS),),
+            "names": list(CAPTURE_STREAMS),
+        }
+    for key in IMAGE_KEYS:
+        feats[key] = {
+            "dtype": "video" if use_videos else "image",
+            "shape": (h, w, c),
+            "names": ["height", "width", "channels"],
+        }
+    return feats

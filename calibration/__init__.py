@@ -1,0 +1,1 @@
+"""Calibration procedures that write the YAML the bring-up reads."""
