@@ -1,0 +1,18 @@
+from setuptools import find_packages, setup
+
+package_name = "ate_sim"
+
+setup(
+    name=package_name,
+    version="0.1.0",
+    packages=find_packages(exclude=["test"]),
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{package_name}"]),
+        (f"share/{package_name}", ["package.xml"]),
+    ],
+    install_requires=["setuptools"],
+    zip_safe=True,
+    description="The simulated cell: a MuJoCo twin of the dual RM75-6s + OmniPicker + three cameras, behind the driver interfaces.",
+    license="Apache-2.0",
+    entry_points={"console_scripts": []},
+)

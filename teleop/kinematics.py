@@ -1,0 +1,220 @@
+"""Kinematics of the RM75-6s: THE one source of forward kinematics, Jacobian and IK of the arm.
+
+Everything is derived from ``ate_policy.contract.DH_MODIFIED`` (RealMan's published modified-DH table,
+Craig's convention: ``T_{i-1,i} = RotX(alpha) TransX(a) RotZ(theta + offset) TransZ(d)``), so the teleop IK,
+the simulated cell's MJCF model and the tests can never disagree about the arm's geometry.
+
+* ``fk(q)``: flange pose (4x4) in the arm's base frame; ``fk_frames(q)``: every joint frame.
+* ``jacobian(q)``: geometric 6x7 Jacobian (linear; angular) of the flange in the base frame.
+* ``solve_ik(T_target, q0)``: damped least squares, joint limits respected.
+* ``pose6_from_matrix`` / ``matrix_from_pose6``: RealMan's pose vector ``[x, y, z, rx, ry, rz]``
+  (metres, fixed-axis XYZ Euler angles, i.e. ``R = Rz(rz) Ry(ry) Rx(rx)``), what the SDK reports.
+* ``build_pinocchio_model()``: the same chain as a Pinocchio model (for the teleop's Pinocchio IK).
+
+Only numpy at import time; Pinocchio is imported when asked for.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ate_policy.contract import DH_MODIFIED, JOINT_LIMITS_RAD, N_ARM_JOINTS
+
+Q_MIN = -np.asarray(JOINT_LIMITS_RAD)
+Q_MAX = np.asarray(JOINT_LIMITS_RAD)
+
+
+def rot_x(a: float) -> np.ndarray:
+    c, s = math.cos(a), math.sin(a)
+    return np.array([[1, 0, 0], [0, c, -s], [0, s, c]])
+
+
+def rot_y(a: float) -> np.ndarray:
+    c, s = math.cos(a), math.sin(a)
+    return np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]])
+
+
+def rot_z(a: float) -> np.ndarray:
+    c, s = math.cos(a), math.sin(a)
+    return np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])
+
+
+def dh_link_transform(a: float, alpha: float, d: float, theta: float) -> np.ndarray:
+    """Modified-DH transform of one link: RotX(alpha) TransX(a) RotZ(theta) TransZ(d)."""
+    T = np.eye(4)
+    R = rot_x(alpha) @ rot_z(theta)
+    T[:3, :3] = R
+    # TransX(a) happens in the frame after RotX(alpha) (x is unchanged by it); TransZ(d) along the new z.
+    T[:3, 3] = np.array([a, 0.0, 0.0]) + R @ np.array([0.0, 0.0, d])
+    return T
+
+
+def joint_placements() -> list[np.ndarray]:
+    """Fixed part of each link transform (theta = offset): where joint i sits in frame i-1 at q_i = 0."""
+    return [dh_link_transform(a, alpha, d, off) for (a, alpha, d, off) in DH_MODIFIED]
+
+
+def _check_q(q) -> np.ndarray:
+    q = np.asarray(q, dtype=float).reshape(-1)
+    if q.shape != (N_ARM_JOINTS,):
+        raise ValueError(f"expected {N_ARM_JOINTS} joint angles, got shape {q.shape}")
+    if not np.all(np.isfinite(q)):
+        raise ValueError(f"joint angles must be finite, got {q}")
+    return q
+
+
+def fk_frames(q) -> list[np.ndarray]:
+    """Base-frame poses of joint frames 1..7 (frame 7 is the flange: d7 is the flange offset)."""
+    q = _check_q(q)
+    T = np.eye(4)
+    frames = []
+    for qi, (a, alpha, d, off) in zip(q, DH_MODIFIED):
+        T = T @ dh_link_transform(a, alpha, d, qi + off)
+        frames.append(T.copy())
+    return frames
+
+
+def fk(q) -> np.ndarray:
+    """Flange pose (4x4) in the arm's base frame."""
+    return fk_frames(q)[-1]
+
+
+def jacobian(q, tool: np.ndarray | None = None) -> np.ndarray:
+    """Geometric Jacobian (6x7, rows vx vy vz wx wy wz) of the flange (or flange @ tool) in the base frame."""
+    frames = fk_frames(q)
+    T_tip = frames[-1] if tool is None else frames[-1] @ tool
+    p = T_tip[:3, 3]
+    J = np.zeros((6, N_ARM_JOINTS))
+    for i, Ti in enumerate(frames):
+        z, o = Ti[:3, 2], Ti[:3, 3]  # every joint rotates about its own frame's z axis
+        J[:3, i] = np.cross(z, p - o)
+        J[3:, i] = z
+    return J
+
+
+def rotation_log(R: np.ndarray) -> np.ndarray:
+    """Axis-angle vector of a rotation matrix (robust near 0 and pi)."""
+    cos = np.clip((np.trace(R) - 1.0) / 2.0, -1.0, 1.0)
+    angle = math.acos(cos)
+    if angle < 1e-9:
+        return np.zeros(3)
+    if math.pi - angle < 1e-6:
+        # Near pi the antisymmetric part vanishes: take the axis from the symmetric part.
+        M = (R + np.eye(3)) / 2.0
+        axis = M[:, int(np.argmax(np.diag(M)))]
+        return angle * axis / np.linalg.norm(axis)
+    w = np.array([R[2, 1] - R[1, 2], R[0, 2] - R[2, 0], R[1, 0] - R[0, 1]])
+    return angle * w / (2.0 * math.sin(angle))
+
+
+def pose_error(T_current: np.ndarray, T_target: np.ndarray) -> np.ndarray:
+    """6-vector (position error; rotation error as axis-angle), both in the base frame."""
+    dp = T_target[:3, 3] - T_current[:3, 3]
+    dR = T_target[:3, :3] @ T_current[:3, :3].T
+    return np.concatenate([dp, rotation_log(dR)])
+
+
+@dataclass
+class IKResult:
+    q: np.ndarray
+    success: bool
+    pos_err_m: float
+    rot_err_rad: float
+    iterations: int
+
+
+def solve_ik(T_target: np.ndarray, q0, tool: np.ndarray | None = None, max_iter: int = 200,
+             pos_tol_m: float = 1e-4, rot_tol_rad: float = 1e-3, damping: float = 0.05,
+             max_step_rad: float = 0.2, q_rest=None, rest_gain: float = 0.0) -> IKResult:
+    """Damped-least-squares IK from ``q0`` to the flange (or flange @ ``tool``) pose ``T_target``.
+
+    Damping keeps steps finite near singularities (the wrist is singular when J6 = 0); the step cap keeps
+    the solution on the branch of ``q0`` so a teleop or a scripted motion does not flip elbow or wrist.
+    ``q_rest``/``rest_gain`` pull the redundant (7th) degree of freedom towards a preferred posture in the
+    Jacobian's null space. Joint limits are enforced by clipping after every step.
+    """
+    q = _check_q(q0).copy()
+    T_target = np.asarray(T_target, dtype=float)
+    if T_target.shape != (4, 4) or not np.all(np.isfinite(T_target)):
+        raise ValueError("T_target must be a finite 4x4 homogeneous transform")
+    lam2 = damping ** 2
+    it = 0
+    for it in range(1, max_iter + 1):
+        T = fk(q) if tool is None else fk(q) @ tool
+        e = pose_error(T, T_target)
+        if np.linalg.norm(e[:3]) < pos_tol_m and np.linalg.norm(e[3:]) < rot_tol_rad:
+            it -= 1
+            break
+        J = jacobian(q, tool)
+        JJt = J @ J.T + lam2 * np.eye(6)
+        dq = J.T @ np.linalg.solve(JJt, e)
+        if q_rest is not None and rest_gain > 0.0:
+            # Null-space projector of the damped pseudo-inverse: posture pull without disturbing the pose.
+            N = np.eye(N_ARM_JOINTS) - J.T @ np.linalg.solve(JJt, J)
+            dq += N @ (rest_gain * (np.asarray(q_rest) - q))
+        n = np.max(np.abs(dq))
+        if n > max_step_rad:
+            dq *= max_step_rad / n
+        q = np.clip(q + dq, Q_MIN, Q_MAX)
+    T = fk(q) if tool is None else fk(q) @ tool
+    e = pose_error(T, T_target)
+    pe, re = float(np.linalg.norm(e[:3])), float(np.linalg.norm(e[3:]))
+    return IKResult(q, pe < pos_tol_m * 10 and re < rot_tol_rad * 10, pe, re, it)
+
+
+# --- RealMan pose vectors ------------------------------------------------------------------------------------------
+
+def matrix_from_pose6(pose) -> np.ndarray:
+    """4x4 from RealMan's ``[x, y, z, rx, ry, rz]`` (fixed-axis XYZ: R = Rz(rz) Ry(ry) Rx(rx))."""
+    x, y, z, rx, ry, rz = np.asarray(pose, dtype=float).reshape(6)
+    T = np.eye(4)
+    T[:3, :3] = rot_z(rz) @ rot_y(ry) @ rot_x(rx)
+    T[:3, 3] = (x, y, z)
+    return T
+
+
+def pose6_from_matrix(T: np.ndarray) -> np.ndarray:
+    """RealMan's ``[x, y, z, rx, ry, rz]`` of a 4x4 (inverse of ``matrix_from_pose6`` away from ry = +-90 deg)."""
+    R = T[:3, :3]
+    ry = math.asin(-np.clip(R[2, 0], -1.0, 1.0))
+    if abs(R[2, 0]) < 1.0 - 1e-9:
+        rx = math.atan2(R[2, 1], R[2, 2])
+        rz = math.atan2(R[1, 0], R[0, 0])
+    else:  # gimbal lock: only rz - rx (or rz + rx) is defined; put it all in rz
+        rx = 0.0
+        rz = math.atan2(-R[0, 1], R[1, 1])
+    return np.array([T[0, 3], T[1, 3], T[2, 3], rx, ry, rz])
+
+
+# --- Pinocchio ----------------------------------------------------------------------------------------------------
+
+FLANGE_FRAME = "flange"
+
+
+def build_pinocchio_model():
+    """The RM75-6s as a ``pinocchio.Model`` built from the same DH table (joints ``joint1..7``, frame ``flange``).
+
+    Placement of joint i in joint i-1 is the DH link transform at theta = offset; the revolute axis is z.
+    Inertias are rough (a uniform rod per link), enough for IK and gravity-free dynamics sketches.
+    """
+    import pinocchio as pin
+
+    from ate_policy.contract import ARM_JOINT_NAMES
+
+    model = pin.Model()
+    model.name = "rm75_6s"
+    parent = 0
+    placements = joint_placements()
+    for i, (name, M) in enumerate(zip(ARM_JOINT_NAMES, placements)):
+        placement = pin.SE3(M[:3, :3].copy(), M[:3, 3].copy())
+        jid = model.addJoint(parent, pin.JointModelRZ(), placement, name,
+                             np.array([1e3]), np.array([3.0]),  # effort, velocity: unused by IK
+                             np.array([Q_MIN[i]]), np.array([Q_MAX[i]]))
+        inertia = pin.Inertia.FromCylinder(1.0, 0.04, 0.1)
+        model.appendBodyToJoint(jid, inertia, pin.SE3.Identity())
+        parent = jid
+    model.addFrame(pin.Frame(FLANGE_FRAME, parent, 0, pin.SE3.Identity(), pin.FrameType.OP_FRAME))
+    return model
