@@ -1,0 +1,189 @@
+"""The safety layer: THE one place where arm and gripper commands are checked before they reach hardware.
+
+Every driver node that commands an arm or a gripper holds a :class:`SafetyFilter` (and shares one
+:class:`EStop` per process). It refuses, never repairs, a command that is:
+
+* malformed: wrong length, unknown or duplicated joint names, NaN/inf;
+* outside the joint limits shrunk by a margin (limits from ``ate_policy.contract``);
+* too far from the reference in one tick (velocity cap); the reference is the last target sent while commands
+  keep coming, otherwise the measured position, so a command after a pause is judged against where the arm is;
+* stale: stamped longer ago than the watchdog timeout (a late message is never replayed);
+* sent while the e-stop is latched.
+
+Watchdog: when no fresh command arrived for ``watchdog_s`` the driver holds (sends nothing, the controller keeps
+the last position); the old target is never re-sent. Every refusal is counted by reason and kept for diagnostics.
+Pure Python, no rclpy.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ate_policy.contract import JOINT_LIMITS_RAD, JOINT_MAX_SPEED_RAD_S, N_ARM_JOINTS, PERIOD_S, arm_joint_names
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SafetyConfig:
+    # Keeps commands this far inside the controller's own joint limits, so the controller never faults on a
+    # target that rounding or a calibration offset puts a hair outside.
+    joint_margin_rad: float = math.radians(2.0)
+    # Largest joint change accepted in one command (velocity cap): a fraction of what the slowest joint can do
+    # in one 20 Hz period, and well under the controller's 10 deg per movej_canfd frame.
+    max_step_rad: float = 0.5 * min(JOINT_MAX_SPEED_RAD_S) * PERIOD_S
+    # No fresh command for this long: hold, and judge the next command against the measured position.
+    watchdog_s: float = 0.25
+    # Gripper: opening fraction must lie in [0, 1]; force/speed fractions too.
+    gripper_min: float = 0.0
+    gripper_max: float = 1.0
+
+
+class Refused(ValueError):
+    """A command the safety layer will not pass on; ``reason`` is the counter key."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+
+
+class EStop:
+    """Latched emergency stop shared by every driver in a process; listeners (each arm's SDK stop) run at once."""
+
+    def __init__(self):
+        self._latched = False
+        self._lock = threading.Lock()
+        self._listeners: list[Callable[[], None]] = []
+        self.trigger_count = 0
+
+    @property
+    def latched(self) -> bool:
+        return self._latched
+
+    def add_listener(self, fn: Callable[[], None]) -> None:
+        self._listeners.append(fn)
+
+    def trigger(self, reason: str = "") -> None:
+        with self._lock:
+            self._latched = True
+            self.trigger_count += 1
+        log.error("E-STOP triggered%s", f": {reason}" if reason else "")
+        for fn in list(self._listeners):
+            try:
+                fn()
+            except Exception as e:  # one arm failing to stop must not keep the other from stopping
+                log.error("e-stop listener failed: %s", e)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._latched = False
+        log.warning("e-stop reset")
+
+
+class SafetyFilter:
+    """Checks one arm's joint commands (and its gripper's) against the rules above."""
+
+    def __init__(self, arm: str, config: SafetyConfig | None = None, estop: EStop | None = None):
+        self.arm = arm
+        self.config = config or SafetyConfig()
+        self.estop = estop or EStop()
+        self.joint_names = arm_joint_names(arm)
+        lim = np.asarray(JOINT_LIMITS_RAD) - self.config.joint_margin_rad
+        self.q_min, self.q_max = -lim, lim
+        self.refusals: Counter[str] = Counter()
+        self.last_refusal: str = ""
+        self.accepted = 0
+        self._last_target: np.ndarray | None = None
+        self._last_accept_t = -math.inf
+
+    # --- bookkeeping ---------------------------------------------------------------------------------------
+    def _refuse(self, reason: str, detail: str) -> Refused:
+        self.refusals[reason] += 1
+        self.last_refusal = f"{reason}: {detail}"
+        log.warning("[%s] command refused: %s", self.arm, self.last_refusal)
+        return Refused(reason, detail)
+
+    def watchdog_expired(self, now_s: float) -> bool:
+        return now_s - self._last_accept_t > self.config.watchdog_s
+
+    def forget_reference(self) -> None:
+        """After a reconnect or an e-stop: the next command is judged against the measured position only."""
+        self._last_target = None
+        self._last_accept_t = -math.inf
+
+    # --- arm -----------------------------------------------------------------------------------------------
+    def order(self, names: Sequence[str], positions: Sequence[float]) -> np.ndarray:
+        """Positions in this arm's joint order; names may come in any order (``left_joint1`` .. ``left_joint7``)."""
+        pos = np.asarray(list(positions), dtype=float).reshape(-1)
+        if not names:
+            if pos.shape != (N_ARM_JOINTS,):
+                raise self._refuse("wrong_length", f"{pos.size} positions without names, expected {N_ARM_JOINTS}")
+            return pos
+        if len(names) != len(pos):
+            raise self._refuse("wrong_length", f"{len(names)} names but {len(pos)} positions")
+        unknown = [n for n in names if n not in self.joint_names]
+        if unknown:
+            raise self._refuse("unknown_joint", f"{unknown} (expected {self.joint_names})")
+        if len(set(names)) != len(names) or len(names) != N_ARM_JOINTS:
+            raise self._refuse("wrong_length", f"need each of {self.joint_names} exactly once, got {list(names)}")
+        index = {n: i for i, n in enumerate(names)}
+        return pos[[index[n] for n in self.joint_names]]
+
+    def check_arm(self, q_rad, q_measured: np.ndarray | None, now_s: float,
+                  stamp_s: float | None = None) -> np.ndarray:
+        """The target to send, or :class:`Refused`. ``q_rad`` is already in joint order (see :meth:`order`)."""
+        if self.estop.latched:
+            raise self._refuse("estop", "e-stop latched; reset it first")
+        q = np.asarray(q_rad, dtype=float).reshape(-1)
+        if q.shape != (N_ARM_JOINTS,):
+            raise self._refuse("wrong_length", f"{q.size} positions, expected {N_ARM_JOINTS}")
+        if not np.all(np.isfinite(q)):
+            raise self._refuse("not_finite", f"{q.tolist()}")
+        if stamp_s is not None and now_s - stamp_s > self.config.watchdog_s:
+            raise self._refuse("stale", f"command is {now_s - stamp_s:.3f} s old (> {self.config.watchdog_s} s)")
+        bad = np.flatnonzero((q < self.q_min) | (q > self.q_max))
+        if bad.size:
+            j = int(bad[0])
+            raise self._refuse("joint_limit", f"{self.joint_names[j]} = {q[j]:.4f} rad outside "
+                                              f"[{self.q_min[j]:.4f}, {self.q_max[j]:.4f}] (margin included)")
+        ref = self._last_target if (self._last_target is not None and not self.watchdog_expired(now_s)) \
+            else q_measured
+        if ref is None:
+            raise self._refuse("no_state", "no measured joint position yet to judge the step against")
+        step = np.abs(q - ref)
+        if np.max(step) > self.config.max_step_rad:
+            j = int(np.argmax(step))
+            raise self._refuse("too_fast", f"{self.joint_names[j]} would move {step[j]:.4f} rad in one command "
+                                           f"(max {self.config.max_step_rad:.4f})")
+        self._last_target = q.copy()
+        self._last_accept_t = now_s
+        self.accepted += 1
+        return q
+
+    # --- gripper -------------------------------------------------------------------------------------------
+    def check_gripper(self, position: float, force: float = 1.0, speed: float = 1.0) -> tuple[float, float, float]:
+        if self.estop.latched:
+            raise self._refuse("estop", "e-stop latched; reset it first")
+        vals = (float(position), float(force), float(speed))
+        if not all(math.isfinite(v) for v in vals):
+            raise self._refuse("not_finite", f"gripper command {vals}")
+        if not self.config.gripper_min <= vals[0] <= self.config.gripper_max:
+            raise self._refuse("gripper_range", f"opening {vals[0]} outside "
+                                                f"[{self.config.gripper_min}, {self.config.gripper_max}]")
+        if not (0.0 <= vals[1] <= 1.0 and 0.0 <= vals[2] <= 1.0):
+            raise self._refuse("gripper_range", f"force/speed fractions {vals[1:]} outside [0, 1]")
+        self.accepted += 1
+        return vals
+
+    def diagnostics(self) -> dict[str, str]:
+        d = {"accepted": str(self.accepted), "estop": str(self.estop.latched),
+             "refused_total": str(sum(self.refusals.values())), "last_refusal": self.last_refusal}
+        d.update({f"refused_{k}": str(v) for k, v in sorted(self.refusals.items())})
+        return d
