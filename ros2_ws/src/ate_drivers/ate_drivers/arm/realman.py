@@ -19,6 +19,7 @@ from ate_policy.contract import N_ARM_JOINTS
 
 RETURN_CODES = {0: "ok", 1: "refused by the controller", -1: "send failed", -2: "receive timeout",
                 -3: "reply could not be parsed"}
+HANDSHAKE_TIMEOUT_MS = 1000
 _VOLTAGE_TYPES = {0: 0, 5: 1, 12: 2, 24: 3}
 
 # rm_init() sets the SDK's thread mode once per process; a second RoboticArm(mode) would re-initialise the
@@ -57,8 +58,12 @@ class RealmanArm:
                 _sdk_initialised = True
             else:
                 arm = RoboticArm()
-            arm.rm_set_timeout(int(self.config.reply_timeout_ms))
+            # The timeout is global to the C library. A freshly created handle needs a few hundred ms before
+            # the SDK's receive thread serves it, so the handshake runs under a generous timeout and the short
+            # one (to notice a dead link within a few ticks) applies afterwards.
+            arm.rm_set_timeout(HANDSHAKE_TIMEOUT_MS)
             handle = arm.rm_create_robot_arm(self.config.ip, int(self.config.port), level=3)
+            arm.rm_set_timeout(int(self.config.reply_timeout_ms))
         if handle.id == -1:
             raise ConnectionError(f"no RealMan controller answered at {self.config.ip}:{self.config.port} "
                                   "(check the cable and IP, or run with robot:=sim / robot:=emulated)")
