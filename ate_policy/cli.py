@@ -39,6 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"ate_policy: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
         return 2
+    from ate_policy.quiet import quiet_libraries
+
+    quiet_libraries()
     module_name, func_name = COMMANDS[name][0].split(":")
     func = getattr(importlib.import_module(module_name), func_name)
     try:

@@ -89,6 +89,8 @@ class VAETrainConfig:
     kl_direction: str = "reverse"
     # Latent statistics after Stage 1 use every window (stride 1) unless set.
     stats_stride: int | None = None
+    # Share of each dataset's episodes held out (whole episodes) for `ate_policy vae report`.
+    val_fraction: float = 0.1
     model: InfoVAEConfig = field(default_factory=InfoVAEConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     wandb: WandBConfig = field(default_factory=WandBConfig)

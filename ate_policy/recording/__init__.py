@@ -1,0 +1,1 @@
+"""Episode recording: stream synchronisation (``sync``), crash-safe commits (``durable``), the recorder."""
