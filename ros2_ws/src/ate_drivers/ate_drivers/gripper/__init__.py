@@ -1,0 +1,1 @@
+"""AgiBot OmniPicker gripper over CAN (python-can): byte layout, backend, emulator."""
