@@ -47,8 +47,10 @@ def available(kind: str) -> list[str]:
     return sorted(_FACTORIES[kind])
 
 
-def make(kind: str, name: str, **kwargs) -> Any:
-    """Build the ``kind`` backend registered as ``name`` with the factory's keyword arguments."""
+def make(kind: str, name: str, /, **kwargs) -> Any:
+    """Build the ``kind`` backend registered as ``name`` with the factory's keyword arguments.
+
+    ``name`` is positional-only so that factories can take a ``name`` keyword of their own (camera names)."""
     if kind not in KINDS:
         raise ValueError(f"unknown backend kind {kind!r}; expected one of {KINDS}")
     if name not in _FACTORIES[kind] and name in PLUGIN_MODULES:
@@ -64,13 +66,13 @@ def make(kind: str, name: str, **kwargs) -> Any:
     return factory(**kwargs)
 
 
-def make_arm(name: str, **kwargs) -> Any:
+def make_arm(name: str, /, **kwargs) -> Any:
     return make("arm", name, **kwargs)
 
 
-def make_gripper(name: str, **kwargs) -> Any:
+def make_gripper(name: str, /, **kwargs) -> Any:
     return make("gripper", name, **kwargs)
 
 
-def make_camera(name: str, **kwargs) -> Any:
+def make_camera(name: str, /, **kwargs) -> Any:
     return make("camera", name, **kwargs)

@@ -1,0 +1,173 @@
+"""Task scenes of the paper (appendix D.3) in the simulated cell: objects, randomisation, success checks.
+
+* ``cook_bun``: a bun on the right plate, an empty left plate, a steamer closed by its lid. The right gripper
+  moves the bun to the left plate while the left gripper lifts the lid and puts it aside; the left gripper then
+  puts the bun into the steamer and returns the lid. Success: bun inside the steamer, lid on the steamer,
+  nothing held.
+* ``pick_bun``: a bun inside the closed steamer, an empty left plate. The left gripper lifts the lid aside,
+  takes the bun out onto the left plate and returns the lid. Success: bun on the left plate, lid on the
+  steamer, nothing held.
+
+Object positions (plates, steamer, bun) are randomised uniformly within a disc of ``RANDOM_RADIUS_M``
+(3.5 cm, as in the paper) around their nominal places; the bun's yaw is random.
+World frame: origin on the table top between the arm bases, x forward (away from the overhead camera),
+y to the left arm, z up.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ate_sim.model import SceneSpec
+
+RANDOM_RADIUS_M = 0.035
+
+BUN_R, BUN_HH = 0.030, 0.022           # radius, half height
+PLATE_R, PLATE_HH = 0.070, 0.006
+STEAMER_R_IN, STEAMER_WALL_H, STEAMER_FLOOR = 0.080, 0.070, 0.006
+LID_R, LID_HH = 0.095, 0.006
+KNOB_HALF = (0.030, 0.012, 0.015)      # handle bar on the lid, along x so the fingers (closing along y) grip it
+
+NOMINAL = {
+    "plate_right": (0.34, -0.22),
+    "plate_left": (0.36, 0.02),
+    "steamer": (0.33, 0.25),
+}
+LID_ASIDE = (0.17, 0.42)
+"""Where the left arm puts the lid while it works in the steamer."""
+
+
+def _disc(rng: np.random.Generator, r: float) -> np.ndarray:
+    a = rng.uniform(0, 2 * math.pi)
+    return math.sqrt(rng.uniform(0, 1)) * r * np.array([math.cos(a), math.sin(a)])
+
+
+def _static_xml() -> str:
+    plates = "".join(
+        f'<body name="{n}" pos="{x} {y} 0"><geom type="cylinder" size="{PLATE_R} {PLATE_HH}" pos="0 0 {PLATE_HH}" '
+        f'rgba="0.95 0.95 0.97 1" friction="1 0.01 0.001"/></body>'
+        for n, (x, y) in NOMINAL.items() if n.startswith("plate"))
+    # The steamer's round wall as 16 boxes around a floor disc.
+    walls, n = [], 16
+    seg = 2 * math.pi * (STEAMER_R_IN + 0.006) / n * 0.6
+    for k in range(n):
+        a = 2 * math.pi * k / n
+        cx, cy = (STEAMER_R_IN + 0.006) * math.cos(a), (STEAMER_R_IN + 0.006) * math.sin(a)
+        walls.append(f'<geom type="box" size="0.006 {seg:.4f} {STEAMER_WALL_H / 2}" pos="{cx:.4f} {cy:.4f} '
+                     f'{STEAMER_WALL_H / 2}" euler="0 0 {a:.4f}" rgba="0.76 0.6 0.36 1"/>')
+    sx, sy = NOMINAL["steamer"]
+    steamer = (f'<body name="steamer" pos="{sx} {sy} 0"><geom type="cylinder" size="{STEAMER_R_IN + 0.012} '
+               f'{STEAMER_FLOOR / 2}" pos="0 0 {STEAMER_FLOOR / 2}" rgba="0.7 0.55 0.33 1"/>{"".join(walls)}</body>')
+    return plates + steamer
+
+
+def _objects_xml() -> str:
+    bun = (f'<body name="bun" pos="0 0 0.5"><freejoint name="bun"/>'
+           f'<geom type="cylinder" size="{BUN_R} {BUN_HH}" mass="0.08" rgba="0.98 0.94 0.82 1" '
+           f'friction="1.2 0.01 0.001" condim="4"/></body>')
+    lid = (f'<body name="lid" pos="0 0 0.6"><freejoint name="lid"/>'
+           f'<geom type="cylinder" size="{LID_R} {LID_HH}" mass="0.12" rgba="0.8 0.66 0.42 1"/>'
+           f'<geom type="box" size="{KNOB_HALF[0]} {KNOB_HALF[1]} {KNOB_HALF[2]}" pos="0 0 {LID_HH + KNOB_HALF[2]}" '
+           f'mass="0.02" rgba="0.55 0.4 0.25 1" friction="1.5 0.02 0.001" condim="4"/></body>')
+    return bun + lid
+
+
+def _set_free(cell, name: str, pos, yaw: float = 0.0):
+    m, d = cell.model, cell.data
+    j = m.joint(name).id
+    adr = m.jnt_qposadr[j]
+    d.qpos[adr:adr + 3] = pos
+    d.qpos[adr + 3:adr + 7] = (math.cos(yaw / 2), 0.0, 0.0, math.sin(yaw / 2))
+    d.qvel[m.jnt_dofadr[j]:m.jnt_dofadr[j] + 6] = 0.0
+
+
+def body_pos(cell, name: str) -> np.ndarray:
+    return cell.data.xpos[cell.model.body(name).id].copy()
+
+
+def body_zaxis(cell, name: str) -> np.ndarray:
+    return cell.data.xmat[cell.model.body(name).id].reshape(3, 3)[:, 2].copy()
+
+
+# Heights (world z) of resting objects' body origins
+BUN_ON_PLATE_Z = 2 * PLATE_HH + BUN_HH
+BUN_IN_STEAMER_Z = STEAMER_FLOOR + BUN_HH
+LID_ON_STEAMER_Z = STEAMER_WALL_H + LID_HH
+
+
+@dataclass
+class Scene:
+    name: str = "base"
+    instruction: str = ""
+
+    def spec(self) -> SceneSpec:
+        return SceneSpec(self.name, _static_xml() + _objects_xml(), ["bun", "lid"])
+
+    def reset(self, cell, rng: np.random.Generator) -> None:
+        m = cell.model
+        self.places = {}
+        for n, nominal in NOMINAL.items():
+            xy = np.asarray(nominal) + _disc(rng, RANDOM_RADIUS_M)
+            m.body_pos[m.body(n).id][:2] = xy
+            self.places[n] = xy
+        st = self.places["steamer"]
+        _set_free(cell, "lid", (st[0], st[1], LID_ON_STEAMER_Z + 0.001))
+
+    # --- shared checks ---------------------------------------------------------------------------------------------
+    def bun_in_steamer(self, cell) -> bool:
+        b, s = body_pos(cell, "bun"), self.places["steamer"]
+        return bool(np.linalg.norm(b[:2] - s) < STEAMER_R_IN - BUN_R + 0.005 and b[2] < STEAMER_WALL_H)
+
+    def bun_on_plate(self, cell, plate: str) -> bool:
+        b, p = body_pos(cell, "bun"), self.places[plate]
+        return bool(np.linalg.norm(b[:2] - p) < PLATE_R and abs(b[2] - BUN_ON_PLATE_Z) < 0.01)
+
+    def lid_on_steamer(self, cell) -> bool:
+        lpos, s = body_pos(cell, "lid"), self.places["steamer"]
+        upright = body_zaxis(cell, "lid")[2] > math.cos(math.radians(8))
+        return bool(np.linalg.norm(lpos[:2] - s) < 0.025 and abs(lpos[2] - LID_ON_STEAMER_Z) < 0.01 and upright)
+
+    def nothing_held(self, cell) -> bool:
+        return all(cell.held_by(a) is None for a in ("left", "right"))
+
+    def success(self, cell) -> bool:
+        raise NotImplementedError
+
+
+class CookBun(Scene):
+    def __init__(self):
+        super().__init__("cook_bun", "cook the bun: put the bun in the steamer and close the lid")
+
+    def reset(self, cell, rng):
+        super().reset(cell, rng)
+        p = self.places["plate_right"] + _disc(rng, 0.01)
+        _set_free(cell, "bun", (p[0], p[1], BUN_ON_PLATE_Z + 0.001), rng.uniform(-math.pi, math.pi))
+
+    def success(self, cell) -> bool:
+        return self.bun_in_steamer(cell) and self.lid_on_steamer(cell) and self.nothing_held(cell)
+
+
+class PickBun(Scene):
+    def __init__(self):
+        super().__init__("pick_bun", "take the bun out of the steamer and put it on the left plate")
+
+    def reset(self, cell, rng):
+        super().reset(cell, rng)
+        s = self.places["steamer"] + _disc(rng, 0.02)
+        _set_free(cell, "bun", (s[0], s[1], BUN_IN_STEAMER_Z + 0.001), rng.uniform(-math.pi, math.pi))
+
+    def success(self, cell) -> bool:
+        return self.bun_on_plate(cell, "plate_left") and self.lid_on_steamer(cell) and self.nothing_held(cell)
+
+
+SCENES = {"cook_bun": CookBun, "pick_bun": PickBun}
+
+
+def make_scene(task: str) -> Scene:
+    try:
+        return SCENES[task]()
+    except KeyError:
+        raise ValueError(f"unknown sim task {task!r}; available: {sorted(SCENES)}") from None
