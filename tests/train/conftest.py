@@ -1,0 +1,61 @@
+"""Fixtures of the training tests: tiny random PI0 / Diffusion policies, a random Stage-2 InfoVAE, batches."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ate_policy import contract
+from ate_policy.vae.configuration_vae import InfoVAEConfig
+from ate_policy.vae.modeling_vae import InfoVAE
+
+CHUNK = 8
+
+
+def make_vae(chunk_len: int = CHUNK, seed: int = 0) -> InfoVAE:
+    torch.manual_seed(seed)
+    return InfoVAE(InfoVAEConfig(width=32, n_heads=4, ffn_dim=64, n_layers=1), chunk_len=chunk_len)
+
+
+def make_batch(b: int = 2, chunk: int = CHUNK, seed: int = 0, tokens: bool = True) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    batch = {
+        contract.STATE_KEY: torch.randn(b, contract.STATE_DIM, generator=g),
+        contract.ACTION_KEY: torch.randn(b, chunk, contract.ACTION_DIM, generator=g),
+        "action_is_pad": torch.zeros(b, chunk, dtype=torch.bool),
+    }
+    batch["action_is_pad"][-1, -2:] = True  # the last sample's chunk runs past its episode's end
+    for key in contract.IMAGE_KEYS:
+        batch[key] = torch.rand(b, 3, 48, 64, generator=g)
+    if tokens:
+        batch["observation.language.tokens"] = torch.randint(3, 300, (b, 16), generator=g)
+        mask = torch.zeros(b, 16, dtype=torch.bool)
+        mask[:, :6] = True
+        batch["observation.language.attention_mask"] = mask
+    return batch
+
+
+@pytest.fixture(name="make_batch")
+def make_batch_fixture():
+    return make_batch
+
+
+@pytest.fixture
+def vae() -> InfoVAE:
+    return make_vae()
+
+
+@pytest.fixture(scope="module")
+def pi0_pair():
+    """(ours, plain LeRobot PI0Policy) with identical random weights."""
+    from lerobot.policies.pi0.modeling_pi0 import PI0Policy
+
+    from ate_policy.policies.pi0_ate import PI0ATEPolicy
+    from ate_policy.policies.tiny import tiny_pi0_config, tiny_pi0_patches
+
+    with tiny_pi0_patches():
+        torch.manual_seed(0)
+        ours = PI0ATEPolicy(tiny_pi0_config(chunk_size=CHUNK))
+        plain = PI0Policy(tiny_pi0_config(chunk_size=CHUNK))
+    plain.load_state_dict(ours.state_dict())
+    return ours, plain
