@@ -107,7 +107,7 @@ def _check_features(existing: dict, wanted: dict, root: Path) -> None:
                             f"recorder writes {ft['dtype']} {tuple(ft['shape'])}")
         elif ft.get("names") and have.get("names") and list(have["names"]) != list(ft["names"]):
             problems.append(f"{key}: names differ")
-    from lerobot.datasets.utils import DEFAULT_FEATURES
+    from lerobot.utils.constants import DEFAULT_FEATURES
 
     extra = set(existing) - set(wanted) - set(DEFAULT_FEATURES)
     if extra:

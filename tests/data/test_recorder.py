@@ -1,0 +1,192 @@
+"""Episode recorder: LeRobot's real writer, small images, time driven by the test (no sleeping)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ate_data_testkit import TASK, feed_tick, image_at, state_at
+
+from ate_policy import contract
+from ate_policy.errors import UserError
+from ate_policy.recording import durable
+from ate_policy.recording.recorder import EpisodeRecorder, RecorderConfig
+
+T0 = 1000.0  # monotonic seconds of the first tick
+P = contract.PERIOD_S
+
+
+def load(root):
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    return LeRobotDataset("local/ate_dual", root=root)
+
+
+def record(rec, n, start_k=0, cams=contract.CAMERA_NAMES):
+    rec.start_episode()
+    outcomes = [feed_tick(rec, T0 + (start_k + k) * P, start_k + k, cams=cams) for k in range(n)]
+    return outcomes, rec.stop_and_save()
+
+
+def test_episodes_are_written_in_the_data_contract_and_load_in_lerobot(small_recorder_cfg):
+    with EpisodeRecorder(small_recorder_cfg) as rec:
+        outcomes, rep0 = record(rec, 12)
+        _, rep1 = record(rec, 8)
+    assert set(outcomes) == {"recorded"}
+    assert (rep0.saved, rep0.episode_index, rep0.frames) == (True, 0, 12)
+    assert (rep1.episode_index, rep1.frames) == (1, 8)
+
+    ds = load(small_recorder_cfg.root)
+    assert ds.num_episodes == 2 and len(ds) == 20 and ds.fps == contract.FPS
+    assert ds.meta.robot_type == contract.ROBOT_TYPE
+    assert ds.meta.features[contract.STATE_KEY]["names"] == contract.STATE_NAMES
+    assert ds.meta.features[contract.CAPTURE_TIME_KEY]["names"] == list(contract.CAPTURE_STREAMS)
+    item = ds[5]
+    assert item["task"] == TASK
+    np.testing.assert_allclose(item[contract.STATE_KEY].numpy(), state_at(T0 + 5 * P - 0.002), atol=1e-6)
+    np.testing.assert_allclose(item[contract.ACTION_KEY].numpy(), state_at(T0 + 5 * P + 0.05), atol=1e-6)
+    # Real capture times relative to the first tick, next to the nominal timestamp 5 / 20 s.
+    np.testing.assert_allclose(item[contract.CAPTURE_TIME_KEY].numpy(),
+                               [5 * P - 0.002] + [5 * P - 0.010] * 3, atol=1e-5)
+    assert float(item["timestamp"]) == pytest.approx(5 * P)
+    for ci, key in enumerate(contract.IMAGE_KEYS):  # video decoded back to the right frame (lossy codec)
+        got = item[key].numpy().mean() * 255
+        assert abs(got - image_at(5, ci).mean()) < 6
+    side = durable.read_sidecar(small_recorder_cfg.root)
+    assert side[0]["frames"] == 12 and side[0]["stale_ticks"] == 0 and not side[0]["flagged"]
+    assert side[0]["streams"]["cam_high"]["p50_ms"] == pytest.approx(10.0, abs=1e-3)
+
+
+def test_nothing_is_recorded_until_every_stream_has_delivered(small_recorder_cfg):
+    with EpisodeRecorder(small_recorder_cfg) as rec:
+        assert rec.tick(np.zeros(16), T0) == "idle"
+        rec.start_episode()
+        rec.put_state(state_at(T0), np.zeros(12), T0)
+        assert rec.tick(np.zeros(16), T0) == "waiting"
+        assert feed_tick(rec, T0 + P, 1) == "recorded"
+        rep = rec.stop_and_save()
+    assert rep.frames == 1 and rep.sync["waiting_ticks"] == 1
+
+
+def test_a_stalled_camera_gives_stale_ticks_with_its_real_capture_time_and_flags_the_episode(small_recorder_cfg):
+    small_recorder_cfg.max_stale_share = 0.1
+    with EpisodeRecorder(small_recorder_cfg) as rec:
+        rec.start_episode()
+        out = []
+        for k in range(20):
+            # cam_left_wrist delivers nothing on ticks 8..13 (6 ticks): the recorder must hold its last frame
+            cams = [c for c in contract.CAMERA_NAMES if not (c == "cam_left_wrist" and 8 <= k <= 13)]
+            out.append(feed_tick(rec, T0 + k * P, k, cams=cams))
+        rep = rec.stop_and_save()
+    assert out[8:14] == ["stale"] * 6 and out.count("recorded") == 14
+    assert rep.saved and rep.flagged and rep.sync["stale_ticks"] == 6
+    assert rep.sync["streams"]["cam_left_wrist"]["repeated"] == 6
+    ds = load(small_recorder_cfg.root)
+    cap = np.stack([ds[k][contract.CAPTURE_TIME_KEY].numpy() for k in range(20)])
+    left = cap[:, 1 + contract.CAMERA_NAMES.index("cam_left_wrist")]
+    # During the stall the stored capture time stays at frame 7's: the late frame is not stamped as on time.
+    np.testing.assert_allclose(left[8:14], 7 * P - 0.010, atol=1e-5)
+    assert durable.read_sidecar(small_recorder_cfg.root)[0]["flagged"] is True
+
+
+def test_flagged_episodes_are_dropped_when_the_policy_says_so(small_recorder_cfg):
+    small_recorder_cfg.flagged_policy = "drop"
+    small_recorder_cfg.max_stale_share = 0.0
+    with EpisodeRecorder(small_recorder_cfg) as rec:
+        _, rep = record(rec, 6, cams=["cam_high", "cam_left_wrist"])  # right wrist never... see below
+        assert rep.frames == 0  # it never delivered: no frame could be assembled
+        rec.start_episode()
+        for k in range(6):
+            feed_tick(rec, T0 + k * P, k, cam_lag_s=0.08)  # every camera frame 80 ms old
+        rep = rec.stop_and_save()
+        assert not rep.saved and rep.flagged and "drop" in rep.reason
+        _, ok = record(rec, 5, start_k=10)
+    assert ok.saved and ok.episode_index == 0
+    assert load(small_recorder_cfg.root).num_episodes == 1
+
+
+def test_discard_and_rerecord_leave_no_trace(small_recorder_cfg):
+    with EpisodeRecorder(small_recorder_cfg) as rec:
+        rec.start_episode()
+        for k in range(5):
+            feed_tick(rec, T0 + k * P, k)
+        rec.discard()
+        rec.start_episode()
+        for k in range(5):
+            feed_tick(rec, T0 + k * P, 100 + k)
+        rec.rerecord()
+        assert rec.recording
+        for k in range(7):
+            feed_tick(rec, T0 + k * P, k)
+        rep = rec.stop_and_save()
+    assert rep.episode_index == 0 and rep.frames == 7
+    ds = load(small_recorder_cfg.root)
+    assert ds.num_episodes == 1 and len(ds) == 7
+    assert not (Path(small_recorder_cfg.root) / "images").exists()
+
+
+def test_resume_appends_episodes_and_refuses_a_mismatching_dataset(small_recorder_cfg):
+    with EpisodeRecorder(small_recorder_cfg) as rec:
+        record(rec, 6)
+    with EpisodeRecorder(small_recorder_cfg) as rec:  # existing root -> resume
+        assert rec.num_episodes == 1
+        _, rep = record(rec, 4)
+    assert rep.episode_index == 1
+    ds = load(small_recorder_cfg.root)
+    assert ds.num_episodes == 2 and len(ds) == 10
+    assert ds[6]["episode_index"] == 1 and ds[6]["frame_index"] == 0
+
+    wrong_fps = RecorderConfig(**{**vars(small_recorder_cfg), "fps": 30})
+    with pytest.raises(UserError, match="30 Hz"):
+        EpisodeRecorder(wrong_fps)
+    wrong_size = RecorderConfig(**{**vars(small_recorder_cfg), "image_height": 48})
+    with pytest.raises(UserError, match="features do not match"):
+        EpisodeRecorder(wrong_size)
+    with pytest.raises(UserError, match="not empty"):
+        EpisodeRecorder(small_recorder_cfg, resume=False)
+
+
+def test_a_full_queue_drops_frames_counts_them_and_never_blocks_the_control_loop(small_recorder_cfg):
+    small_recorder_cfg.queue_size = 3
+    with EpisodeRecorder(small_recorder_cfg) as rec:
+        gate, busy = threading.Event(), threading.Event()
+        real_add = rec._ds.add_frame
+
+        def slow_add(frame):  # a disk or encoder that stalls
+            busy.set()
+            gate.wait(timeout=30)
+            real_add(frame)
+
+        rec._ds.add_frame = slow_add
+        rec.start_episode()
+        out = [feed_tick(rec, T0, 0)]
+        assert busy.wait(timeout=10)
+        out += [feed_tick(rec, T0 + k * P, k) for k in range(1, 10)]
+        gate.set()
+        rep = rec.stop_and_save()
+    # one frame is held by the stalled writer, three wait in the queue, the other six are dropped and counted
+    assert out.count("dropped") == 6 and out[:4] == ["recorded"] * 4
+    assert rep.saved and rep.frames == 4 and rep.dropped_frames == 6 and rep.flagged
+    assert durable.read_sidecar(small_recorder_cfg.root)[0]["dropped_frames"] == 6
+
+
+def test_bad_inputs_give_clear_errors(small_recorder_cfg):
+    with pytest.raises(UserError, match="flagged_policy"):
+        EpisodeRecorder(RecorderConfig(**{**vars(small_recorder_cfg), "flagged_policy": "maybe"}))
+    with EpisodeRecorder(small_recorder_cfg) as rec:
+        with pytest.raises(ValueError, match="resize in the camera node"):
+            rec.put_image("cam_high", np.zeros((540, 960, 3), np.uint8), T0)
+        with pytest.raises(ValueError, match="unknown camera"):
+            rec.put_image("cam_low", np.zeros((24, 32, 3), np.uint8), T0)
+        with pytest.raises(ValueError, match="16 values"):
+            rec.put_state(np.zeros(14), np.zeros(12), T0)
+        with pytest.raises(RuntimeError, match="no episode"):
+            rec.stop_and_save()
+        rec.start_episode()
+        with pytest.raises(RuntimeError, match="already being recorded"):
+            rec.start_episode()
+    info = json.loads((Path(small_recorder_cfg.root) / "meta" / "info.json").read_text())
+    assert info["total_episodes"] == 0
