@@ -134,5 +134,5 @@ class RealmanArm:
 
 
 @register_arm("realman")
-def make_realman_arm(config: RealmanArmConfig | None = None, **overrides) -> RealmanArm:
+def make_realman_arm(arm: str = "left", config: RealmanArmConfig | None = None, **overrides) -> RealmanArm:
     return RealmanArm(config, **overrides)

@@ -71,5 +71,5 @@ class OmniPicker:
 
 
 @register_gripper("omnipicker")
-def make_omnipicker(config: OmniPickerConfig | None = None, **overrides) -> OmniPicker:
+def make_omnipicker(arm: str = "left", config: OmniPickerConfig | None = None, **overrides) -> OmniPicker:
     return OmniPicker(config, **overrides)
