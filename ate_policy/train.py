@@ -1,0 +1,518 @@
+"""``ate_policy train``: the whole ATE pipeline (DESIGN.md sections 1 and 5, paper appendix F Alg. 1-3).
+
+    Stage 1  pre-training action InfoVAE + latent statistics   (ate_policy.vae.train.train_stage)
+    Stage 2  adaptation InfoVAE aligned by the reverse KL       (ate_policy.vae.train.train_stage)
+    Stage 3  policy fine-tuning (LeRobot PI0 or Diffusion) steered by the latent guidance of the frozen Stage-2 encoder
+
+Each stage is skipped when its output is complete and resumed when it was interrupted. The run folder::
+
+    train_config.yaml                  the exact config of the run
+    vae_stage1/  vae_stage2/           the two InfoVAE stages (their own layout, see ate_policy.vae.train)
+    policy/
+      checkpoints/<step>/pretrained_model/   LeRobot layout: config.json, model.safetensors, processors (loads with
+                                             plain LeRobot PI0Policy / DiffusionPolicy.from_pretrained)
+      checkpoints/<step>/training_state/     optimizer, scheduler, RNG, step (LeRobot's format)
+      checkpoints/last                       -> newest complete checkpoint
+      metrics.jsonl                          one line per logged step (loss, guidance norms, clamped fraction, s/step)
+      tensorboard/                           the same, for TensorBoard
+      summary.json                           written last: the stage is complete
+
+Multi-GPU: ``accelerate launch [--num_processes N] -m ate_policy.cli train --config ...``. ``batch_size`` is the
+total over all processes; each process reads its own slice of every global batch (a fixed, seeded order per
+epoch), so a resumed run reads exactly the batches the interrupted one would have.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ate_policy.config import dump_yaml, parse_cli
+from ate_policy.errors import UserError
+from ate_policy.guidance import GuidanceConfig
+from ate_policy.vae.configuration_vae import DatasetSpec, VAETrainConfig, WandBConfig
+
+log = logging.getLogger(__name__)
+
+POLICY_TYPES = ("pi0", "diffusion")
+
+
+@dataclass
+class PolicySpec:
+    # "pi0" (flow matching, the paper's policy) or "diffusion" (LeRobot Diffusion Policy, epsilon prediction).
+    type: str = "pi0"
+    # Base weights: a local LeRobot `pretrained_model` folder or a hub id (lerobot/pi0_base). None = random init.
+    pretrained_path: str | None = None
+    # Tiny random architecture (tests, CPU quick start): PI0 through ate_policy.policies.tiny, no download.
+    tiny: bool = False
+    # Action chunk length L (pi0's chunk_size / diffusion's horizon); Stage 2's chunk_len follows it.
+    chunk_size: int = 20
+    n_action_steps: int | None = None
+    # PI0 only: the tokenizer (hub id or local folder); None = PaliGemma's from the hub, or the tiny one when tiny.
+    tokenizer: str | None = None
+    # PI0 only: "bfloat16" halves memory on the GPU (the paper's runs); "float32" on CPU.
+    dtype: str = "float32"
+    freeze_vision_encoder: bool = False
+    train_expert_only: bool = False
+    gradient_checkpointing: bool = False
+
+    def __post_init__(self):
+        if self.type not in POLICY_TYPES:
+            raise ValueError(f"policy.type must be one of {POLICY_TYPES}, got {self.type!r}")
+        if self.chunk_size < 1:
+            raise ValueError(f"policy.chunk_size must be >= 1, got {self.chunk_size}")
+
+
+@dataclass
+class PolicyOptim:
+    # None = the LeRobot preset of the policy (pi0: AdamW 2.5e-5, cosine decay with warmup; diffusion: Adam 1e-4).
+    lr: float | None = None
+    warmup_steps: int | None = None
+    # Gradient-norm clip; None = the preset's (pi0: 1.0).
+    grad_clip_norm: float | None = None
+
+
+@dataclass
+class ATETrainConfig:
+    output_dir: str = "outputs/ate"
+    # The adaptation dataset (LeRobot v3.0) the policy is fine-tuned on; Stage 2 uses it too unless set there.
+    dataset: DatasetSpec = field(default_factory=DatasetSpec)
+    policy: PolicySpec = field(default_factory=PolicySpec)
+    policy_optim: PolicyOptim = field(default_factory=PolicyOptim)
+    guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
+    # The two InfoVAE stages; their output_dir/stage/stage1_dir are set by the pipeline (under output_dir).
+    vae_stage1: VAETrainConfig = field(default_factory=lambda: VAETrainConfig(stage="pretrain"))
+    vae_stage2: VAETrainConfig = field(default_factory=lambda: VAETrainConfig(stage="adapt"))
+    # A finished Stage-1 run to reuse (e.g. one trained once on the pre-training mixture); None = train it here.
+    stage1_dir: str | None = None
+    steps: int = 120_000
+    # Total over all processes (the paper: 48 = 8 GPUs x 6).
+    batch_size: int = 48
+    save_every: int = 5000
+    log_every: int = 10
+    seed: int = 1000
+    num_workers: int = 4
+    # "auto" = what Accelerate picks (CUDA when available); "cpu" forces the CPU.
+    device: str = "auto"
+    # Accelerate mixed precision: "no", "bf16" or "fp16".
+    mixed_precision: str = "no"
+    # Write the dataset indices each process trained on to policy/sample_indices_rank<r>.txt (audits, tests).
+    record_sample_indices: bool = False
+    wandb: WandBConfig = field(default_factory=WandBConfig)
+
+    def __post_init__(self):
+        for name in ("steps", "batch_size", "save_every", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+    @property
+    def out(self) -> Path:
+        return Path(self.output_dir)
+
+
+# --- stages 1 and 2 ---------------------------------------------------------------------------------------------
+def stage_configs(cfg: ATETrainConfig) -> tuple[VAETrainConfig | None, VAETrainConfig]:
+    """The two VAE stage configs as this run uses them (paths under output_dir, Stage 2 tied to the policy)."""
+    import dataclasses
+
+    s1 = None
+    stage1_dir = cfg.stage1_dir
+    if stage1_dir is None:
+        s1 = dataclasses.replace(cfg.vae_stage1, stage="pretrain", output_dir=str(cfg.out / "vae_stage1"))
+        if not s1.datasets:
+            raise UserError("vae_stage1.datasets is empty: name the pre-training dataset(s), or set stage1_dir to "
+                            "a finished Stage-1 run")
+        stage1_dir = s1.output_dir
+    # Stage 2 reads the chunks exactly as the policy sees them: same length L, same normalisation mode, and by
+    # default the same dataset, so the frozen encoder's input during guidance is in its training distribution.
+    norm = "min_max" if cfg.policy.type == "diffusion" else "mean_std"
+    s2 = dataclasses.replace(cfg.vae_stage2, stage="adapt", output_dir=str(cfg.out / "vae_stage2"),
+                             stage1_dir=stage1_dir, chunk_len=cfg.policy.chunk_size, normalization=norm,
+                             datasets=cfg.vae_stage2.datasets or [cfg.dataset])
+    return s1, s2
+
+
+# --- the policy ---------------------------------------------------------------------------------------------------
+def _tiny_context(spec: PolicySpec):
+    if spec.type == "pi0" and spec.tiny:
+        from ate_policy.policies.tiny import tiny_pi0_patches
+
+        return tiny_pi0_patches()
+    return contextlib.nullcontext()
+
+
+def build_policy_config(spec: PolicySpec, ds_meta, device: str, optim: PolicyOptim | None = None):
+    from lerobot.configs import FeatureType
+    from lerobot.utils.feature_utils import dataset_to_policy_features
+
+    features = dataset_to_policy_features(ds_meta.features)
+    outputs = {k: f for k, f in features.items() if f.type is FeatureType.ACTION}
+    inputs = {k: f for k, f in features.items() if f.type is not FeatureType.ACTION}
+    if spec.type == "pi0":
+        from ate_policy.policies.tiny import tiny_pi0_config
+
+        if spec.tiny:
+            pcfg = tiny_pi0_config(chunk_size=spec.chunk_size, input_features=inputs, output_features=outputs)
+        else:
+            from lerobot.policies.pi0.configuration_pi0 import PI0Config
+
+            pcfg = PI0Config(chunk_size=spec.chunk_size, n_action_steps=spec.chunk_size, dtype=spec.dtype,
+                             input_features=inputs, output_features=outputs, push_to_hub=False,
+                             freeze_vision_encoder=spec.freeze_vision_encoder,
+                             train_expert_only=spec.train_expert_only,
+                             gradient_checkpointing=spec.gradient_checkpointing)
+    else:
+        from ate_policy.policies.tiny import tiny_diffusion_config
+
+        if spec.tiny:
+            pcfg = tiny_diffusion_config(horizon=spec.chunk_size, input_features=inputs, output_features=outputs)
+        else:
+            from lerobot.policies.diffusion.configuration_diffusion import DiffusionConfig
+
+            pcfg = DiffusionConfig(horizon=spec.chunk_size, n_action_steps=max(1, spec.chunk_size // 2),
+                                   input_features=inputs, output_features=outputs, push_to_hub=False)
+    if spec.n_action_steps is not None:
+        pcfg.n_action_steps = spec.n_action_steps
+    pcfg.device = device
+    if optim is not None:
+        if optim.lr is not None:
+            pcfg.optimizer_lr = optim.lr
+        if optim.warmup_steps is not None:
+            pcfg.scheduler_warmup_steps = optim.warmup_steps
+    return pcfg
+
+
+def build_policy(spec: PolicySpec, pcfg):
+    """Our loss-only subclass; base weights from ``spec.pretrained_path`` when given."""
+    from ate_policy.policies.diffusion_ate import DiffusionATEPolicy
+    from ate_policy.policies.pi0_ate import PI0ATEPolicy
+
+    cls = PI0ATEPolicy if spec.type == "pi0" else DiffusionATEPolicy
+    with _tiny_context(spec):
+        if spec.pretrained_path is None:
+            return cls(pcfg)
+        local = Path(spec.pretrained_path)
+        if local.exists() and not (local / "model.safetensors").exists():
+            # PI0's from_pretrained silently returns random weights when it finds no file: refuse instead.
+            raise UserError(f"policy.pretrained_path {local} holds no model.safetensors (a LeRobot "
+                            "`pretrained_model` folder is expected)")
+        return cls.from_pretrained(spec.pretrained_path, config=pcfg)
+
+
+def build_processors(spec: PolicySpec, pcfg, stats, out: Path):
+    """LeRobot's pre/post-processors for the policy, with an offline tokenizer where one is needed."""
+    from lerobot.policies.factory import make_pre_post_processors
+
+    if spec.type != "pi0":
+        return make_pre_post_processors(pcfg, dataset_stats=stats)
+    from unittest import mock
+
+    import lerobot.policies.pi0.processor_pi0 as proc
+
+    tokenizer = spec.tokenizer
+    if tokenizer is None and spec.tiny:
+        from ate_policy.policies.tiny import tiny_tokenizer
+
+        tokenizer = str(tiny_tokenizer(out / "tokenizer").resolve())
+    if tokenizer is None:
+        return make_pre_post_processors(pcfg, dataset_stats=stats)
+    step_cls = proc.TokenizerProcessorStep
+
+    def with_our_tokenizer(**kw):
+        return step_cls(**{**kw, "tokenizer_name": tokenizer})
+
+    # processor_pi0 names the PaliGemma tokenizer of the hub; the saved processor records ours instead.
+    with mock.patch.object(proc, "TokenizerProcessorStep", with_our_tokenizer):
+        return make_pre_post_processors(pcfg, dataset_stats=stats)
+
+
+# --- data ---------------------------------------------------------------------------------------------------------
+class GlobalBatchSampler(torch.utils.data.Sampler):
+    """Yields this process's slice of each global batch, in a seeded order per epoch, starting at ``start_step``.
+
+    The order depends only on (seed, epoch), so every process agrees on the global batch without communicating
+    and a resumed run continues with the very batch the interrupted one would have read next.
+    """
+
+    def __init__(self, n: int, global_batch: int, rank: int, world: int, seed: int, start_step: int = 0):
+        if global_batch % world:
+            raise UserError(f"batch_size {global_batch} must be divisible by the number of processes {world}")
+        if n < global_batch:
+            raise UserError(f"the dataset has {n} samples, fewer than batch_size {global_batch}")
+        self.n, self.global_batch, self.rank, self.world = n, global_batch, rank, world
+        self.seed, self.step = seed, start_step
+        self.per_epoch = n // global_batch
+        self.local = global_batch // world
+
+    def __iter__(self):
+        while True:
+            epoch, k = divmod(self.step, self.per_epoch)
+            order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 100_003 + epoch))
+            start = k * self.global_batch + self.rank * self.local
+            self.step += 1
+            yield order[start:start + self.local].tolist()
+
+    def __len__(self):  # endless; DataLoader only needs this for len()
+        return 2**62
+
+
+def make_dataset(cfg: ATETrainConfig, pcfg):
+    from lerobot.datasets.factory import resolve_delta_timestamps
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset, LeRobotDatasetMetadata
+
+    d = cfg.dataset
+    if not d.repo_id and not d.root:
+        raise UserError("dataset.repo_id / dataset.root not set: name the LeRobot dataset to fine-tune on")
+    try:
+        meta = LeRobotDatasetMetadata(d.repo_id or Path(d.root).name, root=d.root)
+    except Exception as e:  # LeRobot raises several types for a missing dataset
+        raise UserError(f"cannot open dataset {d.repo_id or ''} {d.root or ''}: {e}") from e
+    return LeRobotDataset(d.repo_id or Path(d.root).name, root=d.root,
+                          delta_timestamps=resolve_delta_timestamps(pcfg, meta)), meta
+
+
+# --- checkpoints --------------------------------------------------------------------------------------------------
+def latest_policy_checkpoint(policy_dir: Path) -> Path | None:
+    from lerobot.utils.constants import TRAINING_STATE_DIR
+
+    last = policy_dir / "checkpoints" / "last"
+    if last.exists() and (last / TRAINING_STATE_DIR / "training_step.json").exists():
+        return last.resolve()
+    cands = sorted(p for p in (policy_dir / "checkpoints").glob("[0-9]*")
+                   if (p / TRAINING_STATE_DIR / "training_step.json").exists())
+    return cands[-1] if cands else None
+
+
+def save_policy_checkpoint(policy_dir: Path, step: int, policy, optimizer, scheduler, pre, post,
+                           cfg: ATETrainConfig, world: int) -> Path:
+    from lerobot.common.train_utils import save_training_state, update_last_checkpoint
+    from lerobot.utils.constants import PRETRAINED_MODEL_DIR
+
+    root = policy_dir / "checkpoints"
+    tmp, dest = root / f".tmp-{step:08d}", root / f"{step:08d}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    policy.save_pretrained(tmp / PRETRAINED_MODEL_DIR)
+    pre.save_pretrained(tmp / PRETRAINED_MODEL_DIR)
+    post.save_pretrained(tmp / PRETRAINED_MODEL_DIR)
+    dump_yaml(cfg, tmp / PRETRAINED_MODEL_DIR / "ate_train_config.yaml")
+    save_training_state(tmp, step, optimizer, scheduler, num_processes=world, batch_size=cfg.batch_size // world)
+    shutil.rmtree(dest, ignore_errors=True)
+    tmp.rename(dest)  # a numbered checkpoint exists only once it is complete
+    update_last_checkpoint(dest)
+    return dest
+
+
+# --- stage 3 ------------------------------------------------------------------------------------------------------
+def train_policy(cfg: ATETrainConfig, stage2_final: Path | None, accelerator, progress: bool = True) -> Path:
+    from lerobot.common.train_utils import load_training_state
+    from lerobot.utils.constants import PRETRAINED_MODEL_DIR
+
+    from ate_policy.vae.modeling_vae import InfoVAE
+
+    policy_dir = cfg.out / "policy"
+    summary_file = policy_dir / "summary.json"
+    if summary_file.exists():
+        log.info("policy stage already complete in %s: skipped", policy_dir)
+        return policy_dir
+    is_main, rank, world = accelerator.is_main_process, accelerator.process_index, accelerator.num_processes
+    device = accelerator.device
+
+    torch.manual_seed(cfg.seed)  # the same initial weights on every process
+    pcfg = build_policy_config(cfg.policy, _meta_only(cfg), device.type, cfg.policy_optim)
+    dataset, meta = make_dataset(cfg, pcfg)
+    policy = build_policy(cfg.policy, pcfg)
+    pre, post = build_processors(cfg.policy, pcfg, meta.stats, cfg.out)
+    encoder = None
+    if cfg.guidance.enable:
+        encoder = InfoVAE.from_pretrained(stage2_final).to(device)
+        if encoder.chunk_len < cfg.policy.chunk_size:
+            raise UserError(f"the Stage-2 VAE reads chunks of {encoder.chunk_len}, the policy predicts "
+                            f"{cfg.policy.chunk_size}: retrain Stage 2 with chunk_len = policy.chunk_size")
+    policy.attach_guidance(encoder, cfg.guidance)
+
+    optimizer = pcfg.get_optimizer_preset().build(policy.get_optim_params())
+    sched_cfg = pcfg.get_scheduler_preset()
+    scheduler = sched_cfg.build(optimizer, cfg.steps) if sched_cfg is not None else None
+    clip = cfg.policy_optim.grad_clip_norm if cfg.policy_optim.grad_clip_norm is not None else \
+        getattr(pcfg, "optimizer_grad_clip_norm", None)
+
+    step = 0
+    ckpt = latest_policy_checkpoint(policy_dir)
+    if ckpt is not None:
+        from safetensors.torch import load_file
+
+        policy.load_state_dict(load_file(ckpt / PRETRAINED_MODEL_DIR / "model.safetensors", device=str(device)))
+        step, optimizer, scheduler = load_training_state(ckpt, optimizer, scheduler)
+        if is_main:
+            print(f"policy: resuming from step {step} ({ckpt})", flush=True)
+    if is_main:
+        policy_dir.mkdir(parents=True, exist_ok=True)
+        _truncate_metrics(policy_dir / "metrics.jsonl", step)
+
+    sampler = GlobalBatchSampler(len(dataset), cfg.batch_size, rank, world, cfg.seed, start_step=step)
+    loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.num_workers,
+                                         pin_memory=device.type == "cuda")
+    # The loader is not prepared: GlobalBatchSampler already gives each process its own slice of the batch.
+    policy, optimizer = accelerator.prepare(policy, optimizer)
+    policy.train()
+
+    writer = _tensorboard(policy_dir) if is_main else None
+    wandb_run = _wandb(cfg) if is_main else None
+    index_log = (policy_dir / f"sample_indices_rank{rank}.txt").open("a") if cfg.record_sample_indices else None
+    metrics = (policy_dir / "metrics.jsonl").open("a") if is_main else None
+    bar = _bar(cfg.steps, step, f"policy ({cfg.policy.type}{' + ATE' if encoder is not None else ''})",
+               progress and is_main)
+    it = iter(loader)
+    t_run = time.perf_counter()
+    first_step = step
+    while step < cfg.steps:
+        t0 = time.perf_counter()
+        batch = next(it)
+        if index_log is not None:
+            index_log.write(" ".join(str(int(i)) for i in batch["index"]) + "\n")
+        batch = pre(batch)
+        with accelerator.autocast():
+            loss, logs = policy(batch)
+        accelerator.backward(loss)
+        grad_norm = accelerator.clip_grad_norm_(policy.parameters(), clip) if clip else None
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if scheduler is not None:
+            scheduler.step()
+        step += 1
+        loss_value = loss.item()
+        if not math.isfinite(loss_value):
+            raise RuntimeError(f"policy loss became {loss_value} at step {step}; lower policy_optim.lr")
+        dt = time.perf_counter() - t0
+        if is_main:
+            row = {"step": step, "loss": loss_value, "lr": optimizer.param_groups[0]["lr"], "step_time_s": dt,
+                   **{k: v for k, v in (logs or {}).items() if k.startswith("guidance_")}}
+            if grad_norm is not None:
+                row["grad_norm"] = float(grad_norm)
+            metrics.write(json.dumps(row) + "\n")
+            metrics.flush()
+            if step % cfg.log_every == 0 or step == cfg.steps:
+                for k, v in row.items():
+                    if k != "step":
+                        writer.add_scalar(f"policy/{k}", v, step)
+                if wandb_run:
+                    wandb_run.log({f"policy/{k}": v for k, v in row.items() if k != "step"}, step=step)
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss_value:.4f}", g=f"{row.get('guidance_norm', 0.0):.3f}")
+        if step % cfg.save_every == 0 or step == cfg.steps:
+            accelerator.wait_for_everyone()
+            if is_main:
+                save_policy_checkpoint(policy_dir, step, accelerator.unwrap_model(policy), optimizer.optimizer
+                                       if hasattr(optimizer, "optimizer") else optimizer, scheduler, pre, post,
+                                       cfg, world)
+            accelerator.wait_for_everyone()
+    bar.close()
+    if index_log is not None:
+        index_log.close()
+    if is_main:
+        metrics.close()
+        writer.close()
+        if wandb_run:
+            wandb_run.finish()
+        last = latest_policy_checkpoint(policy_dir)
+        summary = {"policy": cfg.policy.type, "steps": step, "steps_this_run": step - first_step,
+                   "processes": world, "guidance": encoder is not None, "lambda": cfg.guidance.lam,
+                   "seconds_this_run": round(time.perf_counter() - t_run, 2),
+                   "final_checkpoint": str(last / PRETRAINED_MODEL_DIR)}
+        summary_file.write_text(json.dumps(summary, indent=2))
+    accelerator.wait_for_everyone()
+    return policy_dir
+
+
+def _meta_only(cfg: ATETrainConfig):
+    from lerobot.datasets.lerobot_dataset import LeRobotDatasetMetadata
+
+    d = cfg.dataset
+    if not d.repo_id and not d.root:
+        raise UserError("dataset.repo_id / dataset.root not set: name the LeRobot dataset to fine-tune on")
+    try:
+        return LeRobotDatasetMetadata(d.repo_id or Path(d.root).name, root=d.root)
+    except Exception as e:
+        raise UserError(f"cannot open dataset {d.repo_id or ''} {d.root or ''}: {e}") from e
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop rows past the checkpoint we resume from, so the logged curve has each step once."""
+    if not path.exists():
+        return
+    rows = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
+    path.write_text("".join(r + "\n" for r in rows))
+
+
+def _tensorboard(out: Path):
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(str(out / "tensorboard"))
+
+
+def _wandb(cfg: ATETrainConfig):
+    if not cfg.wandb.enable:
+        return None
+    try:
+        import wandb
+    except ImportError as e:
+        raise UserError("wandb.enable=true but wandb is not installed: pip install -e '.[wandb]'") from e
+    from ate_policy.config import to_dict
+
+    return wandb.init(project=cfg.wandb.project, entity=cfg.wandb.entity, dir=str(cfg.out), name="ate_policy",
+                      config=json.loads(json.dumps(to_dict(cfg), default=str)))
+
+
+def _bar(total: int, initial: int, desc: str, enable: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, unit="step", disable=None if enable else True,
+                dynamic_ncols=True)
+
+
+# --- the pipeline -------------------------------------------------------------------------------------------------
+def run(cfg: ATETrainConfig, progress: bool = True) -> dict[str, Path]:
+    """Every stage in order, skipping complete ones and resuming an interrupted one; returns their folders."""
+    from accelerate import Accelerator
+
+    from ate_policy.vae.train import train_stage
+
+    accelerator = Accelerator(cpu=cfg.device == "cpu", mixed_precision=cfg.mixed_precision)
+    s1, s2 = stage_configs(cfg)
+    out: dict[str, Path] = {}
+    if accelerator.is_main_process:
+        cfg.out.mkdir(parents=True, exist_ok=True)
+        dump_yaml(cfg, cfg.out / "train_config.yaml")
+    # The VAEs are small next to the policy: the main process trains them while the others wait.
+    if cfg.guidance.enable:
+        if accelerator.is_main_process:
+            if s1 is not None:
+                out["vae_stage1"] = train_stage(_on_device(s1, accelerator), progress)
+            out["vae_stage2"] = train_stage(_on_device(s2, accelerator), progress)
+        accelerator.wait_for_everyone()
+        out["vae_stage2"] = Path(s2.output_dir) / "final"
+    out["policy"] = train_policy(cfg, out.get("vae_stage2"), accelerator, progress)
+    return out
+
+
+def _on_device(stage: VAETrainConfig, accelerator) -> VAETrainConfig:
+    import dataclasses
+
+    return dataclasses.replace(stage, device=str(accelerator.device)) if stage.device == "auto" else stage
+
+
+def main(argv: list[str]) -> int:
+    cfg = parse_cli(ATETrainConfig, argv, prog="ate_policy train")
+    folders = run(cfg)
+    summary = json.loads((folders["policy"] / "summary.json").read_text())
+    print(f"policy {summary['policy']}{' + ATE (lambda ' + str(summary['lambda']) + ')' if summary['guidance'] else ''}"
+          f": {summary['steps']} steps on {summary['processes']} process(es) -> {summary['final_checkpoint']}")
+    return 0
