@@ -66,13 +66,25 @@ def _check_q(q) -> np.ndarray:
     return q
 
 
+_PLACEMENTS = None
+
+
 def fk_frames(q) -> list[np.ndarray]:
     """Base-frame poses of joint frames 1..7 (frame 7 is the flange: d7 is the flange offset)."""
+    global _PLACEMENTS
     q = _check_q(q)
+    if _PLACEMENTS is None:
+        _PLACEMENTS = joint_placements()
+    # Each link transform is placement_i @ RotZ(q_i) (RotZ and TransZ commute); applying RotZ as a column mix
+    # keeps this cheap enough for IK at every 20 Hz tick of both arms.
     T = np.eye(4)
     frames = []
-    for qi, (a, alpha, d, off) in zip(q, DH_MODIFIED):
-        T = T @ dh_link_transform(a, alpha, d, qi + off)
+    for qi, P in zip(q, _PLACEMENTS):
+        T = T @ P
+        c, s = math.cos(qi), math.sin(qi)
+        x, y = T[:3, 0].copy(), T[:3, 1].copy()
+        T[:3, 0] = c * x + s * y
+        T[:3, 1] = -s * x + c * y
         frames.append(T.copy())
     return frames
 
@@ -86,12 +98,11 @@ def jacobian(q, tool: np.ndarray | None = None) -> np.ndarray:
     """Geometric Jacobian (6x7, rows vx vy vz wx wy wz) of the flange (or flange @ tool) in the base frame."""
     frames = fk_frames(q)
     T_tip = frames[-1] if tool is None else frames[-1] @ tool
-    p = T_tip[:3, 3]
-    J = np.zeros((6, N_ARM_JOINTS))
-    for i, Ti in enumerate(frames):
-        z, o = Ti[:3, 2], Ti[:3, 3]  # every joint rotates about its own frame's z axis
-        J[:3, i] = np.cross(z, p - o)
-        J[3:, i] = z
+    Z = np.array([T[:3, 2] for T in frames])   # every joint rotates about its own frame's z axis
+    O = np.array([T[:3, 3] for T in frames])
+    J = np.empty((6, N_ARM_JOINTS))
+    J[:3] = np.cross(Z, T_tip[:3, 3] - O).T
+    J[3:] = Z.T
     return J
 
 
@@ -127,7 +138,7 @@ class IKResult:
 
 
 def solve_ik(T_target: np.ndarray, q0, tool: np.ndarray | None = None, max_iter: int = 200,
-             pos_tol_m: float = 1e-4, rot_tol_rad: float = 1e-3, damping: float = 0.05,
+             pos_tol_m: float = 2e-4, rot_tol_rad: float = 2e-3, damping: float = 0.05,
              max_step_rad: float = 0.2, q_rest=None, rest_gain: float = 0.0) -> IKResult:
     """Damped-least-squares IK from ``q0`` to the flange (or flange @ ``tool``) pose ``T_target``.
 

@@ -29,11 +29,11 @@ BUN_R, BUN_HH = 0.030, 0.022           # radius, half height
 PLATE_R, PLATE_HH = 0.070, 0.006
 STEAMER_R_IN, STEAMER_WALL_H, STEAMER_FLOOR = 0.080, 0.070, 0.006
 LID_R, LID_HH = 0.095, 0.006
-KNOB_HALF = (0.030, 0.012, 0.015)      # handle bar on the lid, along x so the fingers (closing along y) grip it
+KNOB_HALF = (0.030, 0.012, 0.020)      # handle bar on the lid, along x so the fingers (closing along y) grip it
 
 NOMINAL = {
     "plate_right": (0.34, -0.22),
-    "plate_left": (0.36, 0.02),
+    "plate_left": (0.33, 0.0),
     "steamer": (0.33, 0.25),
 }
 LID_ASIDE = (0.17, 0.42)

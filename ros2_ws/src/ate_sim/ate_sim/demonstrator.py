@@ -1,0 +1,248 @@
+"""Scripted demonstrations in the sim cell: waypoints of the grasp centre + damped-least-squares IK
+(``teleop.kinematics.solve_ik``, the same kinematics the teleop uses), streamed at 20 Hz like a teleoperator.
+
+A script is a list of phases; in a phase each arm runs its own list of steps at the same time (the right arm
+moves the bun while the left arm puts the lid aside) and the phase ends when both are done. Targets are
+functions of the cell, evaluated when a step starts, so the script follows the randomised object poses (the
+demonstrator sees the true poses, as a person looking at the table does).
+
+``run_episode(cell, task, on_tick=...)`` drives one episode; ``on_tick(obs_cell, action)`` is called every tick
+BEFORE the action is applied, which is what a recorder needs (observation, then the action taken from it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ate_policy import contract
+from ate_sim import scenes as sc
+from ate_sim.cell import HOME_Q, SimCell, tcp_offset
+from teleop import kinematics as kin
+
+R_DOWN = np.array([[-1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, -1.0]])
+"""Gripper pointing down, fingers closing along the world y axis (the lid's handle runs along x)."""
+
+FAST_M_S = 0.35     # free-space moves
+SLOW_M_S = 0.10     # approach and retreat near objects
+CLEAR_M = 0.10      # approach height above a grasp or place
+TIP_BELOW_TCP_M = 0.025  # fingertips reach this far below the grasp centre
+GRASP_ABOVE_BUN_M = 0.008
+"""Grasp the bun a little above its middle: the fingertips clear the plate or steamer floor."""
+KNOB_TCP_ABOVE_LID_M = sc.LID_HH + TIP_BELOW_TCP_M + 0.004
+"""Grasp centre above the lid's centre when holding its handle: fingertips just clear the lid's top."""
+
+Target = Callable[[SimCell], np.ndarray]
+
+
+@dataclass
+class Step:
+    kind: str                      # "move" | "grip" | "home"
+    target: Target | None = None   # world position of the grasp centre (move)
+    speed_m_s: float = FAST_M_S
+    grip: float = 1.0              # opening fraction (grip)
+    duration_s: float = 0.0        # (grip)
+
+
+@dataclass
+class _ArmRun:
+    steps: list[Step]
+    i: int = 0
+    t0: float = 0.0
+    start: np.ndarray | None = None
+    goal: np.ndarray | None = None
+    q_goal: np.ndarray | None = None
+    progress_m: float = 0.0
+    settle: int = 0
+    done: bool = False
+
+
+@dataclass
+class Demonstrator:
+    """Turns a script into per-tick joint and gripper targets for both arms."""
+
+    cell: SimCell
+    q_cmd: dict = field(default_factory=dict)
+    grip_cmd: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        for arm in contract.ARMS:
+            self.q_cmd[arm] = self.cell.setpoint(arm)
+            self.grip_cmd[arm] = 1.0
+        self._base_inv = {arm: np.linalg.inv(self.cell.base_pose(arm)) for arm in contract.ARMS}
+        self._tool = tcp_offset()
+
+    def ik(self, arm: str, p_world: np.ndarray, q_seed: np.ndarray) -> np.ndarray:
+        T = np.eye(4)
+        T[:3, :3] = R_DOWN
+        T[:3, 3] = p_world
+        res = kin.solve_ik(self._base_inv[arm] @ T, q_seed, tool=self._tool, max_iter=60)
+        return res.q
+
+    def tcp_of(self, arm: str, q: np.ndarray) -> np.ndarray:
+        return (np.linalg.inv(self._base_inv[arm]) @ kin.fk(q) @ self._tool)[:3, 3]
+
+    def _tick_arm(self, arm: str, run: _ArmRun, dt: float) -> None:
+        while not run.done:
+            if run.i >= len(run.steps):
+                run.done = True
+                return
+            st = run.steps[run.i]
+            if run.start is None:  # step begins
+                run.t0 = self.cell.sim_time
+                run.start = self.tcp_of(arm, self.q_cmd[arm])
+                run.progress_m, run.settle = 0.0, 0
+                if st.kind == "move":
+                    run.goal = np.asarray(st.target(self.cell), float)
+                elif st.kind == "home":
+                    run.goal = self.tcp_of(arm, HOME_Q)
+                elif st.kind == "grip":
+                    self.grip_cmd[arm] = st.grip
+            if st.kind == "grip":
+                if self.cell.sim_time - run.t0 >= st.duration_s:
+                    self._next(run)
+                    continue
+                return
+            # move / home: the grasp centre slides along a straight line at the step's speed
+            dist = float(np.linalg.norm(run.goal - run.start))
+            run.progress_m = min(dist, run.progress_m + st.speed_m_s * dt)
+            p = run.goal if dist < 1e-9 else run.start + (run.goal - run.start) * (run.progress_m / dist)
+            if st.kind == "home" and run.progress_m >= dist:
+                self.q_cmd[arm] = HOME_Q.copy()
+            else:
+                self.q_cmd[arm] = self.ik(arm, p, self.q_cmd[arm])
+            if run.progress_m >= dist:
+                # Wait for the arm to arrive (servo lag, acceleration limit) before the next step.
+                err = np.max(np.abs(self.cell.joint_positions(arm) - self.q_cmd[arm]))
+                run.settle += 1
+                if err < 3e-3 or run.settle > 20:
+                    self._next(run)
+            return
+
+    @staticmethod
+    def _next(run: _ArmRun):
+        run.i += 1
+        run.start = None
+
+    def run(self, phases: list[dict[str, list[Step]]], on_tick=None, max_ticks: int = 2000) -> int:
+        """Execute ``phases``; returns the number of 20 Hz ticks used."""
+        dt = contract.PERIOD_S
+        ticks = 0
+        for phase in phases:
+            runs = {arm: _ArmRun(list(phase.get(arm, []))) for arm in contract.ARMS}
+            while not all(r.done for r in runs.values()):
+                for arm in contract.ARMS:
+                    self._tick_arm(arm, runs[arm], dt)
+                action = self.action()
+                if on_tick is not None:
+                    on_tick(self.cell, action)
+                for arm in contract.ARMS:
+                    self.cell.set_joint_targets(arm, self.q_cmd[arm])
+                    self.cell.set_gripper(arm, self.grip_cmd[arm])
+                self.cell.step(dt)
+                ticks += 1
+                if ticks >= max_ticks:
+                    return ticks
+        return ticks
+
+    def action(self) -> np.ndarray:
+        a = np.zeros(contract.ACTION_DIM, dtype=np.float32)
+        for arm in contract.ARMS:
+            s = contract.arm_slice(arm)
+            a[s.start:s.start + contract.N_ARM_JOINTS] = self.q_cmd[arm]
+            a[s.start + contract.N_ARM_JOINTS] = self.grip_cmd[arm]
+        return a
+
+
+# --- script building blocks --------------------------------------------------------------------------------------
+
+def _at(name: str, dz: float) -> Target:
+    return lambda cell: sc.body_pos(cell, name) + np.array([0.0, 0.0, dz])
+
+
+def _place(place: Callable[[SimCell], np.ndarray], z: float) -> Target:
+    return lambda cell: np.array([*place(cell)[:2], z])
+
+
+def pick(obj: str, grasp_dz: float) -> list[Step]:
+    """Approach from above, descend, close, lift."""
+    return [Step("move", _at(obj, grasp_dz + CLEAR_M)),
+            Step("move", _at(obj, grasp_dz), SLOW_M_S),
+            Step("grip", grip=0.0, duration_s=0.7),
+            Step("move", _at(obj, grasp_dz + CLEAR_M), SLOW_M_S)]
+
+
+def place(where: Callable[[SimCell], np.ndarray], tcp_z: float, release: float = 1.0) -> list[Step]:
+    """Carry above ``where``, descend to ``tcp_z``, open to ``release``, retreat upwards."""
+    return [Step("move", _place(where, tcp_z + CLEAR_M)),
+            Step("move", _place(where, tcp_z), SLOW_M_S),
+            Step("grip", grip=release, duration_s=0.5),
+            Step("move", _place(where, tcp_z + CLEAR_M), SLOW_M_S)]
+
+
+def _scene_place(name: str):
+    return lambda cell: np.array(cell.scene.places[name])
+
+
+def _fixed(xy):
+    return lambda cell: np.asarray(xy, float)
+
+
+BUN_GRASP_DZ = GRASP_ABOVE_BUN_M
+PLACE_DROP_M = 0.004  # release objects this far above their resting height
+
+
+def _bun_tcp_z(rest_z: float) -> float:
+    return rest_z + GRASP_ABOVE_BUN_M + PLACE_DROP_M
+
+
+def _lid_tcp_z(rest_z: float) -> float:
+    return rest_z + KNOB_TCP_ABOVE_LID_M + PLACE_DROP_M
+
+
+def cook_bun_script() -> list[dict[str, list[Step]]]:
+    lid_aside = _fixed(sc.LID_ASIDE)
+    return [
+        {"right": pick("bun", BUN_GRASP_DZ) + place(_scene_place("plate_left"), _bun_tcp_z(sc.BUN_ON_PLATE_Z))
+            + [Step("home")],
+         "left": pick("lid", KNOB_TCP_ABOVE_LID_M) + place(lid_aside, _lid_tcp_z(sc.LID_HH))},
+        {"left": pick("bun", BUN_GRASP_DZ)
+            + place(_scene_place("steamer"), _bun_tcp_z(sc.BUN_IN_STEAMER_Z), release=0.7)},
+        {"left": pick("lid", KNOB_TCP_ABOVE_LID_M) + place(_scene_place("steamer"), _lid_tcp_z(sc.LID_ON_STEAMER_Z))
+            + [Step("home")]},
+    ]
+
+
+def pick_bun_script() -> list[dict[str, list[Step]]]:
+    lid_aside = _fixed(sc.LID_ASIDE)
+    return [
+        {"left": pick("lid", KNOB_TCP_ABOVE_LID_M) + place(lid_aside, _lid_tcp_z(sc.LID_HH))},
+        {"left": pick("bun", BUN_GRASP_DZ) + place(_scene_place("plate_left"), _bun_tcp_z(sc.BUN_ON_PLATE_Z))},
+        {"left": pick("lid", KNOB_TCP_ABOVE_LID_M) + place(_scene_place("steamer"), _lid_tcp_z(sc.LID_ON_STEAMER_Z))
+            + [Step("home")]},
+    ]
+
+
+SCRIPTS = {"cook_bun": cook_bun_script, "pick_bun": pick_bun_script}
+
+
+@dataclass
+class EpisodeResult:
+    success: bool
+    ticks: int
+
+
+def run_episode(cell: SimCell, seed: int | None = None, on_tick=None, max_ticks: int = 2000) -> EpisodeResult:
+    """Reset ``cell`` (its task's scene, randomised by ``seed``) and demonstrate the task once."""
+    if cell.scene is None:
+        raise ValueError("the cell has no task scene; build it with SimCell(task=...)")
+    if cell.scene.name not in SCRIPTS:
+        raise ValueError(f"no scripted demonstrator for {cell.scene.name!r}; available: {sorted(SCRIPTS)}")
+    cell.reset(seed)
+    cell.step(0.2)  # let objects settle on their supports before the first observation
+    demo = Demonstrator(cell)
+    ticks = demo.run(SCRIPTS[cell.scene.name](), on_tick=on_tick, max_ticks=max_ticks)
+    cell.step(0.3)  # let the released objects come to rest before judging
+    return EpisodeResult(cell.scene.success(cell), ticks)
