@@ -47,9 +47,18 @@ def driver_graph(ros_env, tmp_path_factory):
     cam = cfg.cameras["cam_high"]
     cam.width, cam.height, cam.fps = 160, 120, 15   # small frames: this is about the wiring, not bandwidth
     cfg.fail_fast_s = 30.0
+    # cam_left_wrist plays a 5-frame clip, then behaves as an unplugged camera
+    import cv2
+    clip = str(tmp / "clip.avi")
+    w = cv2.VideoWriter(clip, cv2.VideoWriter_fourcc(*"MJPG"), 15, (160, 120))
+    for _ in range(5):
+        w.write(np.full((120, 160, 3), 80, np.uint8))
+    w.release()
+    wrist = cfg.cameras["cam_left_wrist"]
+    wrist.width, wrist.height, wrist.fps, wrist.playback_file = 160, 120, 15, clip
     path = tmp / "drivers.yaml"
     dump_yaml(cfg, path)
-    specs = graph.drivers({"robot": "emulated", "config": str(path), "camera_names": "cam_high"})
+    specs = graph.drivers({"robot": "emulated", "config": str(path), "camera_names": "cam_high,cam_left_wrist"})
     g = ProcessGraph(specs, env=ros_env, log_dir=str(tmp / "logs")).start()
     rclpy.init()
     node = rclpy.create_node("graph_probe")
@@ -129,6 +138,12 @@ def test_driver_graph_over_dds(driver_graph):
     img = p.images[-1]
     assert (img.width, img.height, img.encoding) == (160, 120, "rgb8") and img.header.stamp.sec > 0
     assert p.diag["arm/left"].level == b"\x00", p.diag["arm/left"].message
+
+    # the clip camera ended: its node reports it and stays up
+    assert p.spin(5.0, until=lambda: "camera/cam_left_wrist" in p.diag
+                  and "playback ended" in p.diag["camera/cam_left_wrist"].message)
+    assert p.diag["camera/cam_left_wrist"].level == b"\x02"
+    assert g.alive()["/camera_cam_left_wrist"]
 
     # command round trip: joint_command -> safety -> SDK -> emulator -> joint_states
     q0 = p.q("left")
