@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 from pathlib import Path
@@ -25,16 +26,21 @@ def load(root):
     return LeRobotDataset("local/ate_dual", root=root)
 
 
+_clock = itertools.count()
+
+
 def record(rec, n, start_k=0, cams=contract.CAMERA_NAMES):
+    """One episode of n ticks; each call starts 10 s after the previous one (the clock is monotonic)."""
+    base = T0 + 10.0 * next(_clock)
     rec.start_episode()
-    outcomes = [feed_tick(rec, T0 + (start_k + k) * P, start_k + k, cams=cams) for k in range(n)]
-    return outcomes, rec.stop_and_save()
+    outcomes = [feed_tick(rec, base + k * P, start_k + k, cams=cams) for k in range(n)]
+    return outcomes, rec.stop_and_save(), base
 
 
 def test_episodes_are_written_in_the_data_contract_and_load_in_lerobot(small_recorder_cfg):
     with EpisodeRecorder(small_recorder_cfg) as rec:
-        outcomes, rep0 = record(rec, 12)
-        _, rep1 = record(rec, 8)
+        outcomes, rep0, base = record(rec, 12)
+        _, rep1, _ = record(rec, 8)
     assert set(outcomes) == {"recorded"}
     assert (rep0.saved, rep0.episode_index, rep0.frames) == (True, 0, 12)
     assert (rep1.episode_index, rep1.frames) == (1, 8)
@@ -46,8 +52,8 @@ def test_episodes_are_written_in_the_data_contract_and_load_in_lerobot(small_rec
     assert ds.meta.features[contract.CAPTURE_TIME_KEY]["names"] == list(contract.CAPTURE_STREAMS)
     item = ds[5]
     assert item["task"] == TASK
-    np.testing.assert_allclose(item[contract.STATE_KEY].numpy(), state_at(T0 + 5 * P - 0.002), atol=1e-6)
-    np.testing.assert_allclose(item[contract.ACTION_KEY].numpy(), state_at(T0 + 5 * P + 0.05), atol=1e-6)
+    np.testing.assert_allclose(item[contract.STATE_KEY].numpy(), state_at(base + 5 * P - 0.002), atol=1e-6)
+    np.testing.assert_allclose(item[contract.ACTION_KEY].numpy(), state_at(base + 5 * P + 0.05), atol=1e-6)
     # Real capture times relative to the first tick, next to the nominal timestamp 5 / 20 s.
     np.testing.assert_allclose(item[contract.CAPTURE_TIME_KEY].numpy(),
                                [5 * P - 0.002] + [5 * P - 0.010] * 3, atol=1e-5)
@@ -96,14 +102,15 @@ def test_flagged_episodes_are_dropped_when_the_policy_says_so(small_recorder_cfg
     small_recorder_cfg.flagged_policy = "drop"
     small_recorder_cfg.max_stale_share = 0.0
     with EpisodeRecorder(small_recorder_cfg) as rec:
-        _, rep = record(rec, 6, cams=["cam_high", "cam_left_wrist"])  # right wrist never... see below
-        assert rep.frames == 0  # it never delivered: no frame could be assembled
+        _, rep, _ = record(rec, 6, cams=["cam_high", "cam_left_wrist"])
+        assert rep.frames == 0 and not rep.saved  # the right wrist never delivered: no frame to assemble
         rec.start_episode()
+        base = T0 + 10.0 * next(_clock)
         for k in range(6):
-            feed_tick(rec, T0 + k * P, k, cam_lag_s=0.08)  # every camera frame 80 ms old
+            feed_tick(rec, base + k * P, k, cam_lag_s=0.08)  # every camera frame 80 ms old
         rep = rec.stop_and_save()
         assert not rep.saved and rep.flagged and "drop" in rep.reason
-        _, ok = record(rec, 5, start_k=10)
+        _, ok, _ = record(rec, 5, start_k=10)
     assert ok.saved and ok.episode_index == 0
     assert load(small_recorder_cfg.root).num_episodes == 1
 
@@ -116,11 +123,11 @@ def test_discard_and_rerecord_leave_no_trace(small_recorder_cfg):
         rec.discard()
         rec.start_episode()
         for k in range(5):
-            feed_tick(rec, T0 + k * P, 100 + k)
+            feed_tick(rec, T0 + 10 + k * P, 100 + k)
         rec.rerecord()
         assert rec.recording
         for k in range(7):
-            feed_tick(rec, T0 + k * P, k)
+            feed_tick(rec, T0 + 20 + k * P, k)
         rep = rec.stop_and_save()
     assert rep.episode_index == 0 and rep.frames == 7
     ds = load(small_recorder_cfg.root)
@@ -133,7 +140,7 @@ def test_resume_appends_episodes_and_refuses_a_mismatching_dataset(small_recorde
         record(rec, 6)
     with EpisodeRecorder(small_recorder_cfg) as rec:  # existing root -> resume
         assert rec.num_episodes == 1
-        _, rep = record(rec, 4)
+        _, rep, _ = record(rec, 4)
     assert rep.episode_index == 1
     ds = load(small_recorder_cfg.root)
     assert ds.num_episodes == 2 and len(ds) == 10
