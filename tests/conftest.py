@@ -1,0 +1,27 @@
+"""Suite-wide settings: nothing downloads, third-party chatter is quiet, and demo datasets are made once."""
+
+import os
+
+# Tests never reach a hub: every model is tiny and randomly initialised, every dataset is made here.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("MUJOCO_GL", "osmesa")
+os.environ.setdefault("SVT_LOG", "1")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _quiet():
+    from ate_policy.quiet import quiet_libraries
+
+    quiet_libraries()
+
+
+@pytest.fixture(scope="session")
+def demo_data(tmp_path_factory):
+    """Small demo datasets (dual-arm 16-dim with 3 cameras + 7-dim pre-training), written once per session."""
+    from ate_policy.data.demo import DemoSpec, write_demo_data
+
+    spec = DemoSpec(episodes=4, frames=40, pretrain_episodes=8, pretrain_frames=60, image_hw=(24, 32), seed=0)
+    return write_demo_data(tmp_path_factory.mktemp("demo_data"), spec)
