@@ -80,3 +80,39 @@ def test_unreachable_controller_backs_off_exponentially(emulator):
     assert gaps[0] >= 0.05 - 1e-9 and gaps[1] >= 0.1 - 1e-9   # 0.05, 0.1, 0.2, 0.2 ...
     assert max(gaps) <= 0.2 + 0.011
     assert "robot:=sim" in drv.diagnostics()[1]
+
+
+def test_a_command_faster_than_the_frame_period_goes_out_at_the_next_tick_newest_wins(emulator):
+    drv = ArmDriver("left", RealmanArm(ip="127.0.0.1", port=emulator.port, reply_timeout_ms=150))
+    assert drv.tick() is not None, drv.last_error
+    q = drv.state.q_rad
+    assert drv.on_command(NAMES, q + 0.01, stamp_s=time.monotonic())
+    assert drv.on_command(NAMES, q + 0.02, stamp_s=time.monotonic())   # < 20 ms later: deferred
+    assert drv.on_command(NAMES, q + 0.03, stamp_s=time.monotonic())   # replaces the deferred one
+    time.sleep(0.03)
+    drv.tick()
+    time.sleep(0.03)
+    drv.tick()
+    sent = emulator.canfd_targets_deg()
+    assert len(sent) == 2                                   # one frame per period, no burst, no replay
+    np.testing.assert_allclose(np.radians(sent[1]), q + 0.03, atol=1e-4)
+    assert drv.diagnostics()[2]["deferred_to_next_tick"] == "2"
+    drv.close()
+
+
+def test_many_failed_connects_do_not_exhaust_the_sdk_handles(emulator):
+    # SDK 1.1.6 leaks a handle per failed connect unless it is deleted: a reconnect loop must not end in NULL.
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    dead = s.getsockname()[1]
+    s.close()
+    for _ in range(8):
+        try:
+            RealmanArm(ip="127.0.0.1", port=dead).connect()
+        except ConnectionError:
+            pass
+    good = RealmanArm(ip="127.0.0.1", port=emulator.port)
+    good.connect()
+    assert good.read_state().q_rad.shape == (7,)
+    good.disconnect()

@@ -4,6 +4,7 @@ The arm node owns one :class:`ArmDriver` and calls ``on_command`` from its subsc
 timer, and publishes what they return. Rules:
 
 * A command goes to the controller at most once (never replayed) and only after :class:`SafetyFilter` passed it.
+  One arriving sooner than the controller's frame period is sent at the next tick instead (the newest wins).
 * A dropped connection: the driver marks itself disconnected, retries with exponential back-off, and after a
   reconnect first stops the arm, then waits for a *fresh* command (stamped after the reconnect) judged against
   the measured position, so no burst of queued targets follows a reconnect.
@@ -51,6 +52,10 @@ class ArmDriver:
         self._backoff = self.reconnect_cfg.initial_backoff_s
         self._next_attempt = -math.inf
         self._fresh_after = -math.inf   # commands stamped before this are refused (set at reconnect)
+        # A checked target that came sooner than the controller's minimum frame period waits here for the next
+        # tick (replaced by any newer one, dropped when older than the watchdog): one frame per period, no burst.
+        self._pending: tuple[float, np.ndarray] | None = None
+        self.deferred = 0
         self.estop.add_listener(self._on_estop)
 
     # --- connection ----------------------------------------------------------------------------------------
@@ -60,6 +65,7 @@ class ArmDriver:
         if self.connected:
             log.error("[%s] connection lost: %s", self.arm, err)
         self.connected = False
+        self._pending = None
         self.safety.forget_reference()
         try:
             self.backend.disconnect()
@@ -99,6 +105,7 @@ class ArmDriver:
         if not self.ensure_connected():
             return None
         try:
+            self._flush_pending()
             self.state = self.backend.read_state()
             if read_wrench and hasattr(self.backend, "read_wrench"):
                 self.wrench = self.backend.read_wrench()
@@ -109,7 +116,7 @@ class ArmDriver:
         return self.state
 
     def on_command(self, names, positions, stamp_s: float | None = None) -> bool:
-        """Check and stream one joint command; True when it went to the controller."""
+        """Check and stream one joint command; True when accepted (sent now, or at the next tick)."""
         now = self.clock()
         if not self.connected or self.state is None:
             self.safety._refuse("disconnected", "arm not connected")
@@ -122,12 +129,28 @@ class ArmDriver:
         except Refused:
             return False
         try:
-            return bool(self.backend.send_joint_targets(q) is not False)
+            if self.backend.send_joint_targets(q) is False:
+                self._pending = (now, q)
+                self.deferred += 1
+            else:
+                self._pending = None
+            return True
         except Exception as e:
             self._lost(e)
             return False
 
+    def _flush_pending(self) -> None:
+        if self._pending is None:
+            return
+        t, q = self._pending
+        if self.estop.latched or self.clock() - t > self.safety.config.watchdog_s:
+            self._pending = None    # never send a target that has gone stale or was overtaken by an e-stop
+            return
+        if self.backend.send_joint_targets(q) is not False:
+            self._pending = None
+
     def _on_estop(self) -> None:
+        self._pending = None
         self.safety.forget_reference()
         if self.connected:
             try:
@@ -150,6 +173,7 @@ class ArmDriver:
         d = self.safety.diagnostics()
         d.update({"connected": str(self.connected), "reconnects": str(max(self.reconnects - 1, 0)),
                   "comm_errors": str(self.comm_errors), "last_error": self.last_error,
+                  "deferred_to_next_tick": str(self.deferred),
                   "watchdog_holding": str(self.safety.watchdog_expired(self.clock()))})
         errors = self.state.errors if self.state is not None else []
         d["controller_errors"] = ",".join(str(e) for e in errors)

@@ -62,8 +62,15 @@ class RealmanArm:
             # the SDK's receive thread serves it, so the handshake runs under a generous timeout and the short
             # one (to notice a dead link within a few ticks) applies afterwards.
             arm.rm_set_timeout(HANDSHAKE_TIMEOUT_MS)
-            handle = arm.rm_create_robot_arm(self.config.ip, int(self.config.port), level=3)
+            try:
+                handle = arm.rm_create_robot_arm(self.config.ip, int(self.config.port), level=3)
+            except ValueError as e:  # NULL handle: the SDK's handle table is full
+                raise ConnectionError(f"RealMan SDK refused a new handle ({e})") from e
             arm.rm_set_timeout(int(self.config.reply_timeout_ms))
+            if handle.id == -1:
+                # SDK 1.1.6 keeps a failed handle's slot until it is deleted; after a few failed connects (a
+                # reconnect loop) every later create returns NULL, even to a live controller.
+                arm.rm_delete_robot_arm()
         if handle.id == -1:
             raise ConnectionError(f"no RealMan controller answered at {self.config.ip}:{self.config.port} "
                                   "(check the cable and IP, or run with robot:=sim / robot:=emulated)")
