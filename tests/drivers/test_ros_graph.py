@@ -189,3 +189,25 @@ def test_driver_graph_over_dds(driver_graph):
     p.stream_to(q1, q1 + np.r_[0.05, np.zeros(6)], steps=4)
     assert p.spin(3.0, until=lambda: abs(p.q("left")[0] - (q1[0] + 0.05)) < 2e-3)
     assert all(g.alive().values()), g.alive()
+
+
+def test_real_robot_without_hardware_stops_within_seconds_naming_sim(ros_env, tmp_path):
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    dead = s.getsockname()[1]
+    s.close()
+    cfg = load_drivers_config(graph.default_drivers_config(), robot="real")
+    cfg.left.realman.ip, cfg.left.realman.port, cfg.fail_fast_s = "127.0.0.1", dead, 2.0
+    path = tmp_path / "drivers.yaml"
+    dump_yaml(cfg, path)
+    spec = graph.drivers({"robot": "real", "config": str(path), "arms": "left", "grippers": False,
+                          "cameras": False})[1]
+    g = ProcessGraph([spec], env=ros_env, log_dir=str(tmp_path / "logs")).start()
+    proc = g.procs[spec.fq_name]
+    try:
+        code = proc.wait(timeout=60)
+    finally:
+        g.stop()
+    log = (tmp_path / "logs" / "left_arm_driver.log").read_text()
+    assert code == 3 and "robot:=sim" in log, log[-2000:]
