@@ -18,6 +18,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "quickstart": ("ate_policy.quickstart:main", "the main job on embedded defaults: demo data -> Stage 1 -> Stage 2"),
     "demo-data": ("ate_policy.data.demo:main", "write synthetic LeRobot v3.0 datasets (dual-arm + pre-training)"),
     "vae": ("ate_policy.vae.cli:main", "action InfoVAE: `vae pretrain`, `vae adapt`, `vae report`"),
+    "convert": ("ate_policy.data.convert:main", "rosbag2 bags (MCAP/sqlite3) -> LeRobot v3.0 dataset, cached"),
+    "inspect": ("ate_policy.data.inspect:main", "audit a dataset: per-episode sync, stale/dropped frames, outliers, plots"),
     "train": ("ate_policy.train:main", "the ATE pipeline: Stage 1 VAE -> stats -> Stage 2 VAE -> PI0/Diffusion fine-tuning with guidance"),
 }
 

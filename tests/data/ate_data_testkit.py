@@ -40,3 +40,127 @@ def feed_tick(rec, t_s: float, k: int, cams=contract.CAMERA_NAMES, cam_lag_s: fl
         if cam in cams:
             rec.put_image(cam, image_at(k, ci), t_s - cam_lag_s)
     return rec.tick(state_at(t_s + 0.05), t_s)
+
+
+# ---- rosbag2 bags written with the real `rosbags` writer and real message types -------------------------------
+BAG_T0 = 1_700_000_000.0  # wall-clock seconds of a bag's first capture
+
+
+def _ts():
+    from rosbags.typesys import Stores, get_typestore
+
+    return get_typestore(Stores.ROS2_KILTED)
+
+
+def _header(ts, t_s: float, frame: str = ""):
+    T = ts.types
+    sec = int(t_s)
+    return T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](sec=sec, nanosec=int(round((t_s - sec) * 1e9))),
+                                    frame_id=frame)
+
+
+def _joint_state(ts, t_s, names, pos):
+    return ts.types["sensor_msgs/msg/JointState"](header=_header(ts, t_s), name=list(names),
+                                                 position=np.asarray(pos, dtype=np.float64),
+                                                 velocity=np.zeros(0), effort=np.zeros(0))
+
+
+def bag_image_at(k: int, cam: int) -> np.ndarray:
+    """Camera frame k: the red level encodes the frame number (a decoded video can be matched to its frame);
+    green and blue differ from red, so a swapped channel order (bgr8) would show."""
+    v = (20 + 7 * k + 50 * cam) % 230
+    img = np.empty((H, W, 3), dtype=np.uint8)
+    img[..., 0], img[..., 1], img[..., 2] = v, 128, 235 - v
+    return img
+
+
+def write_bag(path, storage: str = "mcap", seconds: float = 3.0, jitter_ms: float = 3.0,
+              drop: tuple[str, float, float] | None = None, compressed: tuple[str, ...] = (),
+              clock_offset_s: float = 0.0, markers: list[tuple[float, bool]] = (), seed: int = 0,
+              cam_hz: float = 30.0, image_hw: tuple[int, int] = (H, W)) -> dict:
+    """Write a dual-arm rosbag2 bag like the teleop launch records it.
+
+    Streams (header stamp = capture time, log time = capture + transport latency):
+    joint states 100 Hz, gripper states 50 Hz, wrench 100 Hz, commands 20 Hz, three cameras at cam_hz, all with
+    uniform jitter of +-jitter_ms. ``drop=(camera, t_from, t_to)`` removes that camera's frames in the window
+    (seconds from the start); ``compressed`` cameras are written as CompressedImage (PNG, lossless);
+    ``clock_offset_s`` shifts every header stamp (a publisher with an unsynchronised clock); ``markers`` writes
+    std_msgs/Bool on /recording. Returns the capture times per topic (seconds from BAG_T0) for assertions.
+    """
+    import io
+
+    from PIL import Image as PILImage
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    ts = _ts()
+    rng = np.random.default_rng(seed)
+    plugin = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}[storage]
+    msgs = []  # (log_ns, topic, msgtype, msg)
+    captures: dict[str, list[float]] = {}
+
+    def stream(topic, msgtype, hz, make):
+        n = int(seconds * hz)
+        for k in range(n):
+            t = k / hz + rng.uniform(-jitter_ms, jitter_ms) / 1e3 + jitter_ms / 1e3
+            msg = make(k, t)
+            if msg is None:
+                continue
+            captures.setdefault(topic, []).append(t)
+            latency = rng.uniform(0.001, 0.004)
+            msgs.append((int(round((BAG_T0 + t + latency) * 1e9)), topic, msgtype, msg))
+
+    stamp = lambda t: BAG_T0 + t + clock_offset_s  # noqa: E731
+    for arm in contract.ARMS:
+        sl = contract.arm_slice(arm)
+        names = contract.arm_joint_names(arm)
+        stream(f"/{arm}/joint_states", "sensor_msgs/msg/JointState", 100,
+               lambda k, t, sl=sl, names=names: _joint_state(ts, stamp(t), names, state_at(t)[sl][:7]))
+        stream(f"/{arm}/gripper/state", "sensor_msgs/msg/JointState", 50,
+               lambda k, t, sl=sl, arm=arm: _joint_state(ts, stamp(t), [f"{arm}_gripper"], [state_at(t)[sl][7]]))
+        stream(f"/{arm}/joint_command", "sensor_msgs/msg/JointState", 20,
+               lambda k, t, sl=sl, names=names: _joint_state(ts, stamp(t), names, state_at(t + 0.05)[sl][:7]))
+        stream(f"/{arm}/gripper/command", "sensor_msgs/msg/JointState", 20,
+               lambda k, t, sl=sl, arm=arm: _joint_state(ts, stamp(t), [f"{arm}_gripper"],
+                                                          [state_at(t + 0.05)[sl][7]]))
+
+        def wrench(k, t, i=contract.ARMS.index(arm)):
+            e = effort_at(t)[6 * i:6 * i + 6]
+            T = ts.types
+            v3 = T["geometry_msgs/msg/Vector3"]
+            return T["geometry_msgs/msg/WrenchStamped"](
+                header=_header(ts, stamp(t)),
+                wrench=T["geometry_msgs/msg/Wrench"](force=v3(x=e[0], y=e[1], z=e[2]), torque=v3(x=e[3], y=e[4], z=e[5])))
+        stream(f"/{arm}/wrench", "geometry_msgs/msg/WrenchStamped", 100, wrench)
+
+    for ci, cam in enumerate(contract.CAMERA_NAMES):
+        def image(k, t, ci=ci, cam=cam):
+            if drop and drop[0] == cam and drop[1] <= t < drop[2]:
+                return None
+            img = bag_image_at(k, ci)
+            if image_hw != (H, W):
+                img = np.asarray(PILImage.fromarray(img).resize((image_hw[1], image_hw[0])))
+            if cam in compressed:
+                buf = io.BytesIO()
+                PILImage.fromarray(img).save(buf, format="PNG")
+                return ts.types["sensor_msgs/msg/CompressedImage"](header=_header(ts, stamp(t)), format="png",
+                                                                  data=np.frombuffer(buf.getvalue(), np.uint8))
+            bgr = img[..., ::-1] if ci == 2 else img  # one camera publishes bgr8, as RealSense can
+            return ts.types["sensor_msgs/msg/Image"](
+                header=_header(ts, stamp(t)), height=img.shape[0], width=img.shape[1],
+                encoding="bgr8" if ci == 2 else "rgb8", is_bigendian=0, step=img.shape[1] * 3,
+                data=np.ascontiguousarray(bgr).reshape(-1))
+        topic = f"/cameras/{cam}/image_raw"
+        mt = "sensor_msgs/msg/CompressedImage" if cam in compressed else "sensor_msgs/msg/Image"
+        stream(topic, mt, cam_hz, image)
+    for t, on in markers:
+        msgs.append((int(round((BAG_T0 + t) * 1e9)), "/recording", "std_msgs/msg/Bool", ts.types["std_msgs/msg/Bool"](data=on)))
+
+    msgs.sort(key=lambda m: m[0])
+    with Writer(path, version=9, storage_plugin=plugin) as w:
+        conns = {}
+        for _, topic, mt, _ in msgs:
+            if topic not in conns:
+                conns[topic] = w.add_connection(topic, mt, typestore=ts)
+        for log_ns, topic, mt, msg in msgs:
+            w.write(conns[topic], log_ns, ts.serialize_cdr(msg, mt))
+    return {k: np.asarray(v) for k, v in captures.items()}
