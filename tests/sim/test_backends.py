@@ -116,7 +116,8 @@ def test_wrist_camera_moves_with_the_flange(cell):
     np.testing.assert_allclose(rel[0][1], rel[1][1], atol=1e-9)  # same orientation on the flange
 
 
-def test_wrist_image_follows_the_arm_away_and_back(cell):
+def test_wrist_image_follows_the_arm_away_and_back(task_cell):
+    cell = task_cell  # objects on the table give the view something to see
     left = registry.make_camera("sim", name="cam_left_wrist", image_hw=(48, 64), cell=cell)
     left.open()
     l0 = left.read_latest().image.astype(float)
@@ -126,8 +127,8 @@ def test_wrist_image_follows_the_arm_away_and_back(cell):
     cell.set_joint_targets("left", HOME_Q)
     cell.step(1.0)
     l2 = left.read_latest().image.astype(float)
-    assert np.abs(l1 - l0).mean() > 10      # the view swung with the flange
-    assert np.abs(l2 - l0).mean() < 2       # and came back with it
+    assert np.abs(l1 - l0).mean() > 8       # the view swung with the flange
+    assert np.abs(l2 - l0).mean() < 1       # and came back with it
 
 
 def test_unknown_camera_is_refused(cell):

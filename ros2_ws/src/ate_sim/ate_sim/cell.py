@@ -122,6 +122,7 @@ class SimCell:
                 self.data.qpos[self.model.jnt_qposadr[self.model.joint(f"{arm}_finger_b").id]] = FINGER_MAX_M
                 self.ctl[arm] = _ArmCtl(q0.copy(), q0.copy(), np.zeros(contract.N_ARM_JOINTS))
             self.data.eq_active[:] = 0
+            self._held: dict[str, str | None] = {arm: None for arm in contract.ARMS}
             # The finger coupling is the only always-on equality.
             for i in range(self.model.neq):
                 if self.model.eq_type[i] == mujoco.mjtEq.mjEQ_JOINT:
@@ -240,33 +241,32 @@ class SimCell:
 
     # --- grasps ----------------------------------------------------------------------------------------------------
     def held_by(self, arm: str) -> str | None:
-        for obj in self.graspable:
-            if self.data.eq_active[self.welds[(arm, obj)]]:
-                return obj
-        return None
+        """The object ``arm``'s gripper holds (its weld is on), or None."""
+        return self._held[arm]
 
     def _update_grasps(self):
-        d, m = self.data, self.model
-        touching: dict[str, dict[int, set]] = {arm: {} for arm in contract.ARMS}
-        body_of = m.geom_bodyid
-        for k in range(d.ncon):
-            con = d.contact[k]
-            for g_f, g_o in ((con.geom1, con.geom2), (con.geom2, con.geom1)):
-                for arm in contract.ARMS:
-                    if g_f in self.finger_geoms[arm]:
-                        touching[arm].setdefault(int(body_of[g_o]), set()).add(int(g_f))
+        d = self.data
+        g1 = g2 = None
         for arm in contract.ARMS:
             c = self.ctl[arm]
             held = self.held_by(arm)
             if held is not None:
                 if c.grip_target > self.gripper_opening(arm) + 0.02:  # opening: let go
                     d.eq_active[self.welds[(arm, held)]] = 0
+                    self._held[arm] = None
                 continue
             if c.grip_target >= c.grip_setpoint + 1e-9 and c.grip_target > 0.5:
-                continue  # not closing
+                continue  # not closing: nothing to grasp (the common case; keeps stepping cheap)
+            if g1 is None:
+                g1, g2 = d.contact.geom1[:d.ncon], d.contact.geom2[:d.ncon]
+            fa, fb = self.finger_geoms[arm]
             for obj, b in self.obj_body.items():
-                if len(touching[arm].get(b, ())) == 2 and not any(
-                        d.eq_active[self.welds[(a, obj)]] for a in contract.ARMS):
+                if obj in self._held.values():
+                    continue
+                on_obj = (self.model.geom_bodyid[g1] == b) | (self.model.geom_bodyid[g2] == b)
+                touches_a = np.any(on_obj & ((g1 == fa) | (g2 == fa)))
+                touches_b = np.any(on_obj & ((g1 == fb) | (g2 == fb)))
+                if touches_a and touches_b:  # closed on it from both sides
                     self._weld(arm, obj)
                     break
 
@@ -285,6 +285,7 @@ class SimCell:
         m.eq_data[eid, 6:10] = rel_q       # body2 orientation in body1's frame
         m.eq_data[eid, 10] = 1.0           # torque scale
         d.eq_active[eid] = 1
+        self._held[arm] = obj
 
     # --- state -----------------------------------------------------------------------------------------------------
     def joint_positions(self, arm: str) -> np.ndarray:
@@ -392,6 +393,8 @@ class SimCell:
                     r = mujoco.Renderer(self.model, height=h, width=w)
                 except Exception as e:  # GL context creation failures come as several exception types
                     raise _render.render_error(e) from e
+                r.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = self.cfg.shadows
+                r.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = False
                 self._renderers[(h, w)] = r
             r.update_scene(self.data, camera=camera)
             return r.render().copy()

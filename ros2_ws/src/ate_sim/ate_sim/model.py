@@ -57,6 +57,8 @@ class CellConfig:
     """Full-stroke open/close time of the OmniPicker at speed fraction 1."""
     max_image_hw: tuple[int, int] = (540, 960)
     """Largest camera image that can be rendered (sets MuJoCo's offscreen buffer)."""
+    shadows: bool = False
+    """Shadow maps roughly triple the cost of a frame with CPU rendering (OSMesa); on for nicer videos."""
     wrist_cam_fovy_deg: float = 58.0
     high_cam_fovy_deg: float = 50.0
     high_cam_pos: tuple[float, float, float] = (-0.40, 0.0, 1.05)
