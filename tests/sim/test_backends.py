@@ -134,3 +134,22 @@ def test_wrist_image_follows_the_arm_away_and_back(task_cell):
 def test_unknown_camera_is_refused(cell):
     with pytest.raises(ValueError, match="unknown camera"):
         registry.make_camera("sim", name="cam_low", cell=cell)
+
+
+def test_backends_built_without_a_cell_share_one_realtime_cell():
+    from ate_sim import backends
+
+    backends.reset_shared_cell()
+    try:
+        arm = registry.make_arm("sim", arm="left", ip="192.168.1.18")  # hardware settings are ignored
+        grip = registry.make_gripper("sim", arm="left", port="/dev/ttyUSB0")
+        assert arm.cell is grip.cell is backends.shared_cell()
+        assert arm.cell.clock == "realtime"
+        arm.connect()
+        t0 = arm.read_state().stamp_s
+        import time
+
+        time.sleep(0.3)
+        assert arm.read_state().stamp_s > t0  # nobody stepped it: the real-time thread did
+    finally:
+        backends.reset_shared_cell()

@@ -202,7 +202,7 @@ def build_mjcf(cfg: CellConfig | None = None, scene: SceneSpec | None = None) ->
   <visual>
     <global offwidth="{w}" offheight="{h}"/>
     <quality shadowsize="1024"/>
-    <headlight ambient="0.45 0.45 0.45" diffuse="0.5 0.5 0.5"/>
+    <headlight ambient="0.3 0.3 0.3" diffuse="0.35 0.35 0.35" specular="0.05 0.05 0.05"/>
   </visual>
   <asset>
     <texture name="grid" type="2d" builtin="checker" rgb1="0.35 0.35 0.38" rgb2="0.3 0.3 0.33" width="256"
@@ -211,7 +211,7 @@ def build_mjcf(cfg: CellConfig | None = None, scene: SceneSpec | None = None) ->
     <material name="table" rgba="0.72 0.6 0.45 1"/>
   </asset>
   <worldbody>
-    <light pos="0.3 0 1.6" dir="0 0 -1" diffuse="0.6 0.6 0.6"/>
+    <light pos="0.3 0 1.6" dir="0 0 -1" diffuse="0.45 0.45 0.45" specular="0.1 0.1 0.1"/>
     <geom name="floor" type="plane" size="3 3 0.1" pos="0 0 -0.75" material="floor" contype="0" conaffinity="0"/>
     <geom name="table" type="box" size="0.55 0.75 0.375" pos="0.2 0 -0.375" material="table"/>
     {high_camera_xml(cfg)}
