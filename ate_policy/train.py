@@ -358,8 +358,11 @@ def train_policy(cfg: ATETrainConfig, stage2_final: Path | None, accelerator, pr
         _truncate_metrics(policy_dir / "metrics.jsonl", step)
 
     sampler = GlobalBatchSampler(len(dataset), cfg.batch_size, rank, world, cfg.seed, start_step=step)
+    # Its own generator: creating the iterator would otherwise draw from the global RNG, so a resumed run (which
+    # creates it after restoring the RNG) would draw different noise than the uninterrupted run.
     loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.num_workers,
-                                         pin_memory=device.type == "cuda")
+                                         pin_memory=device.type == "cuda",
+                                         generator=torch.Generator().manual_seed(cfg.seed + rank))
     # The loader is not prepared: GlobalBatchSampler already gives each process its own slice of the batch.
     policy, optimizer = accelerator.prepare(policy, optimizer)
     policy.train()
@@ -485,7 +488,12 @@ def run(cfg: ATETrainConfig, progress: bool = True) -> dict[str, Path]:
 
     from ate_policy.vae.train import train_stage
 
-    accelerator = Accelerator(cpu=cfg.device == "cpu", mixed_precision=cfg.mixed_precision)
+    from accelerate.utils import DistributedDataParallelKwargs
+
+    # PI0 holds parameters its loss never reaches (the VLM's LM head and final norm): DDP must not wait for them
+    # (LeRobot's own trainer does the same).
+    accelerator = Accelerator(cpu=cfg.device == "cpu", mixed_precision=cfg.mixed_precision,
+                              kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
     s1, s2 = stage_configs(cfg)
     out: dict[str, Path] = {}
     if accelerator.is_main_process:

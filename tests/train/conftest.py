@@ -59,3 +59,44 @@ def pi0_pair():
         plain = PI0Policy(tiny_pi0_config(chunk_size=CHUNK))
     plain.load_state_dict(ours.state_dict())
     return ours, plain
+
+
+# --- the pipeline on demo data ---------------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def demo_data(tmp_path_factory):
+    from ate_policy.data.demo import DemoSpec, write_demo_data
+
+    return write_demo_data(tmp_path_factory.mktemp("demo"), DemoSpec(episodes=2, frames=30, pretrain_episodes=3,
+                                                                     pretrain_frames=40, image_hw=(24, 32)))
+
+
+def tiny_overrides(demo_data, output_dir, **extra) -> dict:
+    """The shipped tiny recipe, shrunk to seconds, on the session's demo data."""
+    over = {
+        "output_dir": str(output_dir),
+        "dataset": {"repo_id": "local/demo_dual", "root": str(demo_data["adaptation"])},
+        "vae_stage1": {"datasets": [{"repo_id": "local/demo_pretrain", "root": str(demo_data["pretrain"])}],
+                       "steps": 6, "save_every": 3, "log_every": 3},
+        "vae_stage2": {"steps": 6, "save_every": 3, "log_every": 3},
+        "policy": {"chunk_size": 8},
+        "steps": 8, "save_every": 2, "batch_size": 4,
+    }
+    for k, v in extra.items():
+        over[k] = {**over[k], **v} if isinstance(v, dict) and isinstance(over.get(k), dict) else v
+    return over
+
+
+@pytest.fixture(name="tiny_overrides")
+def tiny_overrides_fixture():
+    return tiny_overrides
+
+
+@pytest.fixture(scope="session")
+def reference_run(demo_data, tmp_path_factory):
+    """One uninterrupted run of the whole pipeline (tiny PI0 + ATE), shared by the pipeline tests."""
+    from ate_policy.config import load_yaml
+    from ate_policy.train import ATETrainConfig, run
+
+    out = tmp_path_factory.mktemp("ref") / "run"
+    cfg = load_yaml(ATETrainConfig, "train_tiny", tiny_overrides(demo_data, out))
+    return cfg, run(cfg, progress=False)
