@@ -34,6 +34,9 @@ DEMO_TASK = "cook the bun: put the bun in the steamer and close the lid"
 PRETRAIN_TASK = "pick up the object"
 PRETRAIN_FPS = 10
 PRETRAIN_DIM = 7
+# SVT-AV1, LeRobot's default video encoder, dies with SIGFPE on frames narrower than 32 px (seen with 24 px)
+# and we have only checked heights down to 16 px.
+MIN_VIDEO_W, MIN_VIDEO_H = 32, 16
 
 
 @dataclass
@@ -184,6 +187,11 @@ def _progress(it, desc):
 
 def write_demo_data(output: str | Path, spec: DemoSpec, overwrite: bool = False) -> dict[str, Path]:
     """Write both demo datasets under ``output``; returns {"adaptation": path, "pretrain": path}."""
+    h, w = spec.image_hw
+    if w < MIN_VIDEO_W or h < MIN_VIDEO_H:
+        raise UserError(f"image size {h}x{w} is too small: LeRobot's AV1 video encoder (SVT-AV1) crashes below "
+                        f"{MIN_VIDEO_H} rows x {MIN_VIDEO_W} columns; use --image-size {max(h, MIN_VIDEO_H)} "
+                        f"{max(w, MIN_VIDEO_W)} or larger")
     output = Path(output)
     paths = {"adaptation": output / DUAL_NAME, "pretrain": output / PRETRAIN_NAME}
     for p in paths.values():
