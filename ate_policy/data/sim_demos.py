@@ -58,6 +58,12 @@ def record_sim_demos(task: str, output: str | Path, episodes: int, image_hw: tup
     if episodes < 1:
         raise UserError("--episodes must be >= 1")
     h, w = int(image_hw[0]), int(image_hw[1])
+    from ate_policy.data.demo import MIN_VIDEO_H, MIN_VIDEO_W
+
+    max_h, max_w = contract.CAMERA_RESOLUTION
+    if not (MIN_VIDEO_H <= h <= max_h and MIN_VIDEO_W <= w <= max_w):
+        raise UserError(f"image size {h}x{w} must be within {MIN_VIDEO_H}x{MIN_VIDEO_W} (smaller frames crash "
+                        f"LeRobot's AV1 encoder) and {max_h}x{max_w} (the real cameras' recording size)")
     root = Path(output) / f"sim_{task}"
     if root.exists():
         if not overwrite:
