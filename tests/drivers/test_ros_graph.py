@@ -65,8 +65,10 @@ def driver_graph(ros_env, tmp_path_factory):
     yield g, node, tmp
     node.destroy_node()
     rclpy.shutdown()
-    codes = g.stop()
-    assert all(c in (0, -2) for c in codes.values()), codes
+    codes = g.stop(timeout_s=60.0)  # generous: seven processes shutting down on a loaded 2-core machine
+    bad = {n: c for n, c in codes.items() if c not in (0, -2)}
+    logs = {n: (tmp / "logs" / (n.strip("/").replace("/", "_") + ".log")).read_text()[-1500:] for n in bad}
+    assert not bad, (bad, logs)
 
 
 class Probe:
@@ -74,7 +76,7 @@ class Probe:
         from diagnostic_msgs.msg import DiagnosticArray
         from geometry_msgs.msg import WrenchStamped
         from sensor_msgs.msg import Image, JointState
-        from ate_drivers.nodes.common import ESTOP_QOS, IMAGE_QOS
+        from ate_drivers.nodes.common import IMAGE_QOS
         self.node = node
         self.js = {arm: [] for arm in ("left", "right")}
         self.grip, self.wrench, self.images, self.diag = [], [], [], {}
@@ -114,9 +116,11 @@ class Probe:
         m.position = [float(v) for v in q]
         self.cmd.publish(m)
 
-    def stream_to(self, q_from: np.ndarray, q_to: np.ndarray, steps: int) -> None:
-        for k in range(1, steps + 1):
-            self.command(q_from + (q_to - q_from) * k / steps)
+    def stream_to(self, q_from: np.ndarray, q_to: np.ndarray, steps: int, hold: int = 6) -> None:
+        """Stream a ramp at 20 Hz, then keep sending its end for ``hold`` ticks, as a 20 Hz consumer does (a
+        command delayed past the watchdog on a loaded machine is refused as stale; the next one gets through)."""
+        for k in range(1, steps + hold + 1):
+            self.command(q_from + (q_to - q_from) * min(k, steps) / steps)
             self.spin(0.05)
 
 

@@ -119,10 +119,10 @@ class ArmDriver:
         """Check and stream one joint command; True when accepted (sent now, or at the next tick)."""
         now = self.clock()
         if not self.connected or self.state is None:
-            self.safety._refuse("disconnected", "arm not connected")
+            self.safety.refuse("disconnected", "arm not connected")
             return False
         if stamp_s is not None and stamp_s < self._fresh_after:
-            self.safety._refuse("stale", "command older than the last reconnect")
+            self.safety.refuse("stale", "command older than the last reconnect")
             return False
         try:
             q = self.safety.check_arm(self.safety.order(names, positions), self.state.q_rad, now, stamp_s)

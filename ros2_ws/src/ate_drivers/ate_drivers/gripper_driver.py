@@ -47,7 +47,7 @@ class GripperDriver:
 
     def on_command(self, position: float, force: float = 1.0, speed: float = 1.0) -> bool:
         if not self.connected:
-            self.safety._refuse("disconnected", "gripper not connected")
+            self.safety.refuse("disconnected", "gripper not connected")
             return False
         try:
             p, f, s = self.safety.check_gripper(position, force, speed)

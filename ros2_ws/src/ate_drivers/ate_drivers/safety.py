@@ -104,7 +104,7 @@ class SafetyFilter:
         self._last_accept_t = -math.inf
 
     # --- bookkeeping ---------------------------------------------------------------------------------------
-    def _refuse(self, reason: str, detail: str) -> Refused:
+    def refuse(self, reason: str, detail: str) -> Refused:
         self.refusals[reason] += 1
         self.last_refusal = f"{reason}: {detail}"
         log.warning("[%s] command refused: %s", self.arm, self.last_refusal)
@@ -124,15 +124,15 @@ class SafetyFilter:
         pos = np.asarray(list(positions), dtype=float).reshape(-1)
         if not names:
             if pos.shape != (N_ARM_JOINTS,):
-                raise self._refuse("wrong_length", f"{pos.size} positions without names, expected {N_ARM_JOINTS}")
+                raise self.refuse("wrong_length", f"{pos.size} positions without names, expected {N_ARM_JOINTS}")
             return pos
         if len(names) != len(pos):
-            raise self._refuse("wrong_length", f"{len(names)} names but {len(pos)} positions")
+            raise self.refuse("wrong_length", f"{len(names)} names but {len(pos)} positions")
         unknown = [n for n in names if n not in self.joint_names]
         if unknown:
-            raise self._refuse("unknown_joint", f"{unknown} (expected {self.joint_names})")
+            raise self.refuse("unknown_joint", f"{unknown} (expected {self.joint_names})")
         if len(set(names)) != len(names) or len(names) != N_ARM_JOINTS:
-            raise self._refuse("wrong_length", f"need each of {self.joint_names} exactly once, got {list(names)}")
+            raise self.refuse("wrong_length", f"need each of {self.joint_names} exactly once, got {list(names)}")
         index = {n: i for i, n in enumerate(names)}
         return pos[[index[n] for n in self.joint_names]]
 
@@ -140,27 +140,27 @@ class SafetyFilter:
                   stamp_s: float | None = None) -> np.ndarray:
         """The target to send, or :class:`Refused`. ``q_rad`` is already in joint order (see :meth:`order`)."""
         if self.estop.latched:
-            raise self._refuse("estop", "e-stop latched; reset it first")
+            raise self.refuse("estop", "e-stop latched; reset it first")
         q = np.asarray(q_rad, dtype=float).reshape(-1)
         if q.shape != (N_ARM_JOINTS,):
-            raise self._refuse("wrong_length", f"{q.size} positions, expected {N_ARM_JOINTS}")
+            raise self.refuse("wrong_length", f"{q.size} positions, expected {N_ARM_JOINTS}")
         if not np.all(np.isfinite(q)):
-            raise self._refuse("not_finite", f"{q.tolist()}")
+            raise self.refuse("not_finite", f"{q.tolist()}")
         if stamp_s is not None and now_s - stamp_s > self.config.watchdog_s:
-            raise self._refuse("stale", f"command is {now_s - stamp_s:.3f} s old (> {self.config.watchdog_s} s)")
+            raise self.refuse("stale", f"command is {now_s - stamp_s:.3f} s old (> {self.config.watchdog_s} s)")
         bad = np.flatnonzero((q < self.q_min) | (q > self.q_max))
         if bad.size:
             j = int(bad[0])
-            raise self._refuse("joint_limit", f"{self.joint_names[j]} = {q[j]:.4f} rad outside "
+            raise self.refuse("joint_limit", f"{self.joint_names[j]} = {q[j]:.4f} rad outside "
                                               f"[{self.q_min[j]:.4f}, {self.q_max[j]:.4f}] (margin included)")
         ref = self._last_target if (self._last_target is not None and not self.watchdog_expired(now_s)) \
             else q_measured
         if ref is None:
-            raise self._refuse("no_state", "no measured joint position yet to judge the step against")
+            raise self.refuse("no_state", "no measured joint position yet to judge the step against")
         step = np.abs(q - ref)
         if np.max(step) > self.config.max_step_rad:
             j = int(np.argmax(step))
-            raise self._refuse("too_fast", f"{self.joint_names[j]} would move {step[j]:.4f} rad in one command "
+            raise self.refuse("too_fast", f"{self.joint_names[j]} would move {step[j]:.4f} rad in one command "
                                            f"(max {self.config.max_step_rad:.4f})")
         self._last_target = q.copy()
         self._last_accept_t = now_s
@@ -170,15 +170,15 @@ class SafetyFilter:
     # --- gripper -------------------------------------------------------------------------------------------
     def check_gripper(self, position: float, force: float = 1.0, speed: float = 1.0) -> tuple[float, float, float]:
         if self.estop.latched:
-            raise self._refuse("estop", "e-stop latched; reset it first")
+            raise self.refuse("estop", "e-stop latched; reset it first")
         vals = (float(position), float(force), float(speed))
         if not all(math.isfinite(v) for v in vals):
-            raise self._refuse("not_finite", f"gripper command {vals}")
+            raise self.refuse("not_finite", f"gripper command {vals}")
         if not self.config.gripper_min <= vals[0] <= self.config.gripper_max:
-            raise self._refuse("gripper_range", f"opening {vals[0]} outside "
+            raise self.refuse("gripper_range", f"opening {vals[0]} outside "
                                                 f"[{self.config.gripper_min}, {self.config.gripper_max}]")
         if not (0.0 <= vals[1] <= 1.0 and 0.0 <= vals[2] <= 1.0):
-            raise self._refuse("gripper_range", f"force/speed fractions {vals[1:]} outside [0, 1]")
+            raise self.refuse("gripper_range", f"force/speed fractions {vals[1:]} outside [0, 1]")
         self.accepted += 1
         return vals
 

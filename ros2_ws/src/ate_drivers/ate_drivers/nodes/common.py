@@ -73,8 +73,14 @@ def subscribe_estop(node: Node, estop) -> None:
 
 
 def spin(node_factory) -> int:
+    """Run one node until Ctrl-C / SIGINT; the node's ``close()`` (stop the arm, release the device) always runs.
+
+    Returns the exit code: 0 on a normal stop, the code of a ``SystemExit`` raised by the node (e.g. 3 when
+    robot:=real finds no hardware).
+    """
     import rclpy
     from rclpy.executors import ExternalShutdownException
+    code = 0
     rclpy.init()
     node = None
     try:
@@ -83,11 +89,14 @@ def spin(node_factory) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except SystemExit as e:
-        return int(e.code or 0)
+        code = int(e.code or 0)
     finally:
         if node is not None:
-            node.close()
+            try:
+                node.close()
+            except Exception as e:  # a device that fails to close must not hide the exit code
+                node.get_logger().error(f"close failed: {e}")
             node.destroy_node()
         if rclpy.ok():
             rclpy.shutdown()
-    return 0
+    return code

@@ -47,7 +47,7 @@ class GripperNode(Node):
 
     def on_command(self, msg: JointState) -> None:
         if list(msg.name) not in ([], [self.joint]) or len(msg.position) != 1:
-            self.driver.safety._refuse("wrong_length", f"expected one position for {self.joint}, got {msg.name}")
+            self.driver.safety.refuse("wrong_length", f"expected one position for {self.joint}, got {msg.name}")
             return
         speed = msg.velocity[0] if len(msg.velocity) == 1 else 1.0
         force = msg.effort[0] if len(msg.effort) == 1 else 1.0
