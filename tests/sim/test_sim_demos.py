@@ -57,3 +57,19 @@ def test_image_sizes_the_video_encoder_or_the_cameras_cannot_take_are_refused(tm
 
     with pytest.raises(UserError, match="image size"):
         record_sim_demos("cook_bun", tmp_path, episodes=1, image_hw=hw)
+
+
+@pytest.mark.slow
+def test_sim_video_writes_the_three_views_as_mp4_and_frames(tmp_path):
+    import av
+
+    from ate_policy.data.sim_demos import write_episode_video
+
+    res = write_episode_video("pick_bun", tmp_path / "ep.mp4", seed=0, image_hw=(48, 64),
+                              frames_dir=tmp_path / "frames", every=20)
+    assert res["success"] and res["frames"] > 10
+    assert len(list((tmp_path / "frames").glob("frame_*.png"))) == res["frames"]
+    with av.open(str(tmp_path / "ep.mp4")) as c:
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    assert len(frames) == res["frames"]
+    assert frames[0].shape == (48, 3 * 64, 3)  # cam_high | left wrist | right wrist

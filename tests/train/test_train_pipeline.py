@@ -191,3 +191,24 @@ def test_two_processes_with_accelerate_read_different_data_and_write_one_checkpo
         assert len(a) == len(b) == 2 and not a & b  # each step: two halves of one global batch of 4
     assert sorted(p.name for p in (out / "policy" / "checkpoints").iterdir()) == ["00000002", "last"]
     assert len(_metrics(out)) == 2  # one log writer: the main process
+
+
+@pytest.mark.slow
+def test_diffusion_policy_pipeline_reuses_stage1_and_loads_with_plain_lerobot(reference_run, demo_data,
+                                                                              tiny_overrides, tmp_path):
+    from lerobot.policies.diffusion.modeling_diffusion import DiffusionPolicy
+
+    ref_cfg, _ = reference_run
+    over = tiny_overrides(demo_data, tmp_path / "run", steps=2, save_every=2,
+                          stage1_dir=str(ref_cfg.out / "vae_stage1"), policy={"type": "diffusion"})
+    cfg = load_yaml(ATETrainConfig, "train_tiny", over)
+    folders = run(cfg, progress=False)
+    assert not (cfg.out / "vae_stage1").exists()  # the given Stage 1 was used, not retrained
+    vae_meta = json.loads((folders["vae_stage2"] / "vae_config.json").read_text())
+    assert vae_meta["chunk_len"] == 8
+    assert all(n["mode"] == "min_max" for n in vae_meta["normalization"].values())
+    rows = _metrics(cfg.out)
+    assert len(rows) == 2 and all("guidance_norm" in r for r in rows)
+    final = Path(json.loads((cfg.out / "policy" / "summary.json").read_text())["final_checkpoint"])
+    policy = DiffusionPolicy.from_pretrained(final)
+    assert policy.config.horizon == 8
