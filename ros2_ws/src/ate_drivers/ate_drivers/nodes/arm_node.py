@@ -6,15 +6,16 @@ from __future__ import annotations
 import sys
 import time
 
+from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import WrenchStamped
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
-from diagnostic_msgs.msg import DiagnosticArray
 
 from ate_drivers import registry
 from ate_drivers.arm_driver import ArmDriver
 from ate_drivers.nodes.common import (COMMAND_QOS, STATE_QOS, diagnostic_array, load_config, spin,
                                       stamp_to_monotonic, subscribe_estop)
+from ate_drivers.nodes.messages import joint_state_msg, wrench_msg
 from ate_drivers.safety import EStop
 from ate_policy.contract import arm_joint_names
 
@@ -59,18 +60,9 @@ class ArmNode(Node):
             except Exception as e:
                 self.get_logger().warning(f"tool voltage: {e}")
         now = self.get_clock().now().to_msg()
-        js = JointState()
-        js.header.stamp = now
-        js.name = self.names
-        js.position = [float(v) for v in st.q_rad]
-        self.pub_js.publish(js)
+        self.pub_js.publish(joint_state_msg(self.names, st.q_rad, now))
         if st.wrench is not None:
-            w = WrenchStamped()
-            w.header.stamp = now
-            w.header.frame_id = f"{self.arm}_flange"
-            (w.wrench.force.x, w.wrench.force.y, w.wrench.force.z,
-             w.wrench.torque.x, w.wrench.torque.y, w.wrench.torque.z) = (float(v) for v in st.wrench)
-            self.pub_wrench.publish(w)
+            self.pub_wrench.publish(wrench_msg(self.arm, st.wrench, now))
 
     def on_command(self, msg: JointState) -> None:
         self.driver.on_command(list(msg.name), list(msg.position), stamp_to_monotonic(self, msg.header.stamp))

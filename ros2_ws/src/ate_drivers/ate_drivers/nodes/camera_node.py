@@ -12,6 +12,7 @@ from sensor_msgs.msg import Image
 
 from ate_drivers import registry
 from ate_drivers.nodes.common import IMAGE_QOS, diagnostic_array, load_config, monotonic_to_stamp, spin
+from ate_drivers.nodes.messages import image_msg
 
 
 class CameraNode(Node):
@@ -50,15 +51,7 @@ class CameraNode(Node):
         if frame.index == self._last_index:
             return
         self._last_index = frame.index
-        img = frame.image
-        msg = Image()
-        msg.header.stamp = monotonic_to_stamp(self, frame.capture_time_s)
-        msg.header.frame_id = self.cam_name
-        msg.height, msg.width = int(img.shape[0]), int(img.shape[1])
-        msg.encoding = "rgb8"
-        msg.step = msg.width * 3
-        msg.data = img.tobytes()
-        self.pub.publish(msg)
+        self.pub.publish(image_msg(frame.image, self.cam_name, monotonic_to_stamp(self, frame.capture_time_s)))
         self.published += 1
 
     def on_diagnostics(self) -> None:

@@ -13,6 +13,7 @@ from sensor_msgs.msg import JointState
 from ate_drivers import registry
 from ate_drivers.gripper_driver import GripperDriver
 from ate_drivers.nodes.common import COMMAND_QOS, STATE_QOS, diagnostic_array, load_config, spin, subscribe_estop
+from ate_drivers.nodes.messages import gripper_state_msg, parse_gripper_command
 from ate_drivers.safety import EStop
 
 
@@ -38,20 +39,15 @@ class GripperNode(Node):
         st = self.driver.tick()
         if st is None:
             return
-        msg = JointState()
-        msg.header.stamp = self.get_clock().now().to_msg()
-        msg.name = [self.joint]
-        msg.position = [float(st.position)]
-        msg.effort = [float(st.fault)]     # fault code rides along; the text is in /diagnostics
-        self.pub.publish(msg)
+        self.pub.publish(gripper_state_msg(self.joint, st.position, st.fault, self.get_clock().now().to_msg()))
 
     def on_command(self, msg: JointState) -> None:
-        if list(msg.name) not in ([], [self.joint]) or len(msg.position) != 1:
-            self.driver.safety.refuse("wrong_length", f"expected one position for {self.joint}, got {msg.name}")
+        try:
+            position, force, speed = parse_gripper_command(msg, self.joint)
+        except ValueError as e:
+            self.driver.safety.refuse("wrong_length", str(e))
             return
-        speed = msg.velocity[0] if len(msg.velocity) == 1 else 1.0
-        force = msg.effort[0] if len(msg.effort) == 1 else 1.0
-        self.driver.on_command(msg.position[0], force, speed)
+        self.driver.on_command(position, force, speed)
 
     def on_diagnostics(self) -> None:
         level, message, values = self.driver.diagnostics()
