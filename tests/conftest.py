@@ -8,6 +8,8 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("MUJOCO_GL", "osmesa")
 os.environ.setdefault("SVT_LOG", "1")
 
+import random  # noqa: E402
+
 import pytest  # noqa: E402
 
 
@@ -25,3 +27,17 @@ def demo_data(tmp_path_factory):
 
     spec = DemoSpec(episodes=4, frames=40, pretrain_episodes=8, pretrain_frames=60, image_hw=(24, 32), seed=0)
     return write_demo_data(tmp_path_factory.mktemp("demo_data"), spec)
+
+
+@pytest.fixture(scope="module")
+def ros_env():
+    """A DDS domain of its own for one test module's ROS graph, discovery kept on this machine."""
+    env = {"ROS_DOMAIN_ID": str(random.randint(1, 100)), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    yield env
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v

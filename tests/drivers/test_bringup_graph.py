@@ -38,14 +38,18 @@ def test_bad_arguments_are_clear_errors(args):
         graph.drivers(args)
 
 
-def test_every_executable_is_a_console_script_of_its_package():
+def _console_scripts(package: str) -> dict[str, str]:
     # Read from setup.py (what colcon installs as lib/<package>/<executable> for `ros2 run` and launch_ros).
-    setup_py = Path(graph.__file__).resolve().parents[2] / "ate_drivers" / "setup.py"
+    setup_py = Path(graph.__file__).resolve().parents[2] / package / "setup.py"
     tree = ast.parse(setup_py.read_text())
     kw = next(k for n in ast.walk(tree) if isinstance(n, ast.Call) for k in n.keywords if k.arg == "entry_points")
-    scripts = dict(s.replace(" ", "").split("=", 1) for s in ast.literal_eval(kw.value)["console_scripts"])
-    for spec in graph.drivers({"robot": "sim"}):
-        assert scripts.get(spec.executable, "").startswith(spec.module + ":"), spec.executable
+    return dict(s.replace(" ", "").split("=", 1) for s in ast.literal_eval(kw.value)["console_scripts"])
+
+
+@pytest.mark.parametrize("robot", graph.ROBOT_MODES)
+def test_every_executable_is_a_console_script_of_its_package(robot):
+    for spec in graph.drivers({"robot": robot}):
+        assert _console_scripts(spec.package).get(spec.executable, "").startswith(spec.module + ":"), spec
 
 
 def test_process_command_carries_name_namespace_and_typed_parameters():

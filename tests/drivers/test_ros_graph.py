@@ -8,7 +8,6 @@ camera, and an e-stop triggered from another process.
 from __future__ import annotations
 
 import os
-import random
 import subprocess
 import sys
 import time
@@ -25,19 +24,6 @@ from ate_bringup.launcher import ProcessGraph  # noqa: E402
 from ate_drivers.config import load_drivers_config  # noqa: E402
 from ate_policy.config import dump_yaml  # noqa: E402
 from ate_policy.contract import arm_joint_names  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def ros_env(tmp_path_factory):
-    env = {"ROS_DOMAIN_ID": str(random.randint(1, 100)), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    yield env
-    for k, v in old.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
 
 
 @pytest.fixture(scope="module")

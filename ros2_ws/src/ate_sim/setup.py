@@ -14,5 +14,7 @@ setup(
     zip_safe=True,
     description="The simulated cell: a MuJoCo twin of the dual RM75-6s + OmniPicker + three cameras, behind the driver interfaces.",
     license="Apache-2.0",
-    entry_points={"console_scripts": []},
+    entry_points={"console_scripts": [
+        "sim_node = ate_sim.sim_node:main",
+    ]},
 )

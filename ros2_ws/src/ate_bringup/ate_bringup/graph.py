@@ -55,13 +55,16 @@ def drivers(args: dict | None = None) -> list[NodeSpec]:
     """The driver graph: e-stop, per arm an arm and a gripper driver, one camera driver per camera.
 
     args: ``robot`` (real|emulated|sim, default real), ``config`` (drivers YAML), ``arms`` (comma list),
-    ``grippers`` / ``cameras`` (bools), ``camera_names`` (comma list).
+    ``grippers`` / ``cameras`` (bools), ``camera_names`` (comma list). With ``robot:=sim`` one node holds the
+    whole simulated cell instead (see :func:`sim_cell`).
     """
     a = dict(args or {})
     robot = str(a.get("robot", "real"))
     if robot not in ROBOT_MODES:
         raise ValueError(f"robot:={robot} must be one of {ROBOT_MODES}")
     config = str(a.get("config") or default_drivers_config())
+    if robot == "sim":
+        return [NodeSpec("ate_drivers", "estop_node", "ate_drivers.nodes.estop_node", "estop"), sim_cell(a, config)]
     arms = [s for s in str(a.get("arms", ",".join(ARMS))).split(",") if s]
     for arm in arms:
         if arm not in ARMS:
@@ -81,3 +84,19 @@ def drivers(args: dict | None = None) -> list[NodeSpec]:
             specs.append(NodeSpec("ate_drivers", "camera_node", "ate_drivers.nodes.camera_node", f"camera_{cam}",
                                   "", {**common, "camera": cam}))
     return specs
+
+
+def sim_cell(args: dict, config: str) -> NodeSpec:
+    """robot:=sim: one process holds the simulated cell and speaks every driver topic (a camera must see the arm
+    it films, so the devices cannot live in separate processes as the drivers do).
+
+    args: ``task`` (scene), ``sim_clock`` (realtime|lockstep), ``sim_seed``, ``lockstep_consumers`` (comma list of
+    the nodes that acknowledge each lockstep tick). Empty values leave drivers.yaml's ``sim`` section in charge.
+    """
+    clock = str(args.get("sim_clock", "") or "")
+    if clock not in ("", "realtime", "lockstep"):
+        raise ValueError(f"sim_clock:={clock} must be realtime or lockstep")
+    params = {"config_file": config, "robot": "sim", "task": str(args.get("task", "") or ""), "clock": clock,
+              "seed": int(args.get("sim_seed", -1) if str(args.get("sim_seed", "")) != "" else -1),
+              "consumers": str(args.get("lockstep_consumers", "") or "")}
+    return NodeSpec("ate_sim", "sim_node", "ate_sim.sim_node", "sim_cell", "", params)

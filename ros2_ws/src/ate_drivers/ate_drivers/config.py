@@ -51,6 +51,33 @@ def _right_side() -> ArmSideConfig:
 
 
 @dataclass
+class SimSettings:
+    """robot:=sim: the simulated cell that stands in for every device (ate_sim.sim_node, docs/sim.md)."""
+
+    task: str = ""                 # scene: cook_bun | pick_bun | "" (an empty table)
+    seed: int = 0                  # object randomisation of the scene
+    # realtime: the cell runs at wall-clock pace (people watching, EGL on a GPU machine); lockstep: simulated time
+    # advances one 20 Hz tick once every consumer acknowledged it (tests, evaluation: CPU rendering costs wall
+    # time only and a run is the same on any machine).
+    clock: str = "realtime"
+    consumers: list[str] = field(default_factory=list)   # lockstep: the nodes that acknowledge each tick
+    # Rendered camera size: CPU rendering (OSMesa) costs about 75 ms per 224x224 frame, 960x540 is for GPUs.
+    image_height: int = 224
+    image_width: int = 224
+    camera_fps: float = 20.0       # realtime: render rate per camera (best effort on a CPU)
+    republish_s: float = 2.0       # lockstep: publish the tick again when no ack came within this (wall) time
+
+    def validate(self) -> None:
+        if self.clock not in ("realtime", "lockstep"):
+            raise UserError(f"sim.clock must be realtime or lockstep, got {self.clock!r}")
+        if self.clock == "lockstep" and not self.consumers:
+            raise UserError("sim.clock lockstep needs sim.consumers: the nodes whose acknowledgement ends a tick "
+                            "(e.g. [policy]); with none the cell would never know when to step")
+        if self.image_height < 8 or self.image_width < 8 or self.camera_fps <= 0 or self.republish_s <= 0:
+            raise UserError("sim.image_height/width must be >= 8, camera_fps and republish_s positive")
+
+
+@dataclass
 class DriversConfig:
     robot: str = "real"
     backends: dict[str, BackendNames] = field(default_factory=_default_backends)
@@ -67,6 +94,7 @@ class DriversConfig:
     safety: SafetyConfig = field(default_factory=SafetyConfig)
     reconnect: ReconnectConfig = field(default_factory=ReconnectConfig)
     cameras: dict[str, CameraConfig] = field(default_factory=dict)
+    sim: SimSettings = field(default_factory=SimSettings)
 
     def side(self, arm: str) -> ArmSideConfig:
         if arm not in ("left", "right"):
@@ -86,4 +114,6 @@ def load_drivers_config(path: str | Path | None = None, robot: str | None = None
         over["robot"] = robot
     cfg = load_yaml(DriversConfig, path, over)
     cfg.backend_names()
+    if cfg.robot == "sim":
+        cfg.sim.validate()
     return cfg

@@ -141,6 +141,10 @@ class SimCamera:
     def close(self) -> None:
         self._open = False
 
+    def forget_frame(self) -> None:
+        """Render anew at the next read (the scene was reset: the same simulated time shows another world)."""
+        self._last = None
+
     def read_latest(self, max_age_ms: float | None = None) -> Frame:
         if not self._open:
             raise RuntimeError(f"sim camera {self.name!r} is not open (call open() first)")

@@ -21,16 +21,17 @@ ESTOP_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, history=
                        durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
-def load_config(node: Node) -> DriversConfig:
-    """Parameters ``config_file`` (drivers YAML) and ``robot`` (real|emulated|sim, '' = the file's)."""
-    node.declare_parameter("config_file", "", _desc("drivers YAML (ate_bringup/config/drivers.yaml)"))
-    node.declare_parameter("robot", "", _desc("real | emulated | sim; empty: the config file's value"))
+def load_config(node: Node, overrides: dict | None = None) -> DriversConfig:
+    """Parameters ``config_file`` (drivers YAML) and ``robot`` (real|emulated|sim, '' = the file's), then
+    ``overrides`` (a nested dict of config fields a node sets from its own parameters)."""
+    node.declare_parameter("config_file", "", desc("drivers YAML (ate_bringup/config/drivers.yaml)"))
+    node.declare_parameter("robot", "", desc("real | emulated | sim; empty: the config file's value"))
     path = node.get_parameter("config_file").value or None
     robot = node.get_parameter("robot").value or None
-    return load_drivers_config(path, robot)
+    return load_drivers_config(path, robot, overrides)
 
 
-def _desc(text: str):
+def desc(text: str):
     from rcl_interfaces.msg import ParameterDescriptor
     return ParameterDescriptor(description=text)
 
