@@ -7,6 +7,7 @@ the simulated cell's MJCF model and the tests can never disagree about the arm's
 * ``fk(q)``: flange pose (4x4) in the arm's base frame; ``fk_frames(q)``: every joint frame.
 * ``jacobian(q)``: geometric 6x7 Jacobian (linear; angular) of the flange in the base frame.
 * ``solve_ik(T_target, q0)``: damped least squares, joint limits respected.
+* ``rotation_log`` / ``rotation_exp`` / ``inv_transform``: SO(3) / SE(3) helpers the teleop mapping and filters use.
 * ``pose6_from_matrix`` / ``matrix_from_pose6``: RealMan's pose vector ``[x, y, z, rx, ry, rz]``
   (metres, fixed-axis XYZ Euler angles, i.e. ``R = Rz(rz) Ry(ry) Rx(rx)``), what the SDK reports.
 * ``build_pinocchio_model()``: the same chain as a Pinocchio model (for the teleop's Pinocchio IK).
@@ -119,6 +120,26 @@ def rotation_log(R: np.ndarray) -> np.ndarray:
         return angle * axis / np.linalg.norm(axis)
     w = np.array([R[2, 1] - R[1, 2], R[0, 2] - R[2, 0], R[1, 0] - R[0, 1]])
     return angle * w / (2.0 * math.sin(angle))
+
+
+def rotation_exp(w) -> np.ndarray:
+    """Rotation matrix of an axis-angle vector (Rodrigues); the inverse of ``rotation_log``."""
+    w = np.asarray(w, dtype=float).reshape(3)
+    angle = float(np.linalg.norm(w))
+    if angle < 1e-12:
+        return np.eye(3)
+    k = w / angle
+    K = np.array([[0.0, -k[2], k[1]], [k[2], 0.0, -k[0]], [-k[1], k[0], 0.0]])
+    return np.eye(3) + math.sin(angle) * K + (1.0 - math.cos(angle)) * (K @ K)
+
+
+def inv_transform(T: np.ndarray) -> np.ndarray:
+    """Inverse of a rigid 4x4 transform (R^T, -R^T p): exact, unlike a general matrix inverse."""
+    R, p = T[:3, :3], T[:3, 3]
+    out = np.eye(4)
+    out[:3, :3] = R.T
+    out[:3, 3] = -R.T @ p
+    return out
 
 
 def pose_error(T_current: np.ndarray, T_target: np.ndarray) -> np.ndarray:
