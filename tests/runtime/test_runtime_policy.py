@@ -213,3 +213,34 @@ def test_a_compiled_policy_that_disagrees_with_eager_falls_back_to_eager(ckpt, p
     if not compiled_is_good:
         assert "torch.compile output rejected, using eager" in caplog.text
         assert any("eager in use" in n for n in pol.info["notes"])
+
+
+def test_any_lerobot_policy_type_loads_a_diffusion_policy_with_an_observation_history(tmp_path):
+    """A tiny Diffusion Policy (2 observation steps) saved as the trainer saves it: chunks of n_action_steps."""
+    from ate_policy.config import dump_yaml
+    from ate_policy.policies.diffusion_ate import DiffusionATEPolicy
+    from ate_policy.policies.tiny import tiny_diffusion_config
+    from ate_policy.train import ATETrainConfig, PolicySpec, build_processors
+
+    spec = PolicySpec(type="diffusion", tiny=True, chunk_size=8)
+    pcfg = tiny_diffusion_config(horizon=8, n_obs_steps=2, image_hw=HW)
+    torch.manual_seed(0)
+    diff = DiffusionATEPolicy(pcfg)
+    vec = {"mean": np.zeros(16, np.float32), "std": np.ones(16, np.float32),
+           "min": -np.ones(16, np.float32), "max": np.ones(16, np.float32)}
+    img = {"mean": np.full((3, 1, 1), 0.5, np.float32), "std": np.full((3, 1, 1), 0.25, np.float32),
+           "min": np.zeros((3, 1, 1), np.float32), "max": np.ones((3, 1, 1), np.float32)}
+    stats = {contract.STATE_KEY: vec, contract.ACTION_KEY: vec, **{k: img for k in contract.IMAGE_KEYS}}
+    pre, post = build_processors(spec, pcfg, stats, tmp_path)
+    out = tmp_path / "pretrained_model"
+    for obj in (diff, pre, post):
+        obj.save_pretrained(out)
+    dump_yaml(ATETrainConfig(policy=spec), out / "ate_train_config.yaml")
+
+    pol = load_policy(out)
+    assert pol.info["policy_type"] == "diffusion" and not pol.supports_rtc and pol.n_obs_steps == 2
+    chunk = pol(camera_obs(8))
+    assert chunk.shape == (pcfg.n_action_steps, 16) and np.all(np.isfinite(chunk))
+    assert np.all(chunk >= -1 - 1e-5) and np.all(chunk <= 1 + 1e-5)   # min-max unnormalised into the stats' range
+    with pytest.raises(UserError, match="no real-time chunking"):
+        load_policy(out, blending=BlendConfig("rtc"))
