@@ -15,13 +15,14 @@ from ate_policy.errors import UserError
 
 # name -> ("module:function", one-line help). The function takes argv (list[str]) and returns an exit code.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "quickstart": ("ate_policy.quickstart:main", "the main job on embedded defaults: demo data -> Stage 1 -> Stage 2"),
+    "quickstart": ("ate_policy.quickstart:main", "the main job on embedded defaults: demo data -> Stage 1 -> Stage 2 -> report -> PI0 + ATE"),
     "demo-data": ("ate_policy.data.demo:main", "write synthetic LeRobot v3.0 datasets (dual-arm + pre-training)"),
     "sim-video": ("ate_policy.data.sim_demos:video_main", "MP4/PNG frames of one scripted episode in the MuJoCo cell (3 cameras)"),
     "vae": ("ate_policy.vae.cli:main", "action InfoVAE: `vae pretrain`, `vae adapt`, `vae report`"),
     "convert": ("ate_policy.data.convert:main", "rosbag2 bags (MCAP/sqlite3) -> LeRobot v3.0 dataset, cached"),
     "inspect": ("ate_policy.data.inspect:main", "audit a dataset: per-episode sync, stale/dropped frames, outliers, plots"),
     "train": ("ate_policy.train:main", "the ATE pipeline: Stage 1 VAE -> stats -> Stage 2 VAE -> PI0/Diffusion fine-tuning with guidance"),
+    "eval": ("ate_policy.evaluation:main", "a checkpoint in the sim cell through the runtime: success, times, jerk, wrench peaks"),
 }
 
 

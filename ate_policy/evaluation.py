@@ -1,0 +1,463 @@
+"""``ate_policy eval``: a policy checkpoint in the simulated cell, through the deployment runtime and the drivers'
+safety layer; success rate, episode times and the paper's motion-quality figures (appendix H).
+
+    ate_policy eval --task cook_bun --checkpoint PATH --episodes 20 [--seed 0] [--output DIR]
+                    [--image-size H W] [--time-limit S] [--delay-ticks D] [--strategy blend] [--device auto]
+
+Each episode, in one process and in simulated time (lockstep, so CPU rendering and inference cost wall time only):
+
+* the sim cell (``ate_sim.cell.SimCell``, the task's scene, objects randomised by ``seed + episode``) behind its
+  sim backends, the arms and grippers driven through the very driver logic the hardware uses
+  (``ate_drivers.arm_driver.ArmDriver`` / ``gripper_driver.GripperDriver``: safety layer, refusals counted), on a
+  clock that reads simulated time;
+* every 20 Hz tick: the newest joint/gripper states and the three camera frames (stamped in simulated time) go to
+  ``PolicyRuntime.tick``; its target, if any, goes to the drivers; the cell steps one period;
+* the episode ends on the scene's success check or at the time limit.
+
+Outputs in ``--output`` (default ``outputs/eval/<task>``): ``eval.json`` (summary + per episode), ``report.md``,
+``summary.png``, ``episode_NNN.png`` (joints measured vs commanded, wrist forces) and ``episode_NNN.npz``
+(the trajectories). Motion quality: jerk of the measured joint trajectories (third finite difference at 20 Hz,
+rad/s^3) and of the commanded targets; peaks of the wrist wrench (force norm, the x force relative to the first
+tick as in the paper's Figure 13, torque norm).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ate_policy import contract
+from ate_policy.errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EpisodeLog:
+    t_s: list[float] = field(default_factory=list)
+    q: list[np.ndarray] = field(default_factory=list)          # measured (16,)
+    action: list[np.ndarray] = field(default_factory=list)     # commanded (16,), NaN on a held tick
+    wrench: list[np.ndarray] = field(default_factory=list)     # (12,)
+    reasons: list[str] = field(default_factory=list)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"t_s": np.asarray(self.t_s), "q": np.asarray(self.q), "action": np.asarray(self.action),
+                "wrench": np.asarray(self.wrench), "reasons": np.asarray(self.reasons)}
+
+
+# --- motion quality -------------------------------------------------------------------------------------------------
+def jerk(x: np.ndarray, dt: float) -> np.ndarray:
+    """Third finite difference of a (T, D) trajectory sampled every ``dt``: (T - 3, D), units/s^3."""
+    x = np.asarray(x, float)
+    if len(x) < 4:
+        return np.zeros((0, x.shape[1] if x.ndim == 2 else 1))
+    return np.diff(x, n=3, axis=0) / dt ** 3
+
+
+def motion_quality(log_: EpisodeLog, dt: float = contract.PERIOD_S) -> dict:
+    """Per arm: RMS and max |jerk| of the measured joints and of the commanded targets (held ticks skipped),
+    and the wrist wrench peaks."""
+    a = log_.arrays()
+    out: dict = {}
+    for arm in contract.ARMS:
+        sl = contract.arm_slice(arm)
+        joints = slice(sl.start, sl.start + contract.N_ARM_JOINTS)
+        jm = jerk(a["q"][:, joints], dt) if len(a["q"]) else np.zeros((0, 7))
+        cmd = a["action"][:, joints] if len(a["action"]) else np.zeros((0, 7))
+        cmd = cmd[np.all(np.isfinite(cmd), axis=1)]
+        jc = jerk(cmd, dt)
+        w = a["wrench"][:, 6 * contract.ARMS.index(arm):6 * contract.ARMS.index(arm) + 6] if len(a["wrench"]) \
+            else np.zeros((0, 6))
+        f, tq = w[:, :3], w[:, 3:]
+        out[arm] = {
+            "jerk_rms_rad_s3": _rms(jm), "jerk_max_rad_s3": _absmax(jm),
+            "command_jerk_rms_rad_s3": _rms(jc), "command_jerk_max_rad_s3": _absmax(jc),
+            "force_peak_n": float(np.linalg.norm(f, axis=1).max()) if len(f) else None,
+            "fx_rel_peak_n": float(np.abs(f[:, 0] - f[0, 0]).max()) if len(f) else None,
+            "torque_peak_nm": float(np.linalg.norm(tq, axis=1).max()) if len(tq) else None,
+        }
+    return out
+
+
+def _rms(x: np.ndarray) -> float | None:
+    return float(np.sqrt(np.mean(np.square(x)))) if x.size else None
+
+
+def _absmax(x: np.ndarray) -> float | None:
+    return float(np.abs(x).max()) if x.size else None
+
+
+# --- one episode ---------------------------------------------------------------------------------------------------
+class SimEvalCell:
+    """The sim cell with the drivers' logic in front of it, for one process (no ROS)."""
+
+    def __init__(self, task: str, image_hw: tuple[int, int], seed: int, safety=None):
+        from ate_sim.cell import SimCell
+
+        self.cell = SimCell(task=task, seed=seed, clock="lockstep")
+        self.image_hw = image_hw
+        self.safety = safety
+        self.scene = self.cell.scene
+
+    def start_episode(self, seed: int) -> None:
+        from ate_drivers.arm_driver import ArmDriver
+        from ate_drivers.gripper_driver import GripperDriver
+        from ate_drivers.safety import EStop
+        from ate_sim.backends import SimArm, SimCamera, SimGripper
+
+        self.cell.reset(seed)
+        clock = lambda: self.cell.sim_time  # noqa: E731  (the drivers judge staleness in simulated time)
+        estop = EStop()
+        # Fresh drivers per episode: their safety references (last target, watchdog) belong to one episode.
+        self.arms = {a: ArmDriver(a, SimArm(self.cell, a), self.safety, estop, clock=clock) for a in contract.ARMS}
+        self.grippers = {a: GripperDriver(a, SimGripper(self.cell, a), self.safety, estop, clock=clock)
+                         for a in contract.ARMS}
+        self.cameras = {c: SimCamera(self.cell, c, self.image_hw) for c in contract.CAMERA_NAMES}
+        for cam in self.cameras.values():
+            cam.open()
+
+    def observe(self):
+        from ate_policy.runtime import Observation
+
+        states = {a: d.tick(read_wrench=True) for a, d in self.arms.items()}
+        grips = {a: d.tick() for a, d in self.grippers.items()}
+        if any(s is None for s in states.values()) or any(g is None for g in grips.values()):
+            raise RuntimeError("a sim arm or gripper did not connect")
+        q = np.concatenate([np.r_[states[a].q_rad, grips[a].position] for a in contract.ARMS])
+        wrench = np.concatenate([states[a].wrench if states[a].wrench is not None else np.zeros(6)
+                                 for a in contract.ARMS])
+        frames = {c: cam.read_latest() for c, cam in self.cameras.items()}
+        stamps = {"state": min([s.stamp_s for s in states.values()] + [g.stamp_s for g in grips.values()]),
+                  **{c: f.capture_time_s for c, f in frames.items()}}
+        return Observation(q.astype(np.float32), {c: f.image for c, f in frames.items()}, stamps), wrench
+
+    def command(self, action: np.ndarray, stamp_s: float) -> None:
+        for arm in contract.ARMS:
+            sl = contract.arm_slice(arm)
+            a = action[sl]
+            self.arms[arm].on_command([], a[:contract.N_ARM_JOINTS], stamp_s)
+            self.grippers[arm].on_command(float(a[contract.N_ARM_JOINTS]))
+
+    def refusals(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for kind, drivers in (("arm", self.arms), ("gripper", self.grippers)):
+            for d in drivers.values():
+                for reason, n in d.safety.refusals.items():
+                    out[f"{kind}:{reason}"] = out.get(f"{kind}:{reason}", 0) + n
+        return out
+
+    def success(self) -> bool:
+        with self.cell.lock:
+            return bool(self.scene.success(self.cell))
+
+    def step(self) -> None:
+        for d in self.arms.values():
+            d.tick()  # a target the driver deferred goes out before time moves on
+        self.cell.step(contract.PERIOD_S)
+
+    def close(self) -> None:
+        self.cell.close()
+
+
+def run_episode(sim: SimEvalCell, runtime, seed: int, time_limit_s: float) -> tuple[dict, EpisodeLog]:
+    import torch
+
+    torch.manual_seed(seed)  # the policy's noise: a rerun with the same seed is the same episode
+    sim.start_episode(seed)
+    runtime.reset()
+    runtime.start()
+    ep = EpisodeLog()
+    n_ticks = int(round(time_limit_s / contract.PERIOD_S))
+    success, wall0 = False, time.perf_counter()
+    for _ in range(n_ticks):
+        t = sim.cell.sim_time
+        obs, wrench = sim.observe()
+        res = runtime.tick(obs, t)
+        if res.action is not None:
+            sim.command(res.action, t)
+        ep.t_s.append(t)
+        ep.q.append(obs.state.astype(float))
+        ep.action.append(res.action if res.action is not None else np.full(contract.ACTION_DIM, np.nan))
+        ep.wrench.append(wrench)
+        ep.reasons.append(res.reason)
+        sim.step()
+        if sim.success():
+            success = True
+            break
+    stats = runtime.stats()
+    summary = {"seed": seed, "success": success, "ticks": len(ep.t_s),
+               "episode_time_s": round(len(ep.t_s) * contract.PERIOD_S, 3),
+               "wall_time_s": round(time.perf_counter() - wall0, 2),
+               "missed_ticks": stats["missed_ticks"], "holds": stats["holds"], "chunks": stats["chunks"],
+               "overtaken_actions": stats["overtaken_actions"],
+               "chunks_refused_nonfinite": stats["chunks_refused_nonfinite"],
+               "inference_ms_p50": stats["inference_ms"]["p50"], "inference_ms_max": stats["inference_ms"]["max"],
+               "safety_refusals": sim.refusals(), "motion": motion_quality(ep)}
+    return summary, ep
+
+
+# --- the whole evaluation ------------------------------------------------------------------------------------------
+def evaluate(task, episodes: int, seed: int = 0, output: str | Path | None = None,
+             image_hw: tuple[int, int] | None = None, time_limit_s: float | None = None, policy=None,
+             progress: bool = True, max_episode_plots: int = 5, log_refusals: bool = False) -> dict:
+    """Run ``episodes`` sim episodes of ``task`` (a TaskConfig); returns the summary also written to eval.json.
+
+    ``policy``: a ready select_chunk (tests); None = ``load_policy(task.checkpoint, ...)``. The safety layer's
+    refusals are counted in the report; ``log_refusals`` also logs each one (an untrained policy makes many)."""
+    safety_log = logging.getLogger("ate_drivers.safety")
+    level = safety_log.level
+    if not log_refusals:
+        safety_log.setLevel(logging.ERROR)
+    try:
+        return _evaluate(task, episodes, seed, output, image_hw, time_limit_s, policy, progress, max_episode_plots)
+    finally:
+        safety_log.setLevel(level)
+
+
+def _evaluate(task, episodes, seed, output, image_hw, time_limit_s, policy, progress, max_episode_plots) -> dict:
+    import dataclasses
+
+    from tqdm import tqdm
+
+    from ate_policy.runtime import PolicyRuntime
+
+    if episodes < 1:
+        raise UserError("--episodes must be >= 1")
+    sim_task = task.sim_task or task.name
+    out = Path(output or f"outputs/eval/{task.name}")
+    rcfg = dataclasses.replace(task.runtime, clock="lockstep")
+    limit = time_limit_s or rcfg.episode_time_limit_s or 120.0
+    rcfg = dataclasses.replace(rcfg, episode_time_limit_s=limit)
+    if policy is None:
+        from ate_policy.runtime.policy import load_policy
+
+        if not task.checkpoint:
+            raise UserError("no checkpoint: give --checkpoint PATH (or set `checkpoint` in the task YAML)")
+        policy = load_policy(task.checkpoint, task.device, image_hw=task.image_hw, instruction=task.instruction,
+                             blending=rcfg.blending)
+    policy_hw = tuple(getattr(policy, "image_hw", None) or task.image_hw or (224, 224))
+    render_hw = tuple(image_hw) if image_hw else policy_hw
+    try:
+        sim = SimEvalCell(sim_task, render_hw, seed)
+    except ValueError as e:
+        raise UserError(str(e)) from e
+    if sim.scene is None:
+        raise UserError(f"sim task {sim_task!r} has no scene with a success check")
+    if sim.scene.instruction != task.instruction:
+        log.warning("the task's instruction %r differs from the sim scene's %r (the sim demonstrations' wording)",
+                    task.instruction, sim.scene.instruction)
+    runtime = PolicyRuntime(policy, rcfg, instruction=task.instruction)
+    out.mkdir(parents=True, exist_ok=True)
+    results, logs = [], []
+    try:
+        sim.start_episode(seed)
+        obs, _ = sim.observe()
+        runtime.warmup(obs)
+        bar = tqdm(range(episodes), desc=f"eval {task.name}", unit="ep", disable=None if progress else True,
+                   dynamic_ncols=True)
+        for i in bar:
+            res, ep = run_episode(sim, runtime, seed + i, limit)
+            res["episode"] = i
+            results.append(res)
+            logs.append(ep)
+            np.savez_compressed(out / f"episode_{i:03d}.npz", **ep.arrays())
+            bar.set_postfix(success=f"{sum(r['success'] for r in results)}/{len(results)}",
+                            ticks=res["ticks"])
+        bar.close()
+    finally:
+        runtime.close()
+        sim.close()
+
+    info = getattr(policy, "info", {"policy_type": type(policy).__name__})
+    summary = _summary(task, sim_task, results, seed, limit, render_hw, policy_hw, rcfg, info)
+    plots = _plots(out, results, logs, max_episode_plots)
+    summary["plots"] = [p.name for p in plots]
+    (out / "eval.json").write_text(json.dumps(summary, indent=2, default=_json_default))
+    (out / "report.md").write_text(_report(summary))
+    summary["output"] = str(out)
+    return summary
+
+
+def _json_default(o):
+    if isinstance(o, (np.floating, np.integer)):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)
+
+
+def _mean(values) -> float | None:
+    v = [x for x in values if x is not None and math.isfinite(x)]
+    return float(np.mean(v)) if v else None
+
+
+def _summary(task, sim_task, results, seed, limit, render_hw, policy_hw, rcfg, info) -> dict:
+    from ate_policy.config import to_dict
+
+    n = len(results)
+    ok = [r for r in results if r["success"]]
+    motion = {}
+    for arm in contract.ARMS:
+        motion[arm] = {k: _mean(r["motion"][arm][k] for r in results)
+                       for k in results[0]["motion"][arm]}
+    return {
+        "task": task.name, "sim_task": sim_task, "instruction": task.instruction, "checkpoint": task.checkpoint,
+        "policy": info, "episodes": n, "seed": seed, "successes": len(ok), "success_rate": len(ok) / n,
+        "episode_time_s": {"mean": _mean(r["episode_time_s"] for r in results),
+                           "mean_successful": _mean(r["episode_time_s"] for r in ok)},
+        "time_limit_s": limit, "render_hw": list(render_hw), "policy_image_hw": list(policy_hw),
+        "missed_ticks": sum(r["missed_ticks"] for r in results),
+        "safety_refusals": _sum_dicts(r["safety_refusals"] for r in results),
+        "motion_mean": motion, "runtime": to_dict(rcfg), "per_episode": results,
+        "note": "lockstep simulated time: wall-clock inference latency does not affect the run; the runtime "
+                "uses each chunk lockstep_delay_ticks after its observation",
+    }
+
+
+def _sum_dicts(dicts) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for d in dicts:
+        for k, v in d.items():
+            out[k] = out.get(k, 0) + v
+    return out
+
+
+def _plots(out: Path, results, logs, max_episode_plots: int) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    for i, (res, ep) in enumerate(zip(results[:max_episode_plots], logs)):
+        a = ep.arrays()
+        t = a["t_s"] - (a["t_s"][0] if len(a["t_s"]) else 0.0)
+        fig, axes = plt.subplots(3, 2, figsize=(12, 8), sharex=True)
+        for col, arm in enumerate(contract.ARMS):
+            sl = contract.arm_slice(arm)
+            for j in range(contract.N_ARM_JOINTS):
+                line, = axes[0, col].plot(t, a["q"][:, sl.start + j], lw=1, label=f"j{j + 1}")
+                axes[0, col].plot(t, a["action"][:, sl.start + j], lw=0.8, ls="--", color=line.get_color())
+            axes[0, col].set_title(f"{arm} arm joints (rad): measured solid, commanded dashed")
+            axes[1, col].plot(t, a["q"][:, sl.stop - 1], label="measured")
+            axes[1, col].plot(t, a["action"][:, sl.stop - 1], ls="--", label="commanded")
+            axes[1, col].set_title(f"{arm} gripper opening (0 closed .. 1 open)")
+            w = a["wrench"][:, 6 * col:6 * col + 3]
+            for k, name in enumerate("xyz"):
+                axes[2, col].plot(t, w[:, k] - w[0, k], lw=1, label=f"F{name} - F{name}(0)")
+            axes[2, col].set_title(f"{arm} wrist force relative to the first tick (N)")
+            axes[2, col].set_xlabel("simulated time (s)")
+        axes[0, 0].legend(fontsize=7, ncol=4)
+        axes[1, 0].legend(fontsize=7)
+        axes[2, 0].legend(fontsize=7)
+        fig.suptitle(f"episode {i} (seed {res['seed']}): {'success' if res['success'] else 'no success'}")
+        fig.tight_layout()
+        p = out / f"episode_{i:03d}.png"
+        fig.savefig(p, dpi=80)
+        plt.close(fig)
+        written.append(p)
+
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    idx = np.arange(len(results))
+    colors = ["tab:green" if r["success"] else "tab:red" for r in results]
+    for k, (key, title) in enumerate((("jerk_rms_rad_s3", "RMS joint jerk (rad/s^3)"),
+                                      ("force_peak_n", "peak wrist force (N)"),
+                                      ("fx_rel_peak_n", "peak |Fx - Fx(0)| (N)"))):
+        width = 0.4
+        for j, arm in enumerate(contract.ARMS):
+            vals = [r["motion"][arm][key] or 0.0 for r in results]
+            axes[k].bar(idx + (j - 0.5) * width, vals, width, label=arm, edgecolor=colors, linewidth=1.5)
+        axes[k].set_title(title)
+        axes[k].set_xlabel("episode (edge: green success, red not)")
+        axes[k].legend(fontsize=8)
+    fig.tight_layout()
+    p = out / "summary.png"
+    fig.savefig(p, dpi=80)
+    plt.close(fig)
+    written.append(p)
+    return written
+
+
+def _fmt(x, nd: int = 2) -> str:
+    return "-" if x is None else f"{x:.{nd}f}"
+
+
+def _report(s: dict) -> str:
+    lines = [f"# Evaluation: {s['task']} in the simulated cell", "",
+             f"- checkpoint: `{s['checkpoint']}` ({s['policy'].get('policy_type', '?')}, "
+             f"{s['policy'].get('device', '?')}, {s['policy'].get('dtype', '?')})",
+             f"- instruction: \"{s['instruction']}\"",
+             f"- episodes: {s['episodes']} (seeds {s['seed']}..{s['seed'] + s['episodes'] - 1}), time limit "
+             f"{s['time_limit_s']} s, cameras rendered at {s['render_hw'][0]}x{s['render_hw'][1]}, policy input "
+             f"{s['policy_image_hw'][0]}x{s['policy_image_hw'][1]}",
+             f"- runtime: lockstep, delay {s['runtime']['lockstep_delay_ticks']} ticks, threshold "
+             f"{s['runtime']['queue_threshold_ticks']}, strategy {s['runtime']['blending']['strategy']}",
+             "", f"**Success rate: {s['successes']}/{s['episodes']} ({100 * s['success_rate']:.0f} %)**; "
+             f"mean episode time {_fmt(s['episode_time_s']['mean'], 1)} s "
+             f"(successful: {_fmt(s['episode_time_s']['mean_successful'], 1)} s); "
+             f"missed ticks {s['missed_ticks']}; safety refusals {s['safety_refusals'] or 'none'}.", "",
+             "## Motion quality (paper appendix H), mean over episodes", "",
+             "| arm | RMS jerk (rad/s^3) | max jerk | RMS command jerk | peak force (N) | peak abs(Fx - Fx0) (N) "
+             "| peak torque (Nm) |", "|---|---|---|---|---|---|---|"]
+    for arm in contract.ARMS:
+        m = s["motion_mean"][arm]
+        lines.append(f"| {arm} | {_fmt(m['jerk_rms_rad_s3'])} | {_fmt(m['jerk_max_rad_s3'])} | "
+                     f"{_fmt(m['command_jerk_rms_rad_s3'])} | {_fmt(m['force_peak_n'])} | {_fmt(m['fx_rel_peak_n'])} "
+                     f"| {_fmt(m['torque_peak_nm'])} |")
+    lines += ["", "## Episodes", "", "| episode | seed | success | time (s) | chunks | missed ticks | holds |",
+              "|---|---|---|---|---|---|---|"]
+    for r in s["per_episode"]:
+        lines.append(f"| {r['episode']} | {r['seed']} | {'yes' if r['success'] else 'no'} | {r['episode_time_s']} | "
+                     f"{r['chunks']} | {r['missed_ticks']} | {r['holds'] or '-'} |")
+    lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in s["plots"]]
+    lines += ["", f"_{s['note']}._", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    from ate_policy.runtime.configuration_task import load_task
+
+    p = argparse.ArgumentParser(prog="ate_policy eval", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--task", default="cook_bun", help="task name (ate_bringup/config/tasks/<task>.yaml) or YAML path")
+    p.add_argument("--checkpoint", default=None, help="LeRobot checkpoint folder (overrides the task's)")
+    p.add_argument("--episodes", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0, help="episode i uses seed + i (objects and policy noise)")
+    p.add_argument("--output", default=None, help="report folder (default outputs/eval/<task>)")
+    p.add_argument("--image-size", type=int, nargs=2, default=None, metavar=("H", "W"),
+                   help="render the sim cameras at this size (default: the policy's input size)")
+    p.add_argument("--time-limit", type=float, default=None, help="episode time limit in s (default: the task's)")
+    p.add_argument("--delay-ticks", type=int, default=None, help="simulated inference latency in ticks")
+    p.add_argument("--threshold", type=int, default=None, help="queue threshold in ticks")
+    p.add_argument("--strategy", choices=("latest", "blend", "rtc"), default=None, help="chunk merging")
+    p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N (overrides the task's)")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--log-refusals", action="store_true", help="log every command the safety layer refuses")
+    a = p.parse_args(argv)
+    over: dict = {"runtime": {"blending": {}}, "device": {}}
+    if a.checkpoint:
+        over["checkpoint"] = a.checkpoint
+    if a.delay_ticks is not None:
+        over["runtime"]["lockstep_delay_ticks"] = a.delay_ticks
+    if a.threshold is not None:
+        over["runtime"]["queue_threshold_ticks"] = a.threshold
+    if a.strategy:
+        over["runtime"]["blending"]["strategy"] = a.strategy
+    if a.device:
+        over["device"]["device"] = a.device
+    task = load_task(a.task, over)
+    s = evaluate(task, a.episodes, a.seed, a.output, tuple(a.image_size) if a.image_size else None,
+                 a.time_limit, progress=not a.no_progress, log_refusals=a.log_refusals)
+    m = s["motion_mean"]
+    print(f"{s['task']}: success {s['successes']}/{s['episodes']} ({100 * s['success_rate']:.0f} %), mean episode "
+          f"{_fmt(s['episode_time_s']['mean'], 1)} s, missed ticks {s['missed_ticks']}, RMS jerk left/right "
+          f"{_fmt(m['left']['jerk_rms_rad_s3'])}/{_fmt(m['right']['jerk_rms_rad_s3'])} rad/s^3, peak force "
+          f"left/right {_fmt(m['left']['force_peak_n'])}/{_fmt(m['right']['force_peak_n'])} N -> {s['output']}")
+    return 0
