@@ -60,3 +60,85 @@ class PerfectArm:
     def apply(self, q_cmd) -> None:
         if q_cmd is not None:
             self.q = np.array(q_cmd, dtype=float)
+
+
+class Rig:
+    """A session on scripted sources and perfect arms, ticked at 20 Hz of a clock the test owns. Every command
+    goes through the arm driver's real safety filter: a refused command (limit, step) fails the test."""
+
+    def __init__(self, cfg=None, recorder=None, q0=HOME_Q):
+        from ate_drivers.safety import SafetyFilter
+        from teleop.buttons import ScriptedButtons
+        from teleop.pose_source import ScriptedPoseSource
+        from teleop.session import DualTeleopSession
+
+        self.t = 0.0
+        clock = lambda: self.t  # noqa: E731
+        self.cal = calibration()
+        self.cfg = cfg or teleop_config()
+        self.wrist = {arm: wrist_pose([0.3, 0.25 if arm == "left" else -0.25, 1.1],
+                                      aligned_wrist_rotation(self.cal.arm(arm))) for arm in ("left", "right")}
+        self.poses = {arm: ScriptedPoseSource(lambda t, arm=arm: self._wrist_at(arm, t), clock,
+                                              self.cfg.operator(arm).avp.max_age_ms,
+                                              self.cfg.operator(arm).avp.frozen_after_ms)
+                      for arm in ("left", "right")}
+        self.buttons = {arm: ScriptedButtons(clock=clock) for arm in ("left", "right")}
+        self.arms = {arm: PerfectArm(q0) for arm in ("left", "right")}
+        self.gripper = {arm: 1.0 for arm in ("left", "right")}
+        self.session = DualTeleopSession(self.cfg, self.cal, pose_sources=self.poses,
+                                         button_sources=self.buttons, recorder=recorder)
+        self.session.connect()
+        self.safety = {arm: SafetyFilter(arm, self.cfg.safety) for arm in ("left", "right")}
+        self.out = None
+        self.images = None
+
+    def _wrist_at(self, arm, t):
+        T = self.wrist[arm].copy()
+        T[:3, 3] += tremor(t)
+        return T
+
+    def move_wrist(self, arm, d):
+        self.wrist[arm] = self.wrist[arm].copy()
+        self.wrist[arm][:3, 3] += np.asarray(d, dtype=float)
+
+    def flange(self, arm) -> np.ndarray:
+        return fk(self.arms[arm].q)
+
+    def tick(self, n: int = 1):
+        for _ in range(n):
+            s = self.session
+            for arm in ("left", "right"):
+                s.put_joint_state(arm, self.arms[arm].q, self.t)
+                s.put_gripper_state(arm, self.gripper[arm], self.t)
+                s.put_wrench(arm, np.zeros(6), self.t)
+            if self.images is not None:
+                for cam, img in self.images.items():
+                    s.put_image(cam, img, self.t)
+            self.out = s.tick(self.t)
+            for arm in ("left", "right"):
+                q = self.out.joint_targets[arm]
+                if q is not None:
+                    self.safety[arm].check_arm(q, self.arms[arm].q, self.t)   # raises Refused
+                    self.arms[arm].apply(q)
+                g = self.out.gripper_targets[arm]
+                if g is not None:
+                    self.gripper[arm] = g
+            self.t = round(self.t + PERIOD_S, 9)
+        return self.out
+
+    def press(self, arm, button, ticks: int = 1):
+        self.buttons[arm].hold(button)
+        self.tick(ticks)
+        self.buttons[arm].release(button)
+
+    def align(self, *arms):
+        arms = arms or ("left", "right")
+        for arm in arms:
+            self.buttons[arm].hold("right")          # init (L Joy-Con default mapping)
+        self.tick(2)
+        for arm in arms:
+            self.buttons[arm].release("right")
+        self.tick()
+
+    def state(self, arm) -> str:
+        return self.out.status["state"][arm]
