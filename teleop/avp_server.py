@@ -4,7 +4,8 @@ It implements ``handtracking.HandTrackingService/StreamHandUpdates`` with avp_st
 (``avp_stream.grpc_msg``), so the real ``VisionProStreamer`` client connects to it exactly as to the Tracking
 Streamer app: bind it to the IP the client is given (tests: 127.0.0.1 and 127.0.0.2; the port, 12345, is fixed
 by the client). It streams scripted poses: functions of a script time that return 4x4 wrist/head poses in the
-**headset's Y-up frame** (what the app sends); ``zup_to_yup`` writes a pose meant for the client's Z-up output.
+**headset's Y-up frame** (what the app sends); ``zup_to_yup`` / ``zup_head_to_yup`` write a wrist / head pose
+meant for the client's Z-up output.
 
 What the client does with a message (avp_stream 2.51, ``_process_hand_update``): wrist = ``YUP2ZUP @ M``
 (left multiplication only: the wrist's own axes are not permuted), where ``M`` is the message's 3x4 top block
@@ -57,6 +58,13 @@ def zup_to_yup(T) -> np.ndarray:
 def yup_to_zup(T) -> np.ndarray:
     """What the client reports (Z-up) for a sent Y-up pose (before float32 rounding)."""
     return _YUP2ZUP @ np.asarray(T, dtype=float)
+
+
+def zup_head_to_yup(T) -> np.ndarray:
+    """The Y-up head pose to send so that the client reports ``T``: the client converts the head like a wrist and
+    then turns it by -90 deg about its x axis (``rotate_head``), so that an upright headset reads z up, y forward."""
+    Rx90 = np.array([[1.0, 0, 0, 0], [0, 0, -1, 0], [0, 1, 0, 0], [0, 0, 0, 1]])   # +90 deg about x
+    return _YUP2ZUP.T @ np.asarray(T, dtype=float) @ Rx90
 
 
 def float32_pose(T) -> np.ndarray:
@@ -171,7 +179,7 @@ class HandTrackingEmulator:
         # Defaults (Y-up, as the app sends): hands 30 cm in front of and below a head at 1.6 m, with tremor.
         self.right_wrist = right_wrist or still(zup_to_yup(_translation(0.35, -0.2, 1.1)))
         self.left_wrist = left_wrist or still(zup_to_yup(_translation(0.35, 0.2, 1.1)))
-        self.head = head or still(zup_to_yup(_translation(0.0, 0.0, 1.6)))
+        self.head = head or still(zup_head_to_yup(_translation(0.0, 0.0, 1.6)))
         self.pinch_m = pinch_m or (lambda t: 0.08)
         self._t0 = time.monotonic()
         self.clock = clock or (lambda: time.monotonic() - self._t0)

@@ -16,7 +16,8 @@ pytest.importorskip("grpc")
 
 from ate_policy.errors import UserError  # noqa: E402
 from teleop.avp import AvpConfig, AvpPoseSource  # noqa: E402
-from teleop.avp_server import HandTrackingEmulator, ManualClock, float32_pose, yup_to_zup  # noqa: E402
+from teleop.avp_server import (HandTrackingEmulator, ManualClock, float32_pose, yup_to_zup,  # noqa: E402
+                               zup_head_to_yup)
 from teleop.kinematics import rot_y  # noqa: E402
 from teleop_testkit import wrist_pose  # noqa: E402
 
@@ -48,7 +49,7 @@ def test_client_reports_the_z_up_pose_the_headset_sends_in_y_up(emulators):
     vertical shows up as the same matrix with rows permuted (x, -z, y)."""
     R = rot_y(math.radians(30))                     # turning about the (Y-up) vertical
     T_yup = wrist_pose([0.1, 1.2, -0.4], R)
-    head_yup = wrist_pose([0.0, 1.6, 0.0], np.eye(3))
+    head_yup = wrist_pose([0.0, 1.6, 0.0], np.eye(3))       # an upright headset at 1.6 m, looking along -z
     emulators("127.0.0.1", right_wrist=lambda t: T_yup, head=lambda t: head_yup, pinch_m=lambda t: 0.035)
     s = _source(emulators, "127.0.0.1")
     assert s.latest().ok
@@ -60,6 +61,7 @@ def test_client_reports_the_z_up_pose_the_headset_sends_in_y_up(emulators):
     # head: converted and turned by the client's rotate_head: an upright headset has z up and y forward
     assert np.allclose(got.head[:3, 3], [0.0, 0.0, 1.6], atol=1e-6)
     assert np.allclose(got.head[:3, :3], np.eye(3), atol=1e-6)
+    assert np.allclose(zup_head_to_yup(got.head), head_yup, atol=1e-6)   # the emulator's inverse of it
 
 
 def test_two_operators_at_once_each_get_their_own_headset(emulators):
