@@ -1,9 +1,10 @@
 """Graph descriptions of the cell (DESIGN.md section 6): pure Python, no launch import.
 
-``drivers(args)`` returns the driver nodes as :class:`NodeSpec` (package, executable, name, namespace,
-parameters, remappings). ``launch/drivers.launch.py`` maps them to ``launch_ros`` Node actions and
-``ate_bringup.launcher`` starts the same specs as processes in the integration tests, so what CI runs is what
-``ros2 launch`` runs.
+``drivers(args)``, ``policy(args)`` and ``teleop_dual(args)`` return the nodes of a graph as :class:`NodeSpec`
+(package, executable, name, namespace, parameters, remappings). The launch files map them to ``launch_ros``
+Node actions (``ate_bringup.launch_adapter``) and ``ate_bringup.launcher`` starts the same specs as processes in
+the integration tests, so what CI runs is what ``ros2 launch`` runs. ``LAUNCH_ARGS`` holds each graph's launch
+arguments with their defaults and descriptions, for both.
 """
 
 from __future__ import annotations
@@ -14,6 +15,43 @@ from pathlib import Path
 from ate_policy.contract import ARMS
 
 ROBOT_MODES = ("real", "emulated", "sim")
+
+# graph -> launch argument -> (default, description). Defaults are strings, as on a `ros2 launch` command line.
+_DRIVER_ARGS = {
+    "robot": ("real", "real | emulated (real SDKs vs protocol emulators) | sim (the simulated cell)"),
+    "config": ("", "drivers YAML; empty: ate_bringup/config/drivers.yaml"),
+}
+LAUNCH_ARGS: dict[str, dict[str, tuple[str, str]]] = {
+    "drivers": {
+        **_DRIVER_ARGS,
+        "arms": ("left,right", "arms to bring up"),
+        "grippers": ("true", "start the gripper drivers"),
+        "cameras": ("true", "start the camera drivers"),
+        "camera_names": ("cam_high,cam_left_wrist,cam_right_wrist", "cameras to start"),
+        "task": ("", "robot:=sim: the scene (cook_bun | pick_bun); empty: drivers.yaml sim.task"),
+        "sim_clock": ("", "robot:=sim: realtime | lockstep; empty: drivers.yaml sim.clock"),
+        "sim_seed": ("", "robot:=sim: object randomisation seed; empty: drivers.yaml sim.seed"),
+    },
+    "policy": {
+        **_DRIVER_ARGS,
+        "task": ("cook_bun", "tasks/<task>.yaml (instruction, checkpoint, rate, chunking, limits) or a YAML path"),
+        "checkpoint": ("", "policy checkpoint (a LeRobot pretrained_model folder); empty: the task YAML's"),
+        "device": ("", "cuda | cpu | auto; empty: the task YAML's"),
+        "autostart": ("true", "start the first episode once the policy is warm (else call /policy/start)"),
+        "sim_clock": ("lockstep", "robot:=sim: lockstep (any machine; time waits for the policy) | realtime"),
+        "sim_seed": ("", "robot:=sim: object randomisation seed; empty: drivers.yaml sim.seed"),
+    },
+    "teleop_dual": {
+        **_DRIVER_ARGS,
+        "task": ("cook_bun", "tasks/<task>.yaml: the language instruction recorded with each episode"),
+        "dataset": ("", "LeRobot dataset folder to record into (resumed when it exists); empty: teleop.yaml's"),
+        "left_avp_ip": ("", "left operator's Vision Pro IP; empty: teleop.yaml's"),
+        "right_avp_ip": ("", "right operator's Vision Pro IP; empty: teleop.yaml's"),
+        "teleop_config": ("", "teleop YAML; empty: ate_bringup/config/teleop.yaml"),
+        "sim_clock": ("realtime", "robot:=sim: realtime (people teleoperating) | lockstep (tests)"),
+        "sim_seed": ("", "robot:=sim: object randomisation seed; empty: drivers.yaml sim.seed"),
+    },
+}
 
 
 @dataclass
@@ -100,3 +138,59 @@ def sim_cell(args: dict, config: str) -> NodeSpec:
               "seed": int(args.get("sim_seed", -1) if str(args.get("sim_seed", "")) != "" else -1),
               "consumers": str(args.get("lockstep_consumers", "") or "")}
     return NodeSpec("ate_sim", "sim_node", "ate_sim.sim_node", "sim_cell", "", params)
+
+
+def _robot(a: dict) -> str:
+    robot = str(a.get("robot", "real") or "real")
+    if robot not in ROBOT_MODES:
+        raise ValueError(f"robot:={robot} must be one of {ROBOT_MODES}")
+    return robot
+
+
+def _with_consumer(a: dict, consumer: str, default_clock: str) -> tuple[dict, bool]:
+    """Driver args for a graph whose ``consumer`` node drives the cell; whether the sim runs in lockstep."""
+    d = dict(a)
+    if _robot(a) != "sim":
+        return d, False
+    clock = str(a.get("sim_clock") or default_clock)
+    d["sim_clock"] = clock
+    if clock == "lockstep":
+        d["lockstep_consumers"] = consumer
+    return d, clock == "lockstep"
+
+
+def policy(args: dict | None = None) -> list[NodeSpec]:
+    """``policy.launch.py``: the drivers (or the sim cell) and the policy node that drives both arms at 20 Hz.
+
+    With ``robot:=sim`` the cell runs in lockstep with the policy by default (``sim_clock``), so inference on a CPU
+    costs wall time only and no tick is missed; the task's scene is loaded.
+    """
+    a = dict(args or {})
+    task = str(a.get("task") or "cook_bun")
+    d, lockstep = _with_consumer({**a, "task": task}, "policy", "lockstep")
+    robot = _robot(a)
+    specs = drivers(d)
+    params = {"task": task, "checkpoint": str(a.get("checkpoint", "") or ""), "device": str(a.get("device", "") or ""),
+              "robot": robot, "lockstep": lockstep, "autostart": _bool(a.get("autostart", True)),
+              "use_sim_time": robot == "sim"}
+    specs.append(NodeSpec("ate_deploy", "policy_node", "ate_deploy.policy_node", "policy", "", params))
+    return specs
+
+
+def teleop_dual(args: dict | None = None) -> list[NodeSpec]:
+    """``teleop_dual.launch.py``: the drivers (or the sim cell) and the teleop node: two operators, each with a
+    Vision Pro and a Joy-Con driving one arm, recording episodes into a LeRobot dataset."""
+    a = dict(args or {})
+    task = str(a.get("task") or "cook_bun")
+    d, lockstep = _with_consumer({**a, "task": task}, "teleop", "realtime")
+    robot = _robot(a)
+    specs = drivers(d)
+    params = {"config_file": str(a.get("teleop_config", "") or ""), "task": task, "robot": robot,
+              "dataset": str(a.get("dataset", "") or ""), "left_avp_ip": str(a.get("left_avp_ip", "") or ""),
+              "right_avp_ip": str(a.get("right_avp_ip", "") or ""), "lockstep": lockstep,
+              "use_sim_time": robot == "sim"}
+    specs.append(NodeSpec("ate_teleop", "teleop_node", "ate_teleop.teleop_node", "teleop", "", params))
+    return specs
+
+
+GRAPHS = {"drivers": drivers, "policy": policy, "teleop_dual": teleop_dual}

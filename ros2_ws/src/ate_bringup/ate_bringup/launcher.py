@@ -1,7 +1,7 @@
 """Start graph :class:`~ate_bringup.graph.NodeSpec` lists as plain processes (``python -m module --ros-args ...``).
 
 Used by the integration tests (no ``launch`` / ``launch_ros`` wheels exist for a venv without ROS) and usable by
-hand: ``python -m ate_bringup.launcher drivers robot:=emulated``.
+hand: ``python -m ate_bringup.launcher policy task:=cook_bun robot:=sim``.
 """
 
 from __future__ import annotations
@@ -88,11 +88,16 @@ class ProcessGraph:
 def main(argv: list[str] | None = None) -> int:
     from ate_bringup import graph
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in ("drivers",):
-        print("usage: python -m ate_bringup.launcher drivers [robot:=real|emulated|sim] [key:=value ...]")
+    if not argv or argv[0] not in graph.GRAPHS:
+        print(f"usage: python -m ate_bringup.launcher {{{'|'.join(graph.GRAPHS)}}} [key:=value ...]\n"
+              "  the same graphs and arguments as the launch files, started as plain processes")
+        return 2
+    bad = [a for a in argv[1:] if ":=" not in a]
+    if bad:
+        print(f"arguments are key:=value, got {bad}")
         return 2
     args = dict(a.split(":=", 1) for a in argv[1:])
-    g = ProcessGraph(graph.drivers(args)).start()
+    g = ProcessGraph(graph.GRAPHS[argv[0]](args)).start()
     print("started: " + ", ".join(g.procs), flush=True)
     try:
         while all(g.alive().values()):

@@ -1,0 +1,28 @@
+"""Turn a graph description into a ``LaunchDescription``: the one adapter every launch file uses.
+
+Each launch argument of ``graph.LAUNCH_ARGS[name]`` is declared with its default and description; at launch
+time the node specs of ``graph.GRAPHS[name](args)`` become ``launch_ros`` Node actions one to one. ``launch``
+and ``launch_ros`` are imported here only (they exist on a robot PC with ROS 2, not in the venv's wheels).
+"""
+
+from __future__ import annotations
+
+from ate_bringup import graph
+
+
+def generate(name: str):
+    from launch import LaunchDescription
+    from launch.actions import DeclareLaunchArgument, OpaqueFunction
+    from launch.substitutions import LaunchConfiguration
+    from launch_ros.actions import Node
+
+    arg_specs = graph.LAUNCH_ARGS[name]
+
+    def nodes(context, *_, **__):
+        args = {k: LaunchConfiguration(k).perform(context) for k in arg_specs}
+        return [Node(package=s.package, executable=s.executable, name=s.name, namespace=s.namespace or None,
+                     parameters=[s.parameters], remappings=s.remappings, output="screen")
+                for s in graph.GRAPHS[name](args)]
+
+    return LaunchDescription([DeclareLaunchArgument(k, default_value=v, description=d)
+                              for k, (v, d) in arg_specs.items()] + [OpaqueFunction(function=nodes)])
