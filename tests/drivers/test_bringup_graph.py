@@ -68,9 +68,27 @@ def test_shipped_config_loads_for_every_robot_mode():
     assert cfg.left.realman.ip == "192.168.1.18" and cfg.right.realman.ip == "192.168.1.19"
 
 
-def test_launch_file_is_a_thin_adapter_over_the_graph():
-    # launch / launch_ros have no wheels here: check the file parses and builds its nodes from graph.drivers.
-    tree = ast.parse(LAUNCH.read_text())
-    calls = {ast.unparse(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
-    assert "graph.drivers" in calls and "Node" in calls
+@pytest.mark.parametrize("name", sorted(graph.GRAPHS))
+def test_launch_files_are_thin_adapters_over_the_graphs(name):
+    # launch / launch_ros have no wheels here: check each file parses and hands its graph to the one adapter,
+    # and that the adapter maps every node spec of that graph to a launch_ros Node with the declared arguments.
+    tree = ast.parse((LAUNCH.parent / f"{name}.launch.py").read_text())
+    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and ast.unparse(n.func) == "generate"]
+    assert [ast.literal_eval(c.args[0]) for c in calls] == [name]
     assert any(isinstance(n, ast.FunctionDef) and n.name == "generate_launch_description" for n in tree.body)
+    adapter = ast.parse((Path(graph.__file__).parent / "launch_adapter.py").read_text())
+    used = {ast.unparse(n.func) for n in ast.walk(adapter) if isinstance(n, ast.Call)}
+    assert {"Node", "DeclareLaunchArgument", "OpaqueFunction"} <= used
+    assert set(graph.LAUNCH_ARGS[name]) >= {"robot", "config"}
+    assert graph.LAUNCH_ARGS[name]["robot"][0] == "real"  # the lab's command lines carry no argument
+
+
+@pytest.mark.parametrize("name", sorted(graph.GRAPHS))
+def test_every_graph_builds_from_its_launch_defaults_for_every_robot_mode(name):
+    defaults = {k: v for k, (v, _) in graph.LAUNCH_ARGS[name].items()}
+    for robot in graph.ROBOT_MODES:
+        specs = graph.GRAPHS[name]({**defaults, "robot": robot})
+        names = [s.fq_name for s in specs]
+        assert len(names) == len(set(names)) and names[0] == "/estop"
+        for spec in specs:
+            assert _console_scripts(spec.package).get(spec.executable, "").startswith(spec.module + ":"), spec

@@ -27,11 +27,14 @@ def test_colcon_build_installs_the_graphs_executables_launch_files_and_config(tm
                        cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     inst = tmp_path / "install"
-    for spec in graph.drivers({"robot": "emulated"}):
-        exe = inst / spec.package / "lib" / spec.package / spec.executable
-        assert exe.is_file() and os.access(exe, os.X_OK), exe
-    share = inst / "ate_bringup" / "share" / "ate_bringup"
-    assert (share / "launch" / "drivers.launch.py").is_file() and (share / "config" / "drivers.yaml").is_file()
+    for name, build in graph.GRAPHS.items():
+        for robot in graph.ROBOT_MODES:
+            for spec in build({"robot": robot}):
+                exe = inst / spec.package / "lib" / spec.package / spec.executable
+                assert exe.is_file() and os.access(exe, os.X_OK), exe
+        share = inst / "ate_bringup" / "share" / "ate_bringup"
+        assert (share / "launch" / f"{name}.launch.py").is_file()
+    assert (share / "config" / "drivers.yaml").is_file() and (share / "config" / "tasks" / "cook_bun.yaml").is_file()
     # Without a ROS underlay, AMENT_PREFIX_PATH must name the install prefixes; then the graph finds the
     # installed config through the ament index, as `ros2 launch` on the robot PC does.
     prefixes = os.pathsep.join(str(p) for p in sorted(inst.iterdir()) if (p / "share").is_dir())
