@@ -58,7 +58,7 @@ class IKSolution:
     pos_err_m: float
     rot_err_rad: float
     iterations: int
-    sigma_min: float         # smallest singular value of the Jacobian met during the solve (seed included)
+    sigma_min: float         # smallest singular value of the Jacobians the solve stepped from (the seed's at least)
     near_singular: bool      # sigma_min below IKConfig.singular_sigma: the step was damped
     at_limit: tuple[int, ...]  # joints (0-based) clamped at a limit
 
@@ -123,7 +123,7 @@ class PinocchioIK:
         e, J = self._error_and_jacobian(q, p_t, R_t)
         smin = math.inf
         while True:
-            pos_err, rot_err = float(np.linalg.norm(e[:3])), float(np.linalg.norm(e[3:]))
+            pos_err, rot_err = math.sqrt(e[:3] @ e[:3]), math.sqrt(e[3:] @ e[3:])
             if (pos_err < cfg.pos_tol_m and rot_err < cfg.rot_tol_rad) or it >= cfg.max_iter:
                 break
             it += 1
@@ -149,9 +149,9 @@ class PinocchioIK:
                 locked |= out
             q = np.clip(q_new, self.q_min, self.q_max)
             e, J = self._error_and_jacobian(q, p_t, R_t)
-        smin = min(smin, float(np.linalg.svd(J, compute_uv=False)[-1]))
+        if it == 0:   # no step taken: the seed's Jacobian was never decomposed
+            smin = float(np.linalg.svd(J, compute_uv=False)[-1])
         at_limit = tuple(int(i) for i in np.flatnonzero((q <= self.q_min + 1e-9) | (q >= self.q_max - 1e-9)))
-        pos_err, rot_err = float(np.linalg.norm(e[:3])), float(np.linalg.norm(e[3:]))
         return IKSolution(q=q, converged=pos_err < cfg.pos_tol_m and rot_err < cfg.rot_tol_rad,
                           pos_err_m=pos_err, rot_err_rad=rot_err, iterations=it, sigma_min=smin,
                           near_singular=smin < cfg.singular_sigma, at_limit=at_limit)
