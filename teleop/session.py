@@ -46,6 +46,7 @@ from enum import Enum
 import numpy as np
 
 from ate_policy import contract
+from ate_policy.errors import UserError
 from calibration.config import ArmCalibration, CalibrationConfig, load_calibration
 from teleop.buttons import ButtonEvents, ButtonMap, ButtonSource, JoyConSource
 from teleop.configuration_teleop import OperatorConfig, TeleopConfig
@@ -288,6 +289,9 @@ class DualTeleopSession:
             rc = cfg.recorder
             if cfg.task:
                 rc.task = cfg.task
+            if not rc.task:
+                raise UserError("recording needs a task instruction: set teleop.yaml `task` (the node sets it from "
+                                "task:=, tasks/<task>.yaml) or record: false")
             recorder = EpisodeRecorder(rc)
         self.recorder = recorder
         self.episodes = recorder.num_episodes if recorder is not None else 0
@@ -396,7 +400,11 @@ class DualTeleopSession:
         if missing or not in_teleop:
             self.last_error = f"cannot record: {', '.join(missing or self.arms)} not in teleop"
             return
-        self.recorder.start_episode(self.cfg.task or None)
+        try:
+            self.recorder.start_episode(self.cfg.task or None)
+        except (RuntimeError, ValueError) as e:
+            self.last_error = f"cannot record: {e}"
+            return
         self._recording = True
         self.episode_frames = 0
         events.append("recording started")
@@ -447,7 +455,12 @@ class DualTeleopSession:
                 targets[arm] = op.step(now_s, dt, evs[arm], q.get(arm), g.get(arm), self._recording, events)
                 grippers[arm] = op.gripper_target
         if self._recording:
-            self._record(now_s, targets, grippers)
+            try:
+                self._record(now_s, targets, grippers)
+            except Exception as e:  # noqa: BLE001  (a recorder fault must not stop the arms' control loop)
+                log.exception("recording failed")
+                self.last_error = f"recording failed, episode discarded: {e}"
+                self._stop_episode(events, save=False)
         return TickResult(targets, grippers, estop_requested, self.status(), events)
 
     def _record(self, now_s: float, targets, grippers) -> None:

@@ -243,3 +243,16 @@ def test_shared_episode_rules_with_the_real_recorder(tmp_path):
     assert np.allclose(action[:-1], state[1:], atol=1e-6)     # float32 on disk
     assert state[-1, 0:7].tolist() != state[0, 0:7].tolist()  # the left arm moved during the take
     assert ds.meta.tasks.index[0] == "rules"
+
+
+def test_recording_without_a_task_is_refused_at_start(tmp_path):
+    from ate_policy.errors import UserError
+    from teleop.session import DualTeleopSession
+    from teleop_testkit import calibration
+
+    cfg = teleop_config()
+    cfg.record = True
+    cfg.recorder.root = str(tmp_path / "ds")
+    with pytest.raises(UserError, match="task"):
+        DualTeleopSession(cfg, calibration())
+    assert not (tmp_path / "ds").exists()
