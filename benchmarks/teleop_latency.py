@@ -7,8 +7,8 @@ read on one monotonic clock. Measured:
 
 * ``transport``: emulator send -> client receipt (gRPC + the client's decoding), matched by the exact float32
   wrist translation;
-* ``sample_to_command``: client receipt -> joint command returned by ``tick()`` when the tick runs as soon as a
-  sample lands (the pipeline itself: pose source, mapping, filter, IK, joint filter, both arms);
+* ``sample_to_command``: client receipt -> joint command returned by ``tick()`` when the tick runs as soon as
+  a sample lands (the pipeline itself: pose source, mapping, filter, IK, joint filter, both arms);
 * ``headset_to_command_20hz``: with the tick on its own 20 Hz timer, send time of the sample the tick used ->
   command: the newest sample's age (0-11 ms at 90 Hz) + transport + tick. A hand *motion* waits in addition
   for the next tick (up to one period, 50 ms): that is the control rate, not latency this code adds;
@@ -16,7 +16,8 @@ read on one monotonic clock. Measured:
   seed (a hard case: several iterations);
 * ``tick``: one whole ``session.tick`` (both arms).
 
-Usage: ``python benchmarks/teleop_latency.py [--seconds 10]``; writes ``benchmarks/results/teleop_latency.json``.
+Usage: ``python benchmarks/teleop_latency.py [--seconds 10]``; writes
+``benchmarks/results/teleop_latency.json``.
 """
 
 from __future__ import annotations
@@ -63,14 +64,15 @@ class Rig:
         self.emus, self.sources, self.rx = {}, {}, {arm: {} for arm in ARMS}
         for arm in ARMS:
             R0 = fk(HOME_Q)[:3, :3] @ cal.arm(arm).rotation().T
-            path = circle(center_zup=(0.3, 0.25 if arm == "left" else -0.25, 1.1), radius_m=0.05, period_s=4.0,
-                          R_zup=R0)
+            center = (0.3, 0.25 if arm == "left" else -0.25, 1.1)
+            path = circle(center_zup=center, radius_m=0.05, period_s=4.0, R_zup=R0)
 
             def yup(t, path=path):   # circle + tremor: every message differs
                 T = path(t)
                 T[:3, 3] += 1e-4 * np.array([math.sin(2 * math.pi * 7 * t), math.cos(2 * math.pi * 5 * t), 0])
                 return zup_to_yup(T)
-            self.emus[arm] = HandTrackingEmulator(IPS[arm], rate_hz=90.0, right_wrist=yup, send_log=4096).start()
+            emu = HandTrackingEmulator(IPS[arm], rate_hz=90.0, right_wrist=yup, send_log=4096)
+            self.emus[arm] = emu.start()
             src = AvpPoseSource(AvpConfig(ip=IPS[arm]))
             inner = src._on_sample
 
@@ -209,8 +211,8 @@ def main(argv=None) -> int:
         rig.close()
     ik_rand = ik_random()
     res = {
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
-                    "load_avg_1min": os.getloadavg()[0]},
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
+                    "python": platform.python_version(), "load_avg_1min": os.getloadavg()[0]},
         "setup": {"headsets": 2, "stream_hz": 90.0, "tick_hz": 20.0, "seconds_per_phase": args.seconds,
                   "motion": "5 cm circle, 4 s period, 0.1 mm tremor"},
         "transport": stats_ms(tr),
@@ -224,8 +226,8 @@ def main(argv=None) -> int:
     OUT.write_text(json.dumps(res, indent=2) + "\n")
     print(f"teleop latency ({res['machine']['cpus']} CPUs, load {res['machine']['load_avg_1min']:.1f})")
     print(f"{'measure':34s} {'n':>6s} {'p50 ms':>8s} {'p99 ms':>8s} {'max ms':>8s}")
-    for key in ("transport", "sample_to_command", "headset_to_command_20hz", "tick_both_arms", "ik_per_arm_teleop",
-                "ik_per_arm_random_0.1rad"):
+    for key in ("transport", "sample_to_command", "headset_to_command_20hz", "tick_both_arms",
+                "ik_per_arm_teleop", "ik_per_arm_random_0.1rad"):
         s = res[key]
         if s["n"]:
             print(f"{key:34s} {s['n']:6d} {s['p50_ms']:8.3f} {s['p99_ms']:8.3f} {s['max_ms']:8.3f}")

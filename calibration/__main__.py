@@ -1,4 +1,5 @@
-"""``python -m calibration show | wrist-rotation``: inspect the calibration YAML, estimate an arm's T_rotation.
+"""``python -m calibration show | wrist-rotation``: inspect the calibration YAML, estimate an arm's
+T_rotation.
 
     python -m calibration show [--config calibration.yaml]
     python -m calibration wrist-rotation --arm left --pairs pairs.npz [--output new_calibration.yaml]
@@ -41,13 +42,15 @@ def _show(args) -> int:
         c = cal.arm(arm)
         R = c.rotation()
         print(f"\n[{arm}]")
-        print("  t_rotation:", np.array2string(R, precision=4, suppress_small=True).replace("\n", "\n" + " " * 14))
+        matrix = np.array2string(R, precision=4, suppress_small=True).replace("\n", "\n" + " " * 14)
+        print("  t_rotation:", matrix)
         print(f"  t_rotation as rx ry rz (deg, R = Rz Ry Rx): {np.round(_rpy_deg(R), 2).tolist()}")
         for key in ("home_q_rad", "init_q_rad"):
             q = np.asarray(getattr(c, key))
             p = pose6_from_matrix(fk(q))
-            print(f"  {key} (deg): {np.round(np.degrees(q), 1).tolist()}  flange xyz (m) {np.round(p[:3], 3).tolist()}"
-                  f" rxyz (deg) {np.round(np.degrees(p[3:]), 1).tolist()}")
+            xyz, rxyz = np.round(p[:3], 3).tolist(), np.round(np.degrees(p[3:]), 1).tolist()
+            q_deg = np.round(np.degrees(q), 1).tolist()
+            print(f"  {key} (deg): {q_deg}  flange xyz (m) {xyz} rxyz (deg) {rxyz}")
         print(f"  gripper range: closed {c.gripper_closed} .. open {c.gripper_open}")
     uncal = [n for n, c in cal.cameras.items() if c.fx <= 0]
     if uncal:

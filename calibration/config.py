@@ -1,8 +1,8 @@
 """The calibration the bring-up reads (``ate_bringup/config/calibration.yaml``) as typed dataclasses.
 
-Per arm: ``t_rotation`` (the paper's T_rotation: right-multiplied onto the operator's wrist pose so the wrist's
-axes line up with the flange's), the home and initial joint postures, and the gripper range the teleop may
-command. Per camera: intrinsics and extrinsics fields, documented placeholders until a camera calibration
+Per arm: ``t_rotation`` (the paper's T_rotation: right-multiplied onto the operator's wrist pose so the
+wrist's axes line up with the flange's), the home and initial joint postures, and the gripper range the teleop
+may command. Per camera: intrinsics and extrinsics fields, documented placeholders until a camera calibration
 procedure fills them (nothing in the stack reads them yet). Loaded with ``ate_policy.config.load_yaml``.
 """
 
@@ -23,9 +23,9 @@ HOME_Q_RAD = [0.0, 0.2, 0.0, 1.7, 0.0, 1.25, 0.0]
 
 
 def _default_t_rotation() -> list[list[float]]:
-    # Assumes avp_stream's right-wrist frame has x towards the fingers, y towards the thumb and z out of the back
-    # of the hand, and that the operator holds the hand palm down, fingers forward, as the "gripper pointing
-    # down" of HOME_Q_RAD (flange x backwards, z down): a half turn about y. Calibrate it
+    # Assumes avp_stream's right-wrist frame has x towards the fingers, y towards the thumb and z out of the
+    # back of the hand, and that the operator holds the hand palm down, fingers forward, as the "gripper
+    # pointing down" of HOME_Q_RAD (flange x backwards, z down): a half turn about y. Calibrate it
     # (`python -m calibration wrist-rotation`) before recording data.
     return [[-1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, -1.0]]
 
@@ -82,9 +82,11 @@ class CalibrationConfig:
             c = self.arm(arm)
             R = np.asarray(c.t_rotation, dtype=float)
             if R.shape != (3, 3) or not np.all(np.isfinite(R)):
-                raise UserError(f"calibration {arm}.t_rotation must be a 3x3 rotation matrix, got shape {R.shape}")
+                raise UserError(f"calibration {arm}.t_rotation must be a 3x3 rotation matrix, "
+                                f"got shape {R.shape}")
             if not np.allclose(R.T @ R, np.eye(3), atol=1e-4) or np.linalg.det(R) < 0:
-                raise UserError(f"calibration {arm}.t_rotation is not a rotation (orthonormal, det +1): {R.tolist()}")
+                raise UserError(f"calibration {arm}.t_rotation is not a rotation (orthonormal, det +1): "
+                                f"{R.tolist()}")
             for key in ("home_q_rad", "init_q_rad"):
                 q = np.asarray(getattr(c, key), dtype=float)
                 if q.shape != (N_ARM_JOINTS,) or not np.all(np.isfinite(q)):
@@ -92,14 +94,15 @@ class CalibrationConfig:
                 bad = np.flatnonzero(np.abs(q) > lim)
                 if bad.size:
                     j = int(bad[0])
-                    raise UserError(f"calibration {arm}.{key}: joint{j + 1} = {q[j]:.3f} rad is outside the safety "
-                                    f"limits +-{lim[j]:.3f} rad")
+                    raise UserError(f"calibration {arm}.{key}: joint{j + 1} = {q[j]:.3f} rad is outside the "
+                                    f"safety limits +-{lim[j]:.3f} rad")
             if not 0.0 <= c.gripper_closed < c.gripper_open <= 1.0:
                 raise UserError(f"calibration {arm}: need 0 <= gripper_closed < gripper_open <= 1, got "
                                 f"{c.gripper_closed}, {c.gripper_open}")
         unknown = set(self.cameras) - set(CAMERA_NAMES)
         if unknown:
-            raise UserError(f"calibration cameras {sorted(unknown)} unknown; cameras are {list(CAMERA_NAMES)}")
+            raise UserError(f"calibration cameras {sorted(unknown)} unknown; "
+                            f"cameras are {list(CAMERA_NAMES)}")
 
 
 def default_calibration_path() -> Path:

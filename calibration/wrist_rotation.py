@@ -1,12 +1,15 @@
 """Estimating an arm's ``T_rotation`` (wrist frame -> flange frame), two small procedures.
 
 **From pairs** (``estimate_from_pairs``): the operator's hand holds the gripper firmly while the arm moves
-through a few orientations (hand-guided or commanded); each sample pairs the wrist pose from the Vision Pro with
-the flange pose from the arm. While the hand is rigid on the flange, ``R_flange_i = R_X R_wrist_i R_rot`` with a
-constant ``R_X`` (headset world -> robot base), so relative motions obey
-``R_flange_0^T R_flange_i = R_rot^T (R_wrist_0^T R_wrist_i) R_rot``: the rotation vectors of the two relative
-motions differ by ``R_rot^T``, which the Kabsch fit recovers. It needs rotations about at least two different
-axes; the residual (degrees) says how rigid the grip and how good the tracking were.
+through a few orientations (hand-guided or commanded); each sample pairs the wrist pose from the Vision Pro
+with the flange pose from the arm. While the hand is rigid on the flange, ``R_flange_i = R_X R_wrist_i R_rot``
+with a constant ``R_X`` (headset world -> robot base), so relative motions obey
+
+    R_flange_0^T R_flange_i = R_rot^T (R_wrist_0^T R_wrist_i) R_rot:
+
+the rotation vectors of the two relative motions differ by ``R_rot^T``, which the Kabsch fit recovers. It needs
+rotations about at least two different axes; the residual (degrees) says how rigid the grip and how good the
+tracking were.
 
 **From a known pose** (``estimate_from_known_pose``): the operator faces the robot's forward (+x of the base)
 and holds the hand as the gripper is at ``init_q_rad`` (for the default: palm down, fingers forward). The head
@@ -40,7 +43,8 @@ def estimate_from_pairs(R_wrist, R_flange, min_angle_deg: float = 5.0) -> tuple[
     Rw = np.asarray(R_wrist, dtype=float).reshape(-1, 3, 3)
     Rf = np.asarray(R_flange, dtype=float).reshape(-1, 3, 3)
     if Rw.shape != Rf.shape or len(Rw) < 3:
-        raise UserError(f"need at least 3 paired wrist/flange samples of equal count, got {len(Rw)} and {len(Rf)}")
+        raise UserError(f"need at least 3 paired wrist/flange samples of equal count, "
+                        f"got {len(Rw)} and {len(Rf)}")
     a, b = [], []
     for i in range(1, len(Rw)):
         A = Rf[0].T @ Rf[i]
@@ -50,8 +54,8 @@ def estimate_from_pairs(R_wrist, R_flange, min_angle_deg: float = 5.0) -> tuple[
             a.append(va)
             b.append(vb)
     if len(a) < 2:
-        raise UserError(f"the samples rotate the wrist by less than {min_angle_deg} deg: rotate the arm (with the "
-                        "hand on it) about at least two different axes")
+        raise UserError(f"the samples rotate the wrist by less than {min_angle_deg} deg: rotate the arm "
+                        "(with the hand on it) about at least two different axes")
     a, b = np.array(a), np.array(b)
     bn = b / np.linalg.norm(b, axis=1, keepdims=True)
     if np.linalg.matrix_rank(bn, tol=0.2) < 2:
@@ -77,8 +81,8 @@ def body_frame_from_head(head: np.ndarray) -> np.ndarray:
 
 
 def estimate_from_known_pose(wrists, heads, R_flange_init) -> tuple[np.ndarray, float]:
-    """``(R_rot, spread_deg)`` from wrist and head samples (N, 4, 4) held in the known pose; spread = how much the
-    hand moved during the recording (largest deviation from the mean)."""
+    """``(R_rot, spread_deg)`` from wrist and head samples (N, 4, 4) held in the known pose; spread = how much
+    the hand moved during the recording (largest deviation from the mean)."""
     W = np.asarray(wrists, dtype=float).reshape(-1, 4, 4)
     H = np.asarray(heads, dtype=float).reshape(-1, 4, 4)
     if len(W) < 1 or len(H) < 1:

@@ -3,18 +3,18 @@
 avp_stream 2.51 facts this module works with (read from its source, pinned by tests against our emulator):
 
 * the constructor starts a gRPC thread and then **blocks until the first sample, forever** (it only prints a
-  warning every 10 s). We subclass it so the constructor returns at once and a supervisor thread here waits for
-  the first sample with a timeout; ``connect()`` then fails with an error naming the headset's IP;
+  warning every 10 s). We subclass it so the constructor returns at once and a supervisor thread here waits
+  for the first sample with a timeout; ``connect()`` then fails with an error naming the headset's IP;
 * every processed sample replaces ``streamer.latest`` (a new dict); we hook the processing method to stamp the
   receive time (``time.monotonic``) the moment it arrives, so the age is exact and nothing polls;
 * ``record=True`` (the library's default) appends every sample to a list forever: we pass ``record=False``;
-* the constructor also starts an HTTP server on 0.0.0.0:8888 for WebRTC discovery; hand tracking over gRPC does
-  not use it, two streamers in one process would fight over the port, so it is not started;
+* the constructor also starts an HTTP server on 0.0.0.0:8888 for WebRTC discovery; hand tracking over gRPC
+  does not use it, two streamers in one process would fight over the port, so it is not started;
 * wrist and head matrices come converted Y-up -> Z-up by left-multiplying ``YUP2ZUP`` (rows x, -z, y);
 * when the server ends a stream cleanly the client returns and never reconnects; on a gRPC error it retries
   with a back-off of its own. A supervisor here therefore starts a fresh client when no sample came for
-  ``reconnect_after_s``; the old client's thread ends at its next sample (it raises a ``BaseException`` that the
-  library's ``except Exception`` does not swallow) or when its own retries run out;
+  ``reconnect_after_s``; the old client's thread ends at its next sample (it raises a ``BaseException`` that
+  the library's ``except Exception`` does not swallow) or when its own retries run out;
 * importing ``avp_stream.streamer`` installs SIGINT/SIGTERM handlers that raise ``KeyboardInterrupt``; we put
   the previous handlers back so a ROS node or a test runner keeps its own shutdown behaviour.
 """
@@ -47,7 +47,7 @@ class AvpConfig:
     # Nothing new for 3 ticks: the sample is stale and the arm holds (the app streams at ~90 Hz, so this is a
     # real stall of Wi-Fi or of the app, not jitter).
     max_age_ms: float = 150.0
-    # Bit-identical wrist matrices for this long: the tracker is stuck (real tracking always jitters a little).
+    # Bit-identical wrist matrices for this long: the tracker is stuck (real tracking always jitters).
     frozen_after_ms: float = 500.0
     # No sample for this long: start a fresh client (the library does not reconnect after a clean stream end).
     reconnect_after_s: float = 3.0
@@ -56,7 +56,8 @@ class AvpConfig:
         if self.hand not in HANDS:
             raise UserError(f"avp.hand must be 'left' or 'right', got {self.hand!r}")
         if not self.ip:
-            raise UserError("avp.ip is empty: set the Vision Pro's IP address (Tracking Streamer app shows it)")
+            raise UserError("avp.ip is empty: set the Vision Pro's IP address "
+                            "(the Tracking Streamer app shows it)")
         if min(self.connect_timeout_s, self.max_age_ms, self.frozen_after_ms, self.reconnect_after_s) <= 0:
             raise UserError("avp timeouts must be positive")
 
@@ -66,8 +67,8 @@ _IMPORT_LOCK = threading.Lock()
 
 
 class _ClientClosed(BaseException):
-    """Raised inside a closed client's stream loop to end its thread (a BaseException: the library's retry loop
-    catches ``Exception`` and would otherwise reconnect)."""
+    """Raised inside a closed client's stream loop to end its thread (a BaseException: the library's retry
+    loop catches ``Exception`` and would otherwise reconnect)."""
 
 
 def _streamer_class():
@@ -85,7 +86,7 @@ def _streamer_class():
             signal.signal(signal.SIGTERM, saved[1])
 
         class TeleopStreamer(VisionProStreamer):
-            """VisionProStreamer whose constructor does not block and which reports each sample as it lands."""
+            """VisionProStreamer whose constructor does not block and which reports each sample on arrival."""
 
             def __init__(self, ip: str, on_sample):
                 self._teleop_on_sample = on_sample
@@ -114,7 +115,7 @@ def _streamer_class():
                     self._teleop_on_sample(latest, time.monotonic())
 
             def cleanup(self):
-                # Nothing to tear down for gRPC hand tracking; leave the library's exit list without its print.
+                # Nothing to tear down for gRPC hand tracking: leave the library's exit list, quietly.
                 import avp_stream.streamer as s
 
                 if self in s._active_streamers:
@@ -143,7 +144,7 @@ class AvpPoseSource:
         self.reconnects = 0
         self.last_error = ""
 
-    # --- lifecycle ----------------------------------------------------------------------------------------------
+    # --- lifecycle ------------------------------------------------------------------------------------------
     def connect(self, timeout_s: float | None = None) -> None:
         """Start the client and wait for the first sample; ``UserError`` naming the IP when none comes."""
         timeout_s = self.cfg.connect_timeout_s if timeout_s is None else timeout_s
@@ -151,12 +152,12 @@ class AvpPoseSource:
             self._thread = threading.Thread(target=self._supervise, daemon=True, name=f"avp-{self.cfg.ip}")
             self._thread.start()
         if not self._first.wait(timeout_s):
-            err = self.last_error
+            err = f" ({self.last_error})" if self.last_error else ""
             self.close()
             raise UserError(
-                f"no hand-tracking sample from the Vision Pro at {self.cfg.ip}:{AVP_PORT} within {timeout_s:g} s: "
-                "is the Tracking Streamer app open and started on that headset, on the same network, and is the "
-                f"IP right (teleop.yaml operators.<arm>.avp.ip)?" + (f" ({err})" if err else ""))
+                f"no hand-tracking sample from the Vision Pro at {self.cfg.ip}:{AVP_PORT} within "
+                f"{timeout_s:g} s: is the Tracking Streamer app open and started on that headset, on the "
+                f"same network, and is the IP right (teleop.yaml <arm>.avp.ip)?{err}")
 
     def close(self) -> None:
         self._stop.set()
@@ -167,7 +168,7 @@ class AvpPoseSource:
             self._thread.join(timeout=2.0)
         self._thread = None
 
-    # --- data ---------------------------------------------------------------------------------------------------
+    # --- data -----------------------------------------------------------------------------------------------
     def latest(self) -> WristSample | None:
         return self.tracker.latest()
 
@@ -180,7 +181,7 @@ class AvpPoseSource:
                          np.asarray(data["head"])[0], received_s)
         self._first.set()
 
-    # --- supervisor: (re)connect -----------------------------------------------------------------------------------
+    # --- supervisor: (re)connect ----------------------------------------------------------------------------
     def _new_client(self) -> None:
         try:
             self._client = _streamer_class()(self.cfg.ip, self._on_sample)
@@ -198,7 +199,8 @@ class AvpPoseSource:
             last_rx = s.received_s if s is not None else float("-inf")
             quiet_s = now - max(last_rx, self._client_started_s)
             if quiet_s > self.cfg.reconnect_after_s:
-                log.warning("Vision Pro %s: no sample for %.1f s, starting a fresh client", self.cfg.ip, quiet_s)
+                log.warning("Vision Pro %s: no sample for %.1f s, starting a fresh client", self.cfg.ip,
+                            quiet_s)
                 if self._client is not None:
                     self._client.close()
                 self.reconnects += 1

@@ -16,13 +16,13 @@ reach it; asserted anyway).
 
 Controls for tests: ``freeze()`` repeats the last message bit for bit (a stuck tracker), ``pause()`` keeps the
 connection but sends nothing (a Wi-Fi stall), ``drop()`` aborts the open streams with UNAVAILABLE (the client
-retries by itself), ``end()`` ends them cleanly (the client gives up: the pose source's supervisor must start a
-fresh one), ``stop()`` shuts the server down. The script time comes from ``clock`` (default: wall time
-since ``start``); tests pass a ``ManualClock`` they advance with the simulated time, so the poses are
-deterministic whatever the wall-clock pace.
+retries by itself), ``end()`` ends them cleanly (the client gives up: the pose source's supervisor must start
+a fresh one), ``stop()`` shuts the server down. The script time comes from ``clock`` (default: wall time since
+``start``); tests pass a ``ManualClock`` they advance with the simulated time, so the poses are deterministic
+whatever the wall-clock pace.
 
-Dry runs by hand: ``python -m teleop.avp_server --ip 127.0.0.1 --motion circle`` then point a teleop operator's
-``avp.ip`` at 127.0.0.1.
+Dry runs by hand: ``python -m teleop.avp_server --ip 127.0.0.1 --motion circle`` then point a teleop
+operator's ``avp.ip`` at 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -61,8 +61,9 @@ def yup_to_zup(T) -> np.ndarray:
 
 
 def zup_head_to_yup(T) -> np.ndarray:
-    """The Y-up head pose to send so that the client reports ``T``: the client converts the head like a wrist and
-    then turns it by -90 deg about its x axis (``rotate_head``), so that an upright headset reads z up, y forward."""
+    """The Y-up head pose to send so that the client reports ``T``: the client converts the head like a wrist
+    and then turns it by -90 deg about its x axis (``rotate_head``), so that an upright headset reads z up, y
+    forward."""
     Rx90 = np.array([[1.0, 0, 0, 0], [0, 0, -1, 0], [0, 1, 0, 0], [0, 0, 0, 1]])   # +90 deg about x
     return _YUP2ZUP.T @ np.asarray(T, dtype=float) @ Rx90
 
@@ -90,7 +91,7 @@ class ManualClock:
             return self._t
 
 
-# --- scripted motions (Z-up, converted at send time) -----------------------------------------------------------
+# --- scripted motions (Z-up, converted at send time) --------------------------------------------------------
 
 def still(T, tremor_m: float = 1e-4) -> Pose:
     """A hand held still, with ``tremor_m`` of deterministic tremor (7 and 5 Hz): real hand tracking is never
@@ -100,7 +101,8 @@ def still(T, tremor_m: float = 1e-4) -> Pose:
 
     def pose(t: float) -> np.ndarray:
         out = T.copy()
-        out[:3, 3] += tremor_m * np.array([math.sin(2 * math.pi * 7.0 * t), math.cos(2 * math.pi * 5.0 * t), 0.0])
+        wobble = np.array([math.sin(2 * math.pi * 7.0 * t), math.cos(2 * math.pi * 5.0 * t), 0.0])
+        out[:3, 3] += tremor_m * wobble
         return out
     return pose
 
@@ -199,17 +201,17 @@ class HandTrackingEmulator:
         self.send_log: deque = deque(maxlen=send_log) if send_log else deque(maxlen=1)
         self._keep_log = bool(send_log)
 
-    # --- lifecycle ----------------------------------------------------------------------------------------------
+    # --- lifecycle ------------------------------------------------------------------------------------------
     def start(self) -> "HandTrackingEmulator":
         grpc = _grpc()
         from avp_stream.grpc_msg import handtracking_pb2_grpc
 
         self._stopping.clear()
         self._t0 = time.monotonic()
-        # so_reuseport off: gRPC enables it by default, and a second emulator on the same address would then bind
-        # silently and share the clients with the first.
-        server = grpc.server(futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix=f"avp-emu-{self.ip}"),
-                             options=[("grpc.so_reuseport", 0)])
+        # so_reuseport off: gRPC enables it by default, and a second emulator on the same address would then
+        # bind silently and share the clients with the first.
+        pool = futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix=f"avp-emu-{self.ip}")
+        server = grpc.server(pool, options=[("grpc.so_reuseport", 0)])
         handtracking_pb2_grpc.add_HandTrackingServiceServicer_to_server(_Servicer(self), server)
         addr = f"{self.ip}:{self.port}"
         try:
@@ -219,8 +221,8 @@ class HandTrackingEmulator:
         else:
             err = None
         if not bound:
-            raise RuntimeError(f"hand-tracking emulator cannot bind {addr} (port in use by another emulator or "
-                               f"app?){f': {err}' if err else ''}")
+            raise RuntimeError(f"hand-tracking emulator cannot bind {addr} (port in use by another emulator "
+                               f"or app?){f': {err}' if err else ''}")
         server.start()
         self._server = server
         log.info("hand-tracking emulator on %s at %.0f Hz", addr, self.rate_hz)
@@ -238,7 +240,7 @@ class HandTrackingEmulator:
     def __exit__(self, *exc):
         self.stop()
 
-    # --- controls -----------------------------------------------------------------------------------------------
+    # --- controls -------------------------------------------------------------------------------------------
     def freeze(self) -> None:
         """Repeat the last message bit for bit (a stuck tracker)."""
         with self._lock:
@@ -261,11 +263,12 @@ class HandTrackingEmulator:
             self._drop_generation += 1
 
     def end(self) -> None:
-        """End every open stream cleanly (the app's Stop): avp_stream's client then never reconnects by itself."""
+        """End every open stream cleanly (the app's Stop): avp_stream's client then never reconnects by
+        itself."""
         with self._lock:
             self._end_generation += 1
 
-    # --- messages -----------------------------------------------------------------------------------------------
+    # --- messages -------------------------------------------------------------------------------------------
     def _build(self, t: float):
         from avp_stream.grpc_msg import handtracking_pb2 as pb
 
@@ -281,7 +284,7 @@ class HandTrackingEmulator:
                     J[:3, 3] = (0.09, 0.02 - pinch / 2, 0.0)
                 _fill(hand.skeleton.jointMatrices.add(), J)
         _fill(msg.Head, np.asarray(self.head(t), dtype=float))
-        if msg.Head.m00 == 777.0:  # the client's benchmark marker: such a message would never reach hand tracking
+        if msg.Head.m00 == 777.0:  # the client's benchmark marker: it would never reach hand tracking
             raise ValueError("head pose with m00 == 777 cannot be sent (avp_stream benchmark marker)")
         return msg
 

@@ -6,8 +6,8 @@
   edge detection: a press fires once however long the button is held (``pressed``), and ``held`` tells what is
   down now (the clutch is a held button).
 * ``JoyConSource`` reads a Joy-Con over ``joycon-python`` (``pyjoycon``) + ``hidapi``. pyjoycon's ``JoyCon``
-  opens ``hid.device().open(vendor, product, serial=None)``: it ignores the serial it is given, so two Joy-Cons
-  of one side (two operators each holding an L) would both open the first. We enumerate
+  opens ``hid.device().open(vendor, product, serial=None)``: it ignores the serial it is given, so two
+  Joy-Cons of one side (two operators each holding an L) would both open the first. We enumerate
   ``hid.enumerate(0x057E, 0x2006 / 0x2007)`` ourselves and open the chosen one by its hidraw path.
 * ``ScriptedButtons`` is a fake at this interface for tests and the sim: HID needs the device (and
   ``/dev/hidraw*`` access), which no CI machine has.
@@ -54,7 +54,7 @@ class ButtonSource(Protocol):
     def close(self) -> None: ...
 
 
-# --- mapping ----------------------------------------------------------------------------------------------------
+# --- mapping ------------------------------------------------------------------------------------------------
 
 def _default_mapping() -> dict[str, str]:
     # An L Joy-Con in the free (left) hand, the right wrist tracked (paper, appendix I). E-stop on the capture
@@ -121,7 +121,7 @@ class ButtonMap:
         return ButtonEvents(pressed, held, raw.stick, False)
 
 
-# --- scripted fake ----------------------------------------------------------------------------------------------
+# --- scripted fake ------------------------------------------------------------------------------------------
 
 class ScriptedButtons:
     """Buttons held over time windows of a clock the caller controls (tests, sim), or set by hand.
@@ -130,8 +130,8 @@ class ScriptedButtons:
     ``hold(name)`` / ``release(name)`` hold buttons independently of the script.
     """
 
-    def __init__(self, script: Iterable[tuple[float, float, str]] = (), clock: Callable[[], float] | None = None,
-                 side: str = "L"):
+    def __init__(self, script: Iterable[tuple[float, float, str]] = (),
+                 clock: Callable[[], float] | None = None, side: str = "L"):
         self.script = [(float(a), float(b), str(n)) for a, b, n in script]
         self.clock = clock or time.monotonic
         self.side = side
@@ -165,13 +165,13 @@ class ScriptedButtons:
         self.connected = False
 
 
-# --- Joy-Con ----------------------------------------------------------------------------------------------------
+# --- Joy-Con ------------------------------------------------------------------------------------------------
 
 @dataclass
 class JoyConConfig:
     side: str = "L"
-    # Which controller: its Bluetooth serial (the MAC address hidapi reports, e.g. "98:b6:e9:..") or its hidraw
-    # path ("/dev/hidraw3"). Empty: the only Joy-Con of that side (an error if there are several).
+    # Which controller: its Bluetooth serial (the MAC address hidapi reports, e.g. "98:b6:e9:..") or its
+    # hidraw path ("/dev/hidraw3"). Empty: the only Joy-Con of that side (an error if there are several).
     serial: str = ""
     path: str = ""
     # Stick: raw 12-bit readings; centre and half-range of a typical Joy-Con, dead zone against drift.
@@ -195,7 +195,8 @@ def list_joycons(side: str | None = None) -> list[dict]:
 def select_joycon(devices: list[dict], cfg: JoyConConfig) -> dict:
     """The descriptor ``cfg`` names, or a ``UserError`` listing what is there."""
     def describe(ds):
-        return ", ".join(f"{d.get('serial_number') or '?'} at {_path_str(d.get('path'))}" for d in ds) or "none"
+        return ", ".join(f"{d.get('serial_number') or '?'} at {_path_str(d.get('path'))}"
+                         for d in ds) or "none"
 
     if cfg.path:
         hits = [d for d in devices if _path_str(d.get("path")) == cfg.path]
@@ -204,8 +205,8 @@ def select_joycon(devices: list[dict], cfg: JoyConConfig) -> dict:
     else:
         hits = list(devices)
         if len(hits) > 1:
-            raise UserError(f"{len(hits)} {cfg.side} Joy-Cons connected ({describe(hits)}): set joycon.serial or "
-                            "joycon.path for each operator")
+            raise UserError(f"{len(hits)} {cfg.side} Joy-Cons connected ({describe(hits)}): "
+                            "set joycon.serial or joycon.path for each operator")
     if not hits:
         want = f"path {cfg.path}" if cfg.path else (f"serial {cfg.serial}" if cfg.serial else "any")
         raise UserError(f"no {cfg.side} Joy-Con with {want} (connected: {describe(devices)}); pair it over "

@@ -3,8 +3,8 @@
 Loaded with ``ate_policy.config.load_yaml`` (the one config system). ``load_teleop_config(path, overrides)``
 also resolves ``calibration_file`` relative to the YAML's folder, so the bring-up's ``teleop.yaml`` finds the
 ``calibration.yaml`` next to it wherever the package is installed. Launch arguments become overrides:
-``dataset`` -> ``{"recorder": {"root": ...}}``, ``left_avp_ip`` -> ``{"left": {"avp": {"ip": ...}}}``, the task
-instruction -> ``{"task": ...}``.
+``dataset`` -> ``{"recorder": {"root": ...}}``, ``left_avp_ip`` -> ``{"left": {"avp": {"ip": ...}}}``, the
+task instruction -> ``{"task": ...}``.
 """
 
 from __future__ import annotations
@@ -62,15 +62,15 @@ class TeleopConfig:
     right: OperatorConfig = field(default_factory=_right_operator)
     ik: IKConfig = field(default_factory=IKConfig)
     filter: FilterConfig = field(default_factory=FilterConfig)
-    # Must match the arm drivers' (drivers.yaml `safety`): the teleop stays inside these limits and steps so the
-    # driver never refuses a command.
+    # Must match the arm drivers' (drivers.yaml `safety`): the teleop stays inside these limits and steps so
+    # the driver never refuses a command.
     safety: SafetyConfig = field(default_factory=SafetyConfig)
     # IK did not converge: the best-effort solution is still used ("clamped": the flange stops at the edge of
     # the workspace) when it is this close to the target; further away the arm holds ("unreachable").
     clamp_pos_m: float = 0.03
     clamp_rot_rad: float = math.radians(15.0)
-    # A wrist stream (or Joy-Con) that comes back within this time resumes teleop by itself; after a longer loss
-    # the hand may be anywhere, so the operator re-aligns (init or clutch) first.
+    # A wrist stream (or Joy-Con) that comes back within this time resumes teleop by itself; after a longer
+    # loss the hand may be anywhere, so the operator re-aligns (init or clutch) first.
     resume_after_loss_s: float = 0.5
     # A recording starts only when both arms are in teleop (the paper's two-operator episodes).
     require_both_arms: bool = True
@@ -94,11 +94,13 @@ class TeleopConfig:
             if op.gripper.pinch_open_m <= op.gripper.pinch_closed_m:
                 raise UserError(f"{arm}.gripper: pinch_open_m must exceed pinch_closed_m")
             if op.joycon.side != op.buttons.side:
-                raise UserError(f"{arm}: joycon.side {op.joycon.side!r} and buttons.side {op.buttons.side!r} differ")
+                raise UserError(f"{arm}: joycon.side {op.joycon.side!r} and buttons.side "
+                                f"{op.buttons.side!r} differ")
         if not any(self.operator(a).enabled for a in ("left", "right")):
             raise UserError("no operator is enabled")
         if self.left.enabled and self.right.enabled and self.left.avp.ip == self.right.avp.ip:
-            raise UserError(f"both operators use the Vision Pro at {self.left.avp.ip}: each needs its own headset")
+            raise UserError(f"both operators use the Vision Pro at {self.left.avp.ip}: "
+                            "each needs its own headset")
         if self.record:
             self.recorder.validate()
 
@@ -114,7 +116,10 @@ def default_teleop_config_path() -> Path:
 
 def load_teleop_config(path: str | Path | None = None, overrides: dict | None = None) -> TeleopConfig:
     """Load ``path`` (default: the bring-up's teleop.yaml), apply overrides, resolve the calibration path."""
-    path = default_teleop_config_path() if path is None or str(path) == "" else Path(resolve_config_path(str(path)))
+    if path is None or str(path) == "":
+        path = default_teleop_config_path()
+    else:
+        path = Path(resolve_config_path(str(path)))
     cfg = load_yaml(TeleopConfig, path, overrides)
     cal = Path(cfg.calibration_file)
     if not cal.is_absolute():

@@ -8,10 +8,10 @@
 * **singularities**: the damping grows as the smallest singular value of the Jacobian falls below
   ``singular_sigma`` (Maciejewski-Klein), so joint steps stay bounded where a plain pseudo-inverse explodes;
   the solution is then approximate and reported with ``near_singular``;
-* **joint limits**: the contract's limits shrunk by the safety layer's margin (``SafetyConfig.joint_margin_rad``,
-  so the arm driver never refuses an IK output); a joint that would leave its range is clamped and locked
-  for the rest of the iteration (its Jacobian column removed, the other joints take over the task): the
-  returned joints are *always* inside the limits;
+* **joint limits**: the contract's limits shrunk by the safety layer's margin
+  (``SafetyConfig.joint_margin_rad``, so the arm driver never refuses an IK output); a joint that would leave
+  its range is clamped and locked for the rest of the iteration (its Jacobian column removed, the other joints
+  take over the task): the returned joints are *always* inside the limits;
 * **unreachable targets**: the solver returns the closest configuration it found (``converged=False`` with its
   residual); the caller decides to clamp (use it) or hold (see ``teleop.session``).
 
@@ -58,7 +58,7 @@ class IKSolution:
     pos_err_m: float
     rot_err_rad: float
     iterations: int
-    sigma_min: float         # smallest singular value of the Jacobians the solve stepped from (the seed's at least)
+    sigma_min: float         # smallest singular value of the Jacobians stepped from (the seed's at least)
     near_singular: bool      # sigma_min below IKConfig.singular_sigma: the step was damped
     at_limit: tuple[int, ...]  # joints (0-based) clamped at a limit
 
@@ -135,7 +135,8 @@ class PinocchioIK:
                 dq, s_now, U, s, Vt, lam2 = self._damped_step(Jl, e)
                 smin = min(smin, s_now)
                 if cfg.posture_gain > 0.0:
-                    # Null-space projector of the damped pseudo-inverse: posture pull without moving the flange.
+                    # Null-space projector of the damped pseudo-inverse: a posture pull that leaves the
+                    # flange where it is.
                     Jpinv_J = Vt.T @ np.diag(s * s / (s * s + lam2)) @ Vt
                     dq += (np.eye(N_ARM_JOINTS) - Jpinv_J) @ (cfg.posture_gain * (q_rest - q))
                 dq[locked] = 0.0

@@ -1,7 +1,7 @@
 """Wrist-to-flange frame mapping of one operator (paper appendix I, DESIGN.md section 8).
 
-At the initialise (or clutch) moment the current wrist pose ``T_vision_init`` (avp_stream's Z-up frame) and the
-arm's current flange pose ``T_ee_init`` (base frame) give
+At the initialise (or clutch) moment the current wrist pose ``T_vision_init`` (avp_stream's Z-up frame) and
+the arm's current flange pose ``T_ee_init`` (base frame) give
 
     T_transform = T_ee_init (T_vision_init T_rotation)^-1
 

@@ -50,7 +50,7 @@ class PoseSource(Protocol):
 
 
 def is_rigid(T: np.ndarray, atol: float = 1e-3) -> bool:
-    """True for a finite 4x4 whose rotation is orthonormal with det +1 (float32 on the wire: loose tolerance)."""
+    """True for a finite 4x4 whose rotation is orthonormal with det +1 (float32 wire: loose tolerance)."""
     if T.shape != (4, 4) or not np.all(np.isfinite(T)):
         return False
     R = T[:3, :3]
@@ -60,7 +60,8 @@ def is_rigid(T: np.ndarray, atol: float = 1e-3) -> bool:
 class SampleTracker:
     """Newest-sample bookkeeping shared by every source: age, frozen detection, status. Thread-safe."""
 
-    def __init__(self, max_age_ms: float, frozen_after_ms: float, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, max_age_ms: float, frozen_after_ms: float,
+                 clock: Callable[[], float] = time.monotonic):
         if max_age_ms <= 0 or frozen_after_ms <= 0:
             raise ValueError("max_age_ms and frozen_after_ms must be positive")
         self.max_age_s = max_age_ms / 1000.0
@@ -74,13 +75,15 @@ class SampleTracker:
         self._changed = float("-inf")
         self.seq = 0
 
-    def put(self, wrist: np.ndarray, pinch_m: float, head: np.ndarray, received_s: float | None = None) -> None:
+    def put(self, wrist: np.ndarray, pinch_m: float, head: np.ndarray,
+            received_s: float | None = None) -> None:
         t = self.clock() if received_s is None else received_s
         wrist = np.array(wrist, dtype=float)
         with self._cond:
             if self._wrist is None or not np.array_equal(wrist, self._wrist):
                 self._changed = t
-            self._wrist, self._pinch, self._head, self._received = wrist, float(pinch_m), np.array(head, float), t
+            self._wrist, self._pinch, self._head = wrist, float(pinch_m), np.array(head, float)
+            self._received = t
             self.seq += 1
             self._cond.notify_all()
 
@@ -104,7 +107,7 @@ class SampleTracker:
                            self.seq, status)
 
     def wait_for(self, predicate: Callable[[WristSample], bool], timeout_s: float) -> WristSample | None:
-        """Wait (wall time) until the newest sample satisfies ``predicate``; that sample, or None on timeout."""
+        """Wait (wall time) until the newest sample satisfies ``predicate``; it, or None on timeout."""
         deadline = time.monotonic() + timeout_s
         with self._cond:
             while True:

@@ -29,9 +29,9 @@ Per operator (``OperatorState``):
 * ``homing``: **home** pressed (not while recording): the arm moves to ``home_q_rad`` at the step limit, then
   ``idle``.
 
-Shared: **record** (either operator) starts an episode when both arms are in ``teleop`` and stops (saves) it when
-one is running; **discard** throws it away; **estop** (either) requests the e-stop, discards the episode and
-sends every operator to ``idle``; nothing is commanded until ``set_estop(False)``. Saving runs in a worker
+Shared: **record** (either operator) starts an episode when both arms are in ``teleop`` and stops (saves) it
+when one is running; **discard** throws it away; **estop** (either) requests the e-stop, discards the episode
+and sends every operator to ``idle``; nothing is commanded until ``set_estop(False)``. Saving runs in a worker
 thread (``stop_and_save`` waits for the video encoder), so ticks never block on it.
 """
 
@@ -105,14 +105,15 @@ class OperatorTeleop:
         self.unreachable_ticks = 0
         self.clamped_ticks = 0
 
-    # --- helpers --------------------------------------------------------------------------------------------------
+    # --- helpers --------------------------------------------------------------------------------------------
     def _set(self, state: OperatorState, reason: str = "") -> None:
         if state != self.state:
-            log.info("[%s] %s -> %s%s", self.arm, self.state.value, state.value, f" ({reason})" if reason else "")
+            log.info("[%s] %s -> %s%s", self.arm, self.state.value, state.value,
+                     f" ({reason})" if reason else "")
         self.state, self.hold_reason = state, reason
 
     def _paused(self, now_s: float) -> bool:
-        """True when the driver would judge the next command against the measured joints (watchdog expired)."""
+        """True when the driver judges the next command against the measured joints (its watchdog expired)."""
         return self.last_cmd_s is None or now_s - self.last_cmd_s > self.cfg.safety.watchdog_s
 
     def _command(self, q_target: np.ndarray, q_meas: np.ndarray, now_s: float, dt_s: float) -> np.ndarray:
@@ -132,8 +133,9 @@ class OperatorTeleop:
     def read_buttons(self) -> ButtonEvents:
         return self.button_map.update(self.button_source.read())
 
-    # --- gripper ----------------------------------------------------------------------------------------------
-    def _gripper(self, ev: ButtonEvents, sample: WristSample | None, g_meas: float | None, dt_s: float) -> None:
+    # --- gripper --------------------------------------------------------------------------------------------
+    def _gripper(self, ev: ButtonEvents, sample: WristSample | None, g_meas: float | None,
+                 dt_s: float) -> None:
         gc, lo, hi = self.op.gripper, self.cal.gripper_closed, self.cal.gripper_open
         current = self.gripper_target if self.gripper_target is not None else g_meas
         if "gripper_toggle" in ev.pressed:
@@ -152,7 +154,7 @@ class OperatorTeleop:
             frac = (sample.pinch_m - gc.pinch_closed_m) / (gc.pinch_open_m - gc.pinch_closed_m)
             self.gripper_target = float(lo + np.clip(frac, 0.0, 1.0) * (hi - lo))
 
-    # --- one tick -----------------------------------------------------------------------------------------------
+    # --- one tick -------------------------------------------------------------------------------------------
     def step(self, now_s: float, dt_s: float, ev: ButtonEvents, q_meas: np.ndarray | None,
              g_meas: float | None, recording: bool, events: list[str]) -> np.ndarray | None:
         """The joint command of this tick, or None (hold)."""
@@ -172,7 +174,8 @@ class OperatorTeleop:
 
         if "home" in ev.pressed:
             if recording:
-                self.last_error = f"{self.arm}: home refused while recording (stop or discard the episode first)"
+                self.last_error = (f"{self.arm}: home refused while recording "
+                                   "(stop or discard the episode first)")
             else:
                 self.mapping.reset()
                 self._set(OperatorState.HOMING)
@@ -209,7 +212,9 @@ class OperatorTeleop:
                 return None
 
         if st == OperatorState.HOLD:
-            if inputs_ok and self.lost_since_s is not None and now_s - self.lost_since_s <= self.cfg.resume_after_loss_s:
+            short_gap = (self.lost_since_s is not None
+                         and now_s - self.lost_since_s <= self.cfg.resume_after_loss_s)
+            if inputs_ok and short_gap:
                 self._set(OperatorState.TELEOP)
                 self.lost_since_s = None
                 st = self.state
@@ -226,7 +231,8 @@ class OperatorTeleop:
                 events.append(f"{self.arm}: hold ({why_not})")
                 return None
             if align_held:    # clutch
-                self.q_hold = self.q_cmd.copy() if self.q_cmd is not None and not self._paused(now_s) else q_meas
+                recent = self.q_cmd is not None and not self._paused(now_s)
+                self.q_hold = self.q_cmd.copy() if recent else q_meas
                 self.mapping.align(sample.wrist, fk(self.q_hold))
                 self._set(OperatorState.ALIGNED, "clutch")
                 return None
@@ -290,13 +296,13 @@ class DualTeleopSession:
             if cfg.task:
                 rc.task = cfg.task
             if not rc.task:
-                raise UserError("recording needs a task instruction: set teleop.yaml `task` (the node sets it from "
-                                "task:=, tasks/<task>.yaml) or record: false")
+                raise UserError("recording needs a task instruction: set teleop.yaml `task` (the node sets "
+                                "it from task:=, tasks/<task>.yaml) or record: false")
             recorder = EpisodeRecorder(rc)
         self.recorder = recorder
         self.episodes = recorder.num_episodes if recorder is not None else 0
 
-    # --- lifecycle ----------------------------------------------------------------------------------------------
+    # --- lifecycle ------------------------------------------------------------------------------------------
     def connect(self, timeout_s: float | None = None) -> None:
         """Open every pose and button source; the first failure raises (a ``UserError`` naming the device)."""
         for arm, op in self.operators.items():
@@ -325,11 +331,12 @@ class DualTeleopSession:
             concurrent.futures.wait([fut], timeout=timeout_s)
             self._collect()
 
-    # --- inputs (any thread) -----------------------------------------------------------------------------------
+    # --- inputs (any thread) --------------------------------------------------------------------------------
     def put_joint_state(self, arm: str, q_rad, stamp_s: float) -> None:
         q = np.asarray(q_rad, dtype=float).reshape(-1)
         if q.shape != (contract.N_ARM_JOINTS,) or not np.all(np.isfinite(q)):
-            raise ValueError(f"{arm} joint state must be {contract.N_ARM_JOINTS} finite angles (rad), got {q_rad!r}")
+            raise ValueError(f"{arm} joint state must be {contract.N_ARM_JOINTS} finite angles (rad), "
+                             f"got {q_rad!r}")
         with self._lock:
             self._q[self._arm(arm)] = (q, float(stamp_s))
 
@@ -366,7 +373,7 @@ class DualTeleopSession:
             raise ValueError(f"unknown arm {arm!r}; expected one of {contract.ARMS}")
         return arm
 
-    # --- episode ------------------------------------------------------------------------------------------------
+    # --- episode --------------------------------------------------------------------------------------------
     def _collect(self) -> None:
         fut = self._pending
         if fut is None or not fut.done():
@@ -415,7 +422,7 @@ class DualTeleopSession:
         self._pending = self._worker.submit(rec.stop_and_save if save else rec.discard)
         events.append("episode saving" if save else "episode discarded")
 
-    # --- the 20 Hz tick -----------------------------------------------------------------------------------------
+    # --- the 20 Hz tick -------------------------------------------------------------------------------------
     def tick(self, now_s: float) -> TickResult:
         events: list[str] = []
         dt = (now_s - self._last_tick_s) if self._last_tick_s is not None else 1.0 / self.cfg.rate_hz
@@ -493,7 +500,7 @@ class DualTeleopSession:
         elif res == "dropped":
             self.dropped_frames += 1
 
-    # --- status -------------------------------------------------------------------------------------------------
+    # --- status ---------------------------------------------------------------------------------------------
     def status(self) -> dict:
         def reported(op: OperatorTeleop) -> str:
             if op.state == OperatorState.TELEOP and self._recording:

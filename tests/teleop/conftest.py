@@ -13,8 +13,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 @pytest.fixture
 def emulators():
-    """``start(ip, **kwargs)`` -> a running ``HandTrackingEmulator`` (the avp_stream port 12345 is fixed, so two
-    operators are two loopback addresses: 127.0.0.1 and 127.0.0.2)."""
+    """``start(ip, **kwargs)`` -> a running ``HandTrackingEmulator`` (the avp_stream port 12345 is fixed, so
+    two operators are two loopback addresses: 127.0.0.1 and 127.0.0.2)."""
     pytest.importorskip("avp_stream")
     from teleop.avp_server import HandTrackingEmulator
 

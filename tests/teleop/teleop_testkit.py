@@ -15,8 +15,8 @@ PERIOD_S = 0.05
 
 
 def aligned_wrist_rotation(cal_arm) -> np.ndarray:
-    """A wrist orientation held like the flange at init (R_wrist T_rotation = R_flange): the mapping is then the
-    identity on directions, so a wrist move along x moves the flange along the base's x."""
+    """A wrist orientation held like the flange at init (R_wrist T_rotation = R_flange): the mapping is then
+    the identity on directions, so a wrist move along x moves the flange along the base's x."""
     R_f = fk(np.asarray(cal_arm.init_q_rad))[:3, :3]
     return R_f @ cal_arm.rotation().T
 
@@ -29,7 +29,8 @@ def wrist_pose(p, R) -> np.ndarray:
 
 
 def tremor(t: float) -> np.ndarray:
-    """0.1 mm of deterministic hand tremor: real tracking is never bit-identical, so a still hand is not 'frozen'."""
+    """0.1 mm of deterministic hand tremor: real tracking is never bit-identical, so a still hand is not
+    'frozen'."""
     return 1e-4 * np.array([math.sin(2 * math.pi * 7.0 * t), math.cos(2 * math.pi * 5.0 * t), 0.0])
 
 

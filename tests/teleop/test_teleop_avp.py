@@ -30,7 +30,9 @@ def _source(emulators, ip, **cfg) -> AvpPoseSource:
 
 
 def _wait_status(src, status, timeout_s=5.0):
-    return src.wait_for(lambda s: s.status == status, timeout_s) if status == "ok" else _poll(src, status, timeout_s)
+    if status == "ok":
+        return src.wait_for(lambda s: s.status == status, timeout_s)
+    return _poll(src, status, timeout_s)
 
 
 def _poll(src, status, timeout_s):
@@ -44,9 +46,9 @@ def _poll(src, status, timeout_s):
 
 
 def test_client_reports_the_z_up_pose_the_headset_sends_in_y_up(emulators):
-    """Y-up (the app's frame: y is height) -> Z-up as avp_stream converts it: a wrist 1.2 m high, 0.4 m in front
-    (-z in Y-up) comes out at z = 1.2, y = 0.4. The client left-multiplies only, so a rotation about the Y-up
-    vertical shows up as the same matrix with rows permuted (x, -z, y)."""
+    """Y-up (the app's frame: y is height) -> Z-up as avp_stream converts it: a wrist 1.2 m high, 0.4 m in
+    front (-z in Y-up) comes out at z = 1.2, y = 0.4. The client left-multiplies only, so a rotation about the
+    Y-up vertical shows up as the same matrix with rows permuted (x, -z, y)."""
     R = rot_y(math.radians(30))                     # turning about the (Y-up) vertical
     T_yup = wrist_pose([0.1, 1.2, -0.4], R)
     head_yup = wrist_pose([0.0, 1.6, 0.0], np.eye(3))       # an upright headset at 1.6 m, looking along -z

@@ -8,8 +8,8 @@ import time
 import pytest
 
 from ate_policy.errors import UserError
-from teleop.buttons import (ButtonMap, ButtonMapConfig, JoyConConfig, JoyConSource, RawButtons, ScriptedButtons,
-                            select_joycon)
+from teleop.buttons import (ButtonMap, ButtonMapConfig, JoyConConfig, JoyConSource, RawButtons,
+                            ScriptedButtons, select_joycon)
 
 
 def _raw(*names, age_s=0.0, stick=(0.0, 0.0)):
@@ -67,7 +67,7 @@ def test_scripted_buttons_follow_their_clock():
         ScriptedButtons([(0, 1, "a")], side="L")
 
 
-# --- Joy-Con ----------------------------------------------------------------------------------------------------
+# --- Joy-Con ------------------------------------------------------------------------------------------------
 
 def _descriptor(serial, path):
     return {"vendor_id": 0x057E, "product_id": 0x2006, "serial_number": serial, "path": path,
@@ -75,7 +75,8 @@ def _descriptor(serial, path):
 
 
 def test_two_joycons_of_one_side_are_told_apart_by_serial_or_path():
-    devs = [_descriptor("98:b6:e9:00:00:01", b"/dev/hidraw3"), _descriptor("98:b6:e9:00:00:02", b"/dev/hidraw5")]
+    devs = [_descriptor("98:b6:e9:00:00:01", b"/dev/hidraw3"),
+            _descriptor("98:b6:e9:00:00:02", b"/dev/hidraw5")]
     assert select_joycon(devs, JoyConConfig(serial="98:B6:E9:00:00:02"))["path"] == b"/dev/hidraw5"
     assert select_joycon(devs, JoyConConfig(path="/dev/hidraw3"))["serial_number"] == "98:b6:e9:00:00:01"
     with pytest.raises(UserError, match="2 L Joy-Cons connected"):
@@ -91,8 +92,8 @@ def test_opening_a_missing_joycon_is_a_clear_error():
 
 
 def test_joycon_reports_decode_into_raw_buttons():
-    """A standard 0x30 input report decoded by pyjoycon's own JoyCon code (byte 4 bit 5 = capture, byte 5 bit 1 =
-    up, left stick pushed up): the L source reports its own buttons only."""
+    """A standard 0x30 input report decoded by pyjoycon's own JoyCon code (byte 4 bit 5 = capture, byte 5 bit
+    1 = up, left stick pushed up): the L source reports its own buttons only."""
     pytest.importorskip("pyjoycon")
     from teleop.buttons import _joycon_class
 

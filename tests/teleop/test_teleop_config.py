@@ -33,9 +33,10 @@ def test_shipped_configs_load_and_agree_with_the_drivers():
 
 
 def test_launch_arguments_become_overrides(tmp_path):
-    cfg = load_teleop_config(None, {"recorder": {"root": str(tmp_path / "ds")}, "left": {"avp": {"ip": "10.0.0.7"}},
-                                    "task": "cook the bun"})
-    assert cfg.recorder.root == str(tmp_path / "ds") and cfg.left.avp.ip == "10.0.0.7" and cfg.task == "cook the bun"
+    cfg = load_teleop_config(None, {"recorder": {"root": str(tmp_path / "ds")},
+                                    "left": {"avp": {"ip": "10.0.0.7"}}, "task": "cook the bun"})
+    assert cfg.recorder.root == str(tmp_path / "ds")
+    assert cfg.left.avp.ip == "10.0.0.7" and cfg.task == "cook the bun"
     assert cfg.right.avp.ip == "192.168.1.102"
 
 
@@ -66,7 +67,7 @@ def test_bad_calibrations_are_refused_clearly(over, match):
 def test_t_rotation_from_pairs_recovers_the_hand_on_flange_rotation():
     rng = np.random.default_rng(0)
     R_rot = rotation_exp(rng.normal(size=3))
-    R_x = rotation_exp(rng.normal(size=3))               # headset world -> robot base, unknown to the estimator
+    R_x = rotation_exp(rng.normal(size=3))   # headset world -> robot base, unknown to the estimator
     q = [HOME_Q + rng.uniform(-0.4, 0.4, 7) for _ in range(12)]
     R_f = np.array([fk(qi)[:3, :3] for qi in q])
     noise = [rotation_exp(rng.normal(0, math.radians(0.3), 3)) for _ in q]   # tracking noise
@@ -92,8 +93,8 @@ def test_t_rotation_from_the_known_pose_removes_the_headset_yaw():
 
 
 def test_calibration_cli_show_and_pairs(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "calibration", "show"], capture_output=True, text=True, cwd=REPO,
-                         timeout=120)
+    out = subprocess.run([sys.executable, "-m", "calibration", "show"], capture_output=True, text=True,
+                         cwd=REPO, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "t_rotation" in out.stdout and "flange xyz" in out.stdout
     rng = np.random.default_rng(2)
@@ -110,7 +111,8 @@ def test_calibration_cli_show_and_pairs(tmp_path):
     assert np.allclose(cal.right.rotation(), R_rot, atol=1e-6)
     assert np.allclose(cal.left.rotation(), CalibrationConfig().left.rotation())
     bad = subprocess.run([sys.executable, "-m", "calibration", "wrist-rotation", "--arm", "left", "--pairs",
-                          str(tmp_path / "missing.npz")], capture_output=True, text=True, cwd=REPO, timeout=120)
+                          str(tmp_path / "missing.npz")], capture_output=True, text=True, cwd=REPO,
+                         timeout=120)
     assert bad.returncode == 2 and bad.stderr.startswith("error: cannot read")
 
 
@@ -121,12 +123,13 @@ def test_calibration_cli_known_pose_live_from_a_headset(emulators, tmp_path):
     yaw = rot_z(math.radians(-25))
     body = yaw @ rot_z(math.pi / 2)
     R_wb = rotation_exp([0.05, 0.1, -0.2])
-    emulators("127.0.0.4", right_wrist=still(zup_to_yup(wrist_pose([0.3, 0, 1.1], body @ R_wb)), tremor_m=0.0),
+    wrist = wrist_pose([0.3, 0, 1.1], body @ R_wb)
+    emulators("127.0.0.4", right_wrist=still(zup_to_yup(wrist), tremor_m=0.0),
               head=still(zup_head_to_yup(wrist_pose([0, 0, 1.6], yaw)), tremor_m=0.0))
     new = tmp_path / "calibration.yaml"
     out = subprocess.run([sys.executable, "-m", "calibration", "wrist-rotation", "--arm", "left", "--ip",
-                          "127.0.0.4", "--seconds", "0.5", "--output", str(new)], capture_output=True, text=True,
-                         cwd=REPO, timeout=120)
+                          "127.0.0.4", "--seconds", "0.5", "--output", str(new)], capture_output=True,
+                         text=True, cwd=REPO, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
     R_rot = load_calibration(new).left.rotation()
     R_f = fk(np.asarray(load_calibration(new).left.init_q_rad))[:3, :3]

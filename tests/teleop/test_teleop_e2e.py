@@ -3,11 +3,12 @@
 10 s episode, check the LeRobot dataset on disk and how well the arms followed the wrists.
 
 Determinism: the headsets stream on wall time, but what they stream is a function of a script clock the test
-sets to the simulated time before each tick; the test then waits until both clients hold that tick's exact pose
-(float32 on the wire), so every tick sees the wrist pose of its simulated time, however slow rendering is.
+sets to the simulated time before each tick; the test then waits until both clients hold that tick's exact
+pose (float32 on the wire), so every tick sees the wrist pose of its simulated time, however slow rendering
+is.
 
-Tolerance (stated in docs/teleop.md): the measured flange (FK of the sim's joints) stays within 15 mm and 3 deg
-of the scripted wrist path mapped through T_transform, RMS within 8 mm; the error is lag, from the 1-euro
+Tolerance (stated in docs/teleop.md): the measured flange (FK of the sim's joints) stays within 15 mm and 3
+deg of the scripted wrist path mapped through T_transform, RMS within 8 mm; the error is lag, from the 1-euro
 filter and the arm's acceleration limit, on a 5 cm/s path (about 6 mm measured).
 """
 
@@ -30,7 +31,8 @@ from teleop.avp_server import ManualClock, float32_pose, zup_to_yup  # noqa: E40
 from teleop.buttons import ScriptedButtons  # noqa: E402
 from teleop.kinematics import fk, inv_transform, rotation_log  # noqa: E402
 from teleop.session import DualTeleopSession  # noqa: E402
-from teleop_testkit import aligned_wrist_rotation, calibration, teleop_config, tremor, wrist_pose, yaw  # noqa: E402
+from teleop_testkit import (aligned_wrist_rotation, calibration, teleop_config, tremor,  # noqa: E402
+                            wrist_pose, yaw)
 
 ARMS = ("left", "right")
 CAMS = contract.CAMERA_NAMES
@@ -47,13 +49,14 @@ def wrist_path(cal_arm, arm):
 
     def zup(t: float) -> np.ndarray:
         a = 2 * math.pi * max(0.0, t - 1.5) / 5.0
-        p = c + np.array([0.04 * (math.cos(a) - 1), sgn * 0.04 * math.sin(a), 0.02 * math.sin(a / 2)]) + tremor(t)
+        p = c + np.array([0.04 * (math.cos(a) - 1), sgn * 0.04 * math.sin(a), 0.02 * math.sin(a / 2)])
+        p += tremor(t)
         return wrist_pose(p, yaw(R0, math.radians(10) * math.sin(a / 2)))
     return zup
 
 
 def at(t: float, duration_s: float = 0.05):
-    """A button window holding exactly the ticks in [t, t + duration) of a 20 Hz grid (half a tick of slack)."""
+    """A button window holding exactly the ticks in [t, t + duration) of the 20 Hz grid."""
     return t - 0.025, t - 0.025 + duration_s
 
 
@@ -71,8 +74,8 @@ def test_two_operators_record_a_10s_episode_on_the_sim_cell(emulators, tmp_path)
 
     cfg = teleop_config()
     for arm in ARMS:
-        # The script only moves when the test ticks: a slow (rendering) tick must not look like a frozen tracker.
-        # Freezing is tested in test_teleop_avp / test_teleop_session.
+        # The script only moves when the test ticks: a slow (rendering) tick must not look like a frozen
+        # tracker. Freezing is tested in test_teleop_avp / test_teleop_session.
         cfg.operator(arm).avp.frozen_after_ms = 30_000.0
     cfg.record, cfg.task = True, "teleop end to end"
     cfg.recorder = RecorderConfig(root=str(tmp_path / "ds"), image_height=HW[0], image_width=HW[1])
@@ -94,7 +97,7 @@ def test_two_operators_record_a_10s_episode_on_the_sim_cell(emulators, tmp_path)
         dev.connect()
     for cam in cams.values():
         cam.open()
-    safety = {a: SafetyFilter(a, cfg.safety) for a in ARMS}   # the arm driver's rules, applied to every command
+    safety = {a: SafetyFilter(a, cfg.safety) for a in ARMS}   # the arm driver's rules, on every command
 
     flange, states, statuses = [], [], []
     n_ticks = int(round((T_STOP + 0.5) / 0.05))
@@ -133,7 +136,7 @@ def test_two_operators_record_a_10s_episode_on_the_sim_cell(emulators, tmp_path)
         session.close()
         cell.close()
 
-    # --- the episode on disk -----------------------------------------------------------------------------------
+    # --- the episode on disk --------------------------------------------------------------------------------
     assert final["episodes"] == 1 and final["dropped_frames"] == 0 and not final["recording"]
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
@@ -148,20 +151,21 @@ def test_two_operators_record_a_10s_episode_on_the_sim_cell(emulators, tmp_path)
     for arm in ARMS:
         s = contract.arm_slice(arm)
         q_state, q_action = state[:, s][:, :7], action[:, s][:, :7]
-        assert np.all(np.abs(q_state) <= lim) and np.all(np.abs(q_action) <= lim - cfg.safety.joint_margin_rad)
+        assert np.all(np.abs(q_state) <= lim)
+        assert np.all(np.abs(q_action) <= lim - cfg.safety.joint_margin_rad)
         assert np.max(np.abs(np.diff(q_action, axis=0))) <= cfg.safety.max_step_rad + 1e-6
-    # the right operator closed its gripper at 5 s and opened it at 8 s: in the actions and in the measured state
+    # the right operator closed its gripper at 5 s and opened it at 8 s: in the actions and the measured state
     g_act, g_state = action[:, 15], state[:, 15]
     k5, k8 = int(round((5.0 - T_RECORD) / 0.05)), int(round((8.0 - T_RECORD) / 0.05))
     assert np.all(g_act[k5:k8] == 0.0) and np.all(g_act[k8:] == 1.0)
-    assert np.allclose(g_act[:k5], g_state[:k5])          # not commanded yet: the action is the measured opening
+    assert np.allclose(g_act[:k5], g_state[:k5])   # not commanded yet: the action is the measured opening
     assert g_state[k8 - 1] < 0.05 and g_state[-1] > 0.95
     assert np.allclose(action[:, 7], state[:, 7])         # the left gripper was never commanded
     k_rec = int(round(T_RECORD / 0.05))
     assert statuses[k_rec - 1]["state"] == {"left": "teleop", "right": "teleop"}
     assert statuses[k_rec]["state"] == {"left": "recording", "right": "recording"}
 
-    # --- following -------------------------------------------------------------------------------------------
+    # --- following ------------------------------------------------------------------------------------------
     R_rot = {a: cal.arm(a).rotation() for a in ARMS}
     for arm in ARMS:
         T_rot = np.eye(4)

@@ -54,8 +54,8 @@ def _pose(p, w=(0.0, 0.0, 0.0)):
 
 
 def test_one_euro_removes_jitter_at_rest():
-    """A still hand with 1 mm / 0.5 deg tracking noise and bursty sample timing (what 20 Hz ticks see over Wi-Fi):
-    the filtered target moves 2.5 times less or better (about 3x with the default tuning)."""
+    """A still hand with 1 mm / 0.5 deg tracking noise and bursty sample timing (what 20 Hz ticks see over
+    Wi-Fi): the filtered target moves 2.5 times less or better (about 3x with the default tuning)."""
     rng = np.random.default_rng(0)
     f = OneEuroPoseFilter(FilterConfig())
     raw, out = [], []

@@ -1,4 +1,4 @@
-"""Pinocchio IK of the RM75-6s: accuracy from warm starts, limits always respected, sane near singularities."""
+"""Pinocchio IK of the RM75-6s: accuracy from warm starts, limits always kept, sane near singularities."""
 
 from __future__ import annotations
 
@@ -24,7 +24,8 @@ def ik():
 
 def _errors(q, T):
     Tq = fk(q)
-    return float(np.linalg.norm(Tq[:3, 3] - T[:3, 3])), math.degrees(np.linalg.norm(rotation_log(Tq[:3, :3].T @ T[:3, :3])))
+    rot = np.linalg.norm(rotation_log(Tq[:3, :3].T @ T[:3, :3]))
+    return float(np.linalg.norm(Tq[:3, 3] - T[:3, 3])), math.degrees(rot)
 
 
 def test_pinocchio_model_agrees_with_the_dh_fk(ik):
@@ -77,7 +78,8 @@ def test_tracks_a_moving_target_in_one_or_two_iterations(ik):
 
 
 def test_never_returns_out_of_limit_joints(ik):
-    """Wild targets (far away, random orientations) from random seeds, including seeds at and beyond the limits."""
+    """Wild targets (far away, random orientations) from random seeds, including seeds at and beyond the
+    limits."""
     rng = np.random.default_rng(1)
     for _ in range(150):
         T = np.eye(4)
@@ -91,7 +93,8 @@ def test_never_returns_out_of_limit_joints(ik):
 
 def test_unreachable_target_gives_the_closest_pose_and_says_so(ik):
     """A target 1.5 m away (the arm reaches ~0.9 m): every call reports not-converged with its true residual,
-    and calls warm-started from the previous one (ticks) stretch the arm towards it until it stops improving."""
+    and calls warm-started from the previous one (ticks) stretch the arm towards it until it stops
+    improving."""
     q = np.array([0.0, 0.2, 0.0, 1.7, 0.0, 1.25, 0.0])
     T = fk(q)
     T[:3, 3] = [1.5, 0.0, 0.4]
@@ -129,11 +132,12 @@ def test_at_an_elbow_singularity_steps_stay_bounded_and_are_flagged(ik):
     assert step < 0.05
     before, after = _errors(q, T), _errors(sol.q, T)
     # the 6-D task error (m and rad, what the solver minimises) does not grow
-    assert math.hypot(after[0], math.radians(after[1])) <= math.hypot(before[0], math.radians(before[1])) + 1e-9
+    task_error = lambda e: math.hypot(e[0], math.radians(e[1]))  # noqa: E731
+    assert task_error(after) <= task_error(before) + 1e-9
 
 
 def test_passing_through_a_singularity_keeps_joint_motion_continuous(ik):
-    """A target path that straightens the elbow through J4 = 0: consecutive warm-started solutions never jump."""
+    """A target path straightening the elbow through J4 = 0: consecutive warm-started solutions never jump."""
     q_a = np.array([0.2, 0.5, 0.1, 0.3, 0.4, 0.3, 0.0])
     q_b = q_a.copy()
     q_b[3] = -0.3

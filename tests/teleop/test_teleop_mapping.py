@@ -1,4 +1,4 @@
-"""Wrist -> flange frame mapping (paper appendix I): alignment never moves the arm; motions map as specified."""
+"""Wrist -> flange mapping (paper appendix I): aligning never moves the arm; motions map as specified."""
 
 from __future__ import annotations
 
@@ -25,7 +25,8 @@ def test_right_after_alignment_the_target_is_the_arms_pose():
 
 @pytest.mark.parametrize("axis", [0, 1, 2])
 def test_10cm_wrist_motion_moves_the_flange_10cm_along_the_mapped_axis(axis):
-    """With the hand held like the gripper (R_wrist T_rotation = R_flange) the mapped axis is the same base axis."""
+    """With the hand held like the gripper (R_wrist T_rotation = R_flange) the mapped axis is the same base
+    axis."""
     cal = calibration().left
     T_ee = fk(HOME_Q)
     T_w0 = wrist_pose([0.3, -0.2, 1.1], aligned_wrist_rotation(cal))

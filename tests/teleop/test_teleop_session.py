@@ -199,14 +199,16 @@ def test_shared_episode_rules_with_the_real_recorder(tmp_path):
     cfg = teleop_config()
     cfg.task = "rules"
     rig = Rig(cfg, recorder=EpisodeRecorder(rc))
-    rig.images = {c: np.full((48, 64, 3), 100, np.uint8) for c in ("cam_high", "cam_left_wrist", "cam_right_wrist")}
+    cams = ("cam_high", "cam_left_wrist", "cam_right_wrist")
+    rig.images = {c: np.full((48, 64, 3), 100, np.uint8) for c in cams}
     rig.align("left")
     rig.press("left", "up")                                   # record with the right arm idle: refused
     assert not rig.out.status["recording"] and "right not in teleop" in rig.out.status["last_error"]
     rig.session.clear_errors()
     rig.align("right")
     rig.press("right", "up")                                  # the right operator starts it
-    assert rig.out.status["recording"] and rig.out.status["state"] == {"left": "recording", "right": "recording"}
+    assert rig.out.status["recording"]
+    assert rig.out.status["state"] == {"left": "recording", "right": "recording"}
     rig.tick(9)
     rig.press("left", "left")                                 # home while recording: refused
     assert rig.state("left") == "recording" and "home refused" in rig.out.status["last_error"]
