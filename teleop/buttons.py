@@ -127,13 +127,16 @@ class ScriptedButtons:
     """Buttons held over time windows of a clock the caller controls (tests, sim), or set by hand.
 
     ``script``: ``(t_start_s, t_end_s, raw_button)`` triples; a button is held for ``t_start <= t < t_end``.
-    ``hold(name)`` / ``release(name)`` hold buttons independently of the script.
+    Without a ``clock`` the script time counts from ``open()`` (monotonic): what a node configured with
+    ``buttons_source: scripted`` uses for unattended runs. ``hold(name)`` / ``release(name)`` hold buttons
+    independently of the script.
     """
 
     def __init__(self, script: Iterable[tuple[float, float, str]] = (),
                  clock: Callable[[], float] | None = None, side: str = "L"):
         self.script = [(float(a), float(b), str(n)) for a, b, n in script]
-        self.clock = clock or time.monotonic
+        self._t0 = time.monotonic()
+        self.clock = clock or (lambda: time.monotonic() - self._t0)
         self.side = side
         unknown = {n for _, _, n in self.script} - set(RAW_BUTTONS[side])
         if unknown:
@@ -143,6 +146,7 @@ class ScriptedButtons:
         self.connected = False
 
     def open(self) -> None:
+        self._t0 = time.monotonic()
         self.connected = True
 
     def hold(self, name: str) -> None:
@@ -295,3 +299,16 @@ class JoyConSource:
         if self._jc is not None:
             self._jc._close()
             self._jc = None
+
+
+# --- sources by name (OperatorConfig.buttons_source) ----------------------------------------------------------
+
+def make_button_source(kind: str, joycon: "JoyConConfig", script=()) -> ButtonSource:
+    """``joycon`` (the operator's controller) or ``scripted`` (``script`` windows from ``open()``; no device)."""
+    factories = {
+        "joycon": lambda: JoyConSource(joycon),
+        "scripted": lambda: ScriptedButtons(script, side=joycon.side),
+    }
+    if kind not in factories:
+        raise UserError(f"buttons_source must be one of {sorted(factories)}, got {kind!r}")
+    return factories[kind]()

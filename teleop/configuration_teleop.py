@@ -18,7 +18,7 @@ from ate_policy.config import load_yaml, resolve_config_path
 from ate_policy.errors import UserError
 from ate_policy.recording.recorder import RecorderConfig
 from teleop.avp import AvpConfig
-from teleop.buttons import ButtonMapConfig, JoyConConfig
+from teleop.buttons import RAW_BUTTONS, ButtonMapConfig, JoyConConfig
 from teleop.filters import FilterConfig
 from teleop.ik import IKConfig
 
@@ -47,6 +47,10 @@ class OperatorConfig:
     buttons: ButtonMapConfig = field(default_factory=ButtonMapConfig)
     gripper: GripperControlConfig = field(default_factory=GripperControlConfig)
     enabled: bool = True               # false: this arm is not teleoperated (single-arm sessions)
+    # joycon | scripted: `button_script` windows [t_start_s, t_end_s, raw button] counted from connect(), for
+    # unattended runs (CI, demos) against emulated headsets; the operator then has no buttons in hand.
+    buttons_source: str = "joycon"
+    button_script: list[tuple[float, float, str]] = field(default_factory=list)
 
 
 def _right_operator() -> OperatorConfig:
@@ -93,6 +97,11 @@ class TeleopConfig:
                 raise UserError(f"{arm}.gripper.mode must be one of {GRIPPER_MODES}, got {op.gripper.mode!r}")
             if op.gripper.pinch_open_m <= op.gripper.pinch_closed_m:
                 raise UserError(f"{arm}.gripper: pinch_open_m must exceed pinch_closed_m")
+            if op.buttons_source not in ("joycon", "scripted"):
+                raise UserError(f"{arm}.buttons_source must be 'joycon' or 'scripted', got {op.buttons_source!r}")
+            unknown = {b for _, _, b in op.button_script} - set(RAW_BUTTONS[op.buttons.side])
+            if unknown:
+                raise UserError(f"{arm}.button_script: {sorted(unknown)} are not {op.buttons.side} Joy-Con buttons")
             if op.joycon.side != op.buttons.side:
                 raise UserError(f"{arm}: joycon.side {op.joycon.side!r} and buttons.side "
                                 f"{op.buttons.side!r} differ")

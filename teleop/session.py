@@ -48,7 +48,7 @@ import numpy as np
 from ate_policy import contract
 from ate_policy.errors import UserError
 from calibration.config import ArmCalibration, CalibrationConfig, load_calibration
-from teleop.buttons import ButtonEvents, ButtonMap, ButtonSource, JoyConSource
+from teleop.buttons import ButtonEvents, ButtonMap, ButtonSource, make_button_source
 from teleop.configuration_teleop import OperatorConfig, TeleopConfig
 from teleop.filters import JointCommandFilter, OneEuroPoseFilter
 from teleop.ik import IKSolution, PinocchioIK
@@ -272,7 +272,8 @@ class DualTeleopSession:
 
                 pose_sources[arm] = AvpPoseSource(cfg.operator(arm).avp)
             if arm not in button_sources:
-                button_sources[arm] = JoyConSource(cfg.operator(arm).joycon)
+                op = cfg.operator(arm)
+                button_sources[arm] = make_button_source(op.buttons_source, op.joycon, op.button_script)
         self.operators = {arm: OperatorTeleop(arm, cfg, cfg.operator(arm), self.calibration.arm(arm),
                                               pose_sources[arm], button_sources[arm]) for arm in self.arms}
         self._lock = threading.Lock()

@@ -258,3 +258,34 @@ def test_recording_without_a_task_is_refused_at_start(tmp_path):
     with pytest.raises(UserError, match="task"):
         DualTeleopSession(cfg, calibration())
     assert not (tmp_path / "ds").exists()
+
+
+def test_a_session_built_from_config_alone_runs_unattended(emulators):
+    """What a node does with `buttons_source: scripted` against emulated headsets (robot:=sim CI runs): no
+    injected sources; real avp_stream clients from the config, scripted buttons counted from connect()."""
+    import time
+
+    from teleop.session import DualTeleopSession
+    from teleop_testkit import calibration
+
+    emulators("127.0.0.1")
+    emulators("127.0.0.2")
+    cfg = teleop_config()
+    for arm in ("left", "right"):
+        cfg.operator(arm).buttons_source = "scripted"
+        cfg.operator(arm).button_script = [(0.1, 0.3, "right")]     # init held 0.1 .. 0.3 s after connect
+    session = DualTeleopSession(cfg, calibration())
+    session.connect(timeout_s=10.0)
+    try:
+        states = []
+        for _ in range(12):
+            now = time.monotonic()
+            for arm in ("left", "right"):
+                session.put_joint_state(arm, HOME_Q, now)
+                session.put_gripper_state(arm, 1.0, now)
+            states.append(session.tick(now).status["state"])
+            time.sleep(0.05)
+    finally:
+        session.close()
+    assert {"left": "aligned", "right": "aligned"} in states
+    assert states[-1] == {"left": "teleop", "right": "teleop"}
