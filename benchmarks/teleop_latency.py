@@ -27,22 +27,19 @@ import json
 import math
 import os
 import platform
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "teleop"))
-
-from calibration.config import CalibrationConfig  # noqa: E402
-from teleop.avp import AvpConfig, AvpPoseSource  # noqa: E402
-from teleop.avp_server import HandTrackingEmulator, circle, zup_to_yup  # noqa: E402
-from teleop.buttons import ScriptedButtons  # noqa: E402
-from teleop.configuration_teleop import TeleopConfig  # noqa: E402
-from teleop.ik import PinocchioIK  # noqa: E402
-from teleop.kinematics import fk  # noqa: E402
-from teleop.session import DualTeleopSession  # noqa: E402
+from calibration.config import CalibrationConfig
+from teleop.avp import AvpConfig, AvpPoseSource
+from teleop.avp_server import HandTrackingEmulator, circle, zup_to_yup
+from teleop.buttons import ScriptedButtons
+from teleop.configuration_teleop import TeleopConfig
+from teleop.ik import PinocchioIK
+from teleop.kinematics import fk
+from teleop.session import DualTeleopSession
 
 OUT = Path(__file__).parent / "results" / "teleop_latency.json"
 ARMS = ("left", "right")

@@ -99,7 +99,7 @@ def test_two_operators_record_a_10s_episode_on_the_sim_cell(emulators, tmp_path)
         cam.open()
     safety = {a: SafetyFilter(a, cfg.safety) for a in ARMS}   # the arm driver's rules, on every command
 
-    flange, states, statuses = [], [], []
+    flange, statuses = [], []
     n_ticks = int(round((T_STOP + 0.5) / 0.05))
     try:
         for _ in range(n_ticks):
