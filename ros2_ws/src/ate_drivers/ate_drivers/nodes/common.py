@@ -77,10 +77,13 @@ def spin(node_factory) -> int:
     """Run one node until Ctrl-C / SIGINT; the node's ``close()`` (stop the arm, release the device) always runs.
 
     Returns the exit code: 0 on a normal stop, the code of a ``SystemExit`` raised by the node (e.g. 3 when
-    robot:=real finds no hardware).
+    robot:=real finds no hardware), 2 for a ``UserError`` (a missing device, a bad config or checkpoint: its
+    message is logged as the reason, without a traceback).
     """
     import rclpy
     from rclpy.executors import ExternalShutdownException
+
+    from ate_policy.errors import UserError
     code = 0
     rclpy.init()
     node = None
@@ -91,6 +94,9 @@ def spin(node_factory) -> int:
         pass
     except SystemExit as e:
         code = int(e.code or 0)
+    except UserError as e:
+        rclpy.logging.get_logger(getattr(node_factory, "__name__", "node")).fatal(str(e))
+        code = 2
     finally:
         if node is not None:
             try:

@@ -1,0 +1,123 @@
+"""Teleop node: two operators, each with a Vision Pro and a Joy-Con, drive one arm each and record episodes.
+
+Thin: ``teleop.session.DualTeleopSession`` holds everything (pose and button sources, frame mapping, IK and
+filters, the per-operator state machines, the shared episode and its recorder); ``CellClient`` gives it the
+newest joint states, gripper states, wrenches and camera frames and sends what it commands, at 20 Hz (a timer,
+or the sim cell's lockstep ticks).
+
+Parameters: ``config_file`` (teleop.yaml; empty: ate_bringup/config/teleop.yaml), ``task`` (the recorded
+instruction comes from tasks/<task>.yaml), ``dataset`` (recorder root), ``left_avp_ip`` / ``right_avp_ip``,
+``lockstep``. Out: ``/teleop/status`` (std_msgs/String, JSON: state per operator, recording, episode count,
+frames, dropped frames, last error) and ``/diagnostics`` (``teleop``). A Joy-Con e-stop press calls
+``/estop/trigger``; the latched ``/estop`` puts both operators to idle and discards an episode being recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.node import Node
+from std_msgs.msg import Bool, String
+from std_srvs.srv import Trigger
+
+from ate_drivers.nodes.cell_client import CellClient
+from ate_drivers.nodes.common import ESTOP_QOS, desc, diagnostic_array, spin
+
+
+def teleop_overrides(instruction: str, dataset: str, left_ip: str, right_ip: str) -> dict:
+    """The launch arguments as overrides of teleop.yaml (empty = keep the file's value)."""
+    over: dict = {"task": instruction}
+    if dataset:
+        over["recorder"] = {"root": dataset}
+    for arm, ip in (("left", left_ip), ("right", right_ip)):
+        if ip:
+            over[arm] = {"avp": {"ip": ip}}
+    return over
+
+
+class TeleopNode(Node):
+    def __init__(self):
+        super().__init__("teleop")
+        from ate_policy.runtime import load_task
+        from teleop.configuration_teleop import load_teleop_config
+        from teleop.session import DualTeleopSession
+
+        for name, default, text in (
+                ("config_file", "", "teleop YAML; empty: ate_bringup/config/teleop.yaml"),
+                ("task", "cook_bun", "tasks/<task>.yaml: the instruction recorded with each episode"),
+                ("dataset", "", "LeRobot dataset folder to record into; empty: teleop.yaml's recorder.root"),
+                ("left_avp_ip", "", "left operator's Vision Pro; empty: teleop.yaml's"),
+                ("right_avp_ip", "", "right operator's Vision Pro; empty: teleop.yaml's"),
+                ("robot", "real", "real | emulated | sim (informational)"),
+                ("lockstep", False, "tick on the sim cell's lockstep observations")):
+            self.declare_parameter(name, default, desc(text))
+        p = {k: self.get_parameter(k).value for k in ("config_file", "task", "dataset", "left_avp_ip",
+                                                        "right_avp_ip", "lockstep")}
+        instruction = load_task(p["task"]).instruction
+        cfg = load_teleop_config(p["config_file"] or None,
+                                 teleop_overrides(instruction, p["dataset"], p["left_avp_ip"], p["right_avp_ip"]))
+        self.session = DualTeleopSession(cfg)
+        self.get_logger().info(f"connecting to the headsets {cfg.left.avp.ip} / {cfg.right.avp.ip} and Joy-Cons")
+        self.session.connect()
+        self.get_logger().info(f"teleop ready; recording '{instruction}' into {cfg.recorder.root}")
+        self._estop_call = None
+        self.estop_client = self.create_client(Trigger, "/estop/trigger")
+        self.pub_status = self.create_publisher(String, "/teleop/status", 10)
+        self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_subscription(Bool, "/estop", lambda m: self.session.set_estop(m.data), ESTOP_QOS)
+        self.client = CellClient(self, self.on_tick, consumer="teleop", lockstep=bool(p["lockstep"]),
+                                 rate_hz=cfg.rate_hz)
+        self.last_status: dict = {}
+        self.create_timer(1.0, self.on_diagnostics)
+
+    def on_tick(self, now_s: float) -> None:
+        snap = self.client.snapshot()
+        s = self.session
+        for arm, smp in snap.joints.items():
+            s.put_joint_state(arm, smp.value, smp.stamp_s)
+        for arm, smp in snap.grippers.items():
+            s.put_gripper_state(arm, smp.value, smp.stamp_s)
+        for arm, smp in snap.wrenches.items():
+            s.put_wrench(arm, smp.value, smp.stamp_s)
+        for cam, smp in snap.images.items():
+            s.put_image(cam, smp.value, smp.stamp_s)
+        out = s.tick(now_s)
+        for arm, q in out.joint_targets.items():
+            if q is not None:
+                self.client.send_arm(arm, q)
+        for arm, opening in out.gripper_targets.items():
+            if opening is not None:
+                self.client.send_gripper(arm, opening)
+        if out.estop_requested and self._estop_call is None:
+            self._estop_call = self.estop_client.call_async(Trigger.Request())
+            self._estop_call.add_done_callback(lambda _: setattr(self, "_estop_call", None))
+        for line in out.events:
+            self.get_logger().info(line)
+        self.last_status = out.status
+        self.pub_status.publish(String(data=json.dumps(out.status, default=str)))
+
+    def on_diagnostics(self) -> None:
+        st = self.last_status or self.session.status()
+        error = st.get("last_error", "")
+        level = 2 if st.get("estop") else (1 if error else 0)
+        message = "e-stop latched" if st.get("estop") else (error or "ok")
+        flat = {}
+        for k, v in st.items():
+            if isinstance(v, dict):
+                flat.update({f"{k}.{a}": str(x) for a, x in v.items()})
+            else:
+                flat[k] = str(v)
+        self.pub_diag.publish(diagnostic_array(self, "teleop", level, message, flat))
+
+    def close(self) -> None:
+        self.session.close()
+
+
+def main(argv=None) -> int:
+    return spin(TeleopNode)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,126 @@
+"""The teleop graph over DDS (issue 8): ``graph.teleop_dual`` -- what ``teleop_dual.launch.py robot:=sim`` starts
+-- as processes with real rclpy: the e-stop node, the sim cell (lockstep with the teleop node) and the teleop
+node, whose operators are the real avp_stream client against two emulated headsets (127.0.0.1, 127.0.0.2) and
+scripted Joy-Cons (HID cannot run here). Both operators align, one starts recording, the other stops it: the
+episode is saved as a LeRobot dataset, the arms moved through the cell's safety layer, status was published.
+
+The headsets and buttons run on wall time while the cell runs in lockstep, so the number of frames depends on
+this machine's speed; the exact 200-frame check is test_teleop_e2e's, which controls both clocks.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip("rclpy")
+pytest.importorskip("mujoco")
+pytest.importorskip("avp_stream")
+
+from ate_bringup import graph  # noqa: E402
+from ate_bringup.launcher import ProcessGraph  # noqa: E402
+from ate_drivers.config import load_drivers_config  # noqa: E402
+from ate_policy.config import dump_yaml  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+# wall seconds after the teleop node opened its Joy-Cons: hold init (align), release (teleop), record, stop
+INIT, RECORD, STOP = (3.0, 5.0), (7.0, 7.6), (13.0, 13.6)
+
+
+@pytest.fixture(scope="module")
+def teleop_graph(ros_env, tmp_path_factory):
+    from teleop.avp_server import HandTrackingEmulator, circle, zup_to_yup
+    from teleop.configuration_teleop import load_teleop_config
+
+    tmp = tmp_path_factory.mktemp("teleop_graph")
+    emus = [HandTrackingEmulator(ip, right_wrist=lambda t, y=y: zup_to_yup(circle((0.35, y, 1.1), 0.03, 6.0)(t)))
+            .start() for ip, y in (("127.0.0.1", 0.2), ("127.0.0.2", -0.2))]
+    cfg = load_teleop_config()
+    for arm, script in (("left", [[*INIT, "right"], [*RECORD, "up"]]), ("right", [[*INIT, "right"], [*STOP, "up"]])):
+        op = cfg.operator(arm)
+        op.buttons_source, op.button_script = "scripted", script
+        op.avp.frozen_after_ms = 30_000.0   # lockstep ticks can be slower than the tracker on a loaded machine
+    cfg.recorder.image_height, cfg.recorder.image_width = 48, 64
+    teleop_yaml = tmp / "teleop.yaml"
+    dump_yaml(cfg, teleop_yaml)
+    dcfg = load_drivers_config(graph.default_drivers_config(), robot="sim")
+    dcfg.sim.image_height, dcfg.sim.image_width = 48, 64
+    drivers_yaml = tmp / "drivers.yaml"
+    dump_yaml(dcfg, drivers_yaml)
+    specs = graph.teleop_dual({"robot": "sim", "sim_clock": "lockstep", "config": str(drivers_yaml),
+                               "teleop_config": str(teleop_yaml), "dataset": str(tmp / "ds"),
+                               "left_avp_ip": "127.0.0.1", "right_avp_ip": "127.0.0.2"})
+    g = ProcessGraph(specs, env={**ros_env, "HF_HUB_OFFLINE": "1", "MUJOCO_GL": "osmesa"},
+                     log_dir=str(tmp / "logs")).start()
+    rclpy.init()
+    node = rclpy.create_node("teleop_probe")
+    yield g, node, tmp
+    node.destroy_node()
+    rclpy.shutdown()
+    codes = g.stop(timeout_s=60.0)
+    for emu in emus:
+        emu.stop(grace_s=0.2)
+    logs = {n: (tmp / "logs" / (n.strip("/").replace("/", "_") + ".log")).read_text()[-2000:] for n in codes}
+    assert all(c in (0, -2) for c in codes.values()), (codes, logs)
+
+
+def test_teleop_graph_is_drivers_plus_the_teleop_node():
+    specs = graph.teleop_dual({"robot": "sim", "dataset": "/data/x", "left_avp_ip": "10.0.0.5"})
+    assert [s.fq_name for s in specs] == ["/estop", "/sim_cell", "/teleop"]
+    sim, tel = specs[1].parameters, specs[2].parameters
+    assert sim["clock"] == "realtime" and tel["lockstep"] is False and tel["use_sim_time"] is True
+    assert (tel["dataset"], tel["left_avp_ip"], tel["right_avp_ip"]) == ("/data/x", "10.0.0.5", "")
+    real = graph.teleop_dual({})
+    assert "/right/arm_driver" in [s.fq_name for s in real] and real[-1].parameters["robot"] == "real"
+
+
+def test_two_operators_align_and_record_an_episode_through_the_ros_graph(teleop_graph):
+    from sensor_msgs.msg import JointState
+    from std_msgs.msg import String
+
+    g, node, tmp = teleop_graph
+    statuses, commands, diag = [], {"left": 0, "right": 0}, {}
+    node.create_subscription(String, "/teleop/status", lambda m: statuses.append(json.loads(m.data)), 50)
+    for arm in commands:
+        node.create_subscription(JointState, f"/{arm}/joint_command",
+                                 lambda m, a=arm: commands.__setitem__(a, commands[a] + 1), 50)
+    from diagnostic_msgs.msg import DiagnosticArray
+    node.create_subscription(DiagnosticArray, "/diagnostics",
+                             lambda m: diag.update({s.name: {kv.key: kv.value for kv in s.values} for s in m.status}),
+                             50)
+
+    def spin(seconds, until):
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            rclpy.spin_once(node, timeout_sec=0.05)
+            if until():
+                return True
+        return False
+
+    assert spin(120.0, lambda: bool(statuses)), f"no status; alive={g.alive()}; logs in {tmp / 'logs'}"
+    assert spin(60.0, lambda: statuses[-1]["recording"]), statuses[-1]
+    assert statuses[-1]["state"] == {"left": "recording", "right": "recording"}
+    seen = {s["state"]["left"] for s in statuses}
+    assert {"idle", "aligned", "teleop", "recording"} <= seen, seen
+    assert spin(120.0, lambda: statuses[-1]["episodes"] == 1 and not statuses[-1]["saving"]
+                and not statuses[-1]["recording"]), statuses[-1]
+    final = statuses[-1]
+    assert final["last_error"] == "" and final["dropped_frames"] == 0 and not final["estop"]
+    frames = max(s["episode_frames"] for s in statuses)
+    assert frames >= 20
+    assert commands["left"] > 0 and commands["right"] > 0
+    assert spin(10.0, lambda: "arm/left" in diag)
+    for arm in ("left", "right"):
+        assert int(diag[f"arm/{arm}"]["accepted"]) > 0 and diag[f"arm/{arm}"]["refused_total"] == "0"
+
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    ds = LeRobotDataset("local/ate_dual", root=tmp / "ds")
+    assert ds.num_episodes == 1 and ds.num_frames == frames
+    assert ds.meta.tasks.index[0] == "cook the bun: put the bun in the steamer and close the lid"
+    action = np.asarray(ds.hf_dataset.with_format("numpy")["action"])
+    assert np.ptp(action[:, :7], axis=0).max() > 1e-3   # the left arm was moving while recorded
