@@ -40,6 +40,7 @@ def teleop_overrides(instruction: str, dataset: str, left_ip: str, right_ip: str
 class TeleopNode(Node):
     def __init__(self):
         super().__init__("teleop")
+        from ate_policy.errors import UserError
         from ate_policy.runtime import load_task
         from teleop.configuration_teleop import load_teleop_config
         from teleop.session import DualTeleopSession
@@ -60,7 +61,13 @@ class TeleopNode(Node):
                                  teleop_overrides(instruction, p["dataset"], p["left_avp_ip"], p["right_avp_ip"]))
         self.session = DualTeleopSession(cfg)
         self.get_logger().info(f"connecting to the headsets {cfg.left.avp.ip} / {cfg.right.avp.ip} and Joy-Cons")
-        self.session.connect()
+        try:
+            self.session.connect()
+        except UserError as e:
+            self.session.close()
+            raise UserError(f"{e}. For a dry run without headsets or Joy-Cons: robot:=sim with emulated headsets "
+                            "(`python -m teleop.avp_server --ip 127.0.0.1`) and buttons_source: scripted "
+                            "(docs/teleop.md)") from e
         self.get_logger().info(f"teleop ready; recording '{instruction}' into {cfg.recorder.root}")
         self._estop_call = None
         self.estop_client = self.create_client(Trigger, "/estop/trigger")
