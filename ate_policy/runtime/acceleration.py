@@ -118,9 +118,10 @@ def verify_compiled(eager: Callable, compiled: Callable, make_args: Callable[[],
 
 
 def choose_compiled(eager: Callable, compiled: Callable, make_args: Callable[[], tuple[tuple, dict]],
-                    atol: float, label: str = "policy", seed: int | None = None) -> tuple[Callable, VerifyResult]:
+                    atol: float, label: str = "policy", seed: int | None = None,
+                    runs: int = 2) -> tuple[Callable, VerifyResult]:
     """``compiled`` when it passes :func:`verify_compiled`, else ``eager`` with a warning saying why."""
-    res = verify_compiled(eager, compiled, make_args, atol, seed=seed)
+    res = verify_compiled(eager, compiled, make_args, atol, runs=runs, seed=seed)
     if res.ok:
         log.info("%s: torch.compile verified against eager (%s)", label, res.detail)
         return compiled, res

@@ -151,6 +151,7 @@ class LeRobotChunkPolicy:
         cfg = policy.config
         self.image_keys = list(cfg.image_features)
         self.n_obs_steps = int(getattr(cfg, "n_obs_steps", 1) or 1)
+        self.chunk_size = getattr(cfg, "chunk_size", None)   # the model's own chunk (PI0 family)
         self._eager = policy.predict_action_chunk
         self._predict = self._eager
         self._autocast = (accel.dtype == "bfloat16" and policy_type not in _DTYPE_CONFIG_TYPES
@@ -213,8 +214,10 @@ class LeRobotChunkPolicy:
         """The policy's chunk in its own (normalised) action space, (1, L, action_dim)."""
         kwargs = {} if noise is None else {"noise": noise}
         if rtc is not None and rtc.leftover is not None and len(rtc.leftover):
+            # LeRobot's RTC pads a shorter leftover to the chunk but fails on a longer one.
+            left = rtc.leftover[:self.chunk_size] if self.chunk_size else rtc.leftover
             kwargs.update(inference_delay=int(rtc.inference_delay_ticks),
-                          prev_chunk_left_over=self._normalize_actions(rtc.leftover),
+                          prev_chunk_left_over=self._normalize_actions(left),
                           execution_horizon=int(rtc.execution_horizon_ticks))
         ctx = (torch.autocast(self.device.type, dtype=torch.bfloat16) if self._autocast
                else contextlib.nullcontext())
@@ -244,16 +247,24 @@ class LeRobotChunkPolicy:
         compiled = torch.compile(self._eager, mode=a.compile_mode)
         batch = self.normalized_batch(example)
         gen = torch.Generator().manual_seed(0)
+        rtc_on = getattr(getattr(self.policy.config, "rtc_config", None), "enabled", False)
+        calls = [0]
 
         def make_args():
-            return (batch,), {"noise": self.noise(gen)}
+            # With real-time chunking every other check runs the guided path (a different compiled graph).
+            kwargs = {"noise": self.noise(gen)}
+            if rtc_on and calls[0] % 2:
+                h = self.policy.config.rtc_config.execution_horizon
+                kwargs["rtc"] = RTCRequest(np.zeros((self.chunk_size or h, contract.ACTION_DIM), np.float32), 2, h)
+            calls[0] += 1
+            return (batch,), kwargs
 
         def run(fn):
-            return lambda b, noise=None: self.predict_normalized(b, noise, fn=fn)
+            return lambda b, noise=None, rtc=None: self.predict_normalized(b, noise, rtc=rtc, fn=fn)
 
         has_noise = self.noise() is not None
         fn, res = choose_compiled(run(self._eager), run(compiled), make_args, self.verify_atol, self.policy_type,
-                                  seed=None if has_noise else 1234)
+                                  seed=None if has_noise else 1234, runs=4 if rtc_on else 2)
         a.verify = {"ok": res.ok, "max_abs_err": res.max_abs_err, "atol": self.verify_atol, "detail": res.detail}
         if res.ok:
             self._predict = compiled

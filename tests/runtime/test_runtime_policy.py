@@ -244,3 +244,17 @@ def test_any_lerobot_policy_type_loads_a_diffusion_policy_with_an_observation_hi
     assert np.all(chunk >= -1 - 1e-5) and np.all(chunk <= 1 + 1e-5)   # min-max unnormalised into the stats' range
     with pytest.raises(UserError, match="no real-time chunking"):
         load_policy(out, blending=BlendConfig("rtc"))
+
+
+def test_with_real_time_chunking_the_guided_compiled_path_is_checked_too(ckpt, monkeypatch):
+    """A compiled function that is right without RTC but wrong on the guided path must be rejected."""
+    def fake_compile(fn, mode=None):
+        def wrong_when_guided(batch, **kw):
+            out = fn(batch, **kw)
+            return out + 1.0 if "prev_chunk_left_over" in kw else out
+        return wrong_when_guided
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    pol = load_policy(ckpt, DeviceOptions(compile=True, apply_on_cpu=True, dtype="float32"),
+                      blending=BlendConfig("rtc"))
+    assert not pol.info["compiled_in_use"] and "differs from eager" in pol.info["compile_verify"]["detail"]
