@@ -124,3 +124,23 @@ def test_two_operators_align_and_record_an_episode_through_the_ros_graph(teleop_
     assert ds.meta.tasks.index[0] == "cook the bun: put the bun in the steamer and close the lid"
     action = np.asarray(ds.hf_dataset.with_format("numpy")["action"])
     assert np.ptp(action[:, :7], axis=0).max() > 1e-3   # the left arm was moving while recorded
+
+
+def test_missing_headset_stops_the_node_within_seconds_naming_the_ip_and_the_dry_run(ros_env, tmp_path):
+    from teleop.configuration_teleop import load_teleop_config
+
+    cfg = load_teleop_config()
+    for arm in ("left", "right"):
+        cfg.operator(arm).avp.connect_timeout_s = 2.0
+    path = tmp_path / "teleop.yaml"
+    dump_yaml(cfg, path)
+    spec = graph.teleop_dual({"teleop_config": str(path), "left_avp_ip": "127.0.0.9", "dataset": str(tmp_path / "d")})[-1]
+    g = ProcessGraph([spec], env={**ros_env, "HF_HUB_OFFLINE": "1"}, log_dir=str(tmp_path / "logs")).start()
+    proc = g.procs[spec.fq_name]
+    try:
+        code = proc.wait(timeout=90)
+    finally:
+        g.stop()
+    log = (tmp_path / "logs" / "teleop.log").read_text()
+    assert code == 2, log[-2000:]
+    assert "127.0.0.9" in log and "teleop.avp_server" in log and "Traceback" not in log
