@@ -22,6 +22,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +36,41 @@ log = logging.getLogger(__name__)
 
 STATE_STREAM = "state"
 STREAMS = contract.CAPTURE_STREAMS  # ("state", cam_high, cam_left_wrist, cam_right_wrist)
+
+# vcodec "auto": the first of these that really encodes a frame of the cameras' size on this machine ...
+HARDWARE_VCODECS = ("h264_nvenc", "hevc_nvenc")
+# ... else this software encoder and preset, chosen from the options benchmarks/recorder_throughput.py measures
+# side by side (docs/data.md, "Benchmark").
+SOFTWARE_VCODEC, SOFTWARE_PRESET = "h264", "ultrafast"
+
+
+def _can_encode(vcodec: str, width: int, height: int) -> bool:
+    """Open ``vcodec`` and encode one frame in memory: the only test that NVENC is really usable here."""
+    import av
+
+    try:
+        ctx = av.CodecContext.create(vcodec, "w")
+        ctx.width, ctx.height, ctx.pix_fmt = width, height, "yuv420p"
+        ctx.time_base = Fraction(1, contract.FPS)
+        ctx.open()
+        frame = av.VideoFrame.from_ndarray(np.zeros((height, width, 3), np.uint8), format="rgb24")
+        frame.pts = 0
+        ctx.encode(frame.reformat(format="yuv420p"))
+        ctx.encode(None)
+        return True
+    except Exception as e:  # noqa: BLE001  (no device, no driver, unsupported size: all mean "not here")
+        log.debug("video encoder %s unusable here: %s", vcodec, e)
+        return False
+
+
+def resolve_encoder(vcodec: str, preset, width: int, height: int) -> tuple[str, object]:
+    """(codec, preset) the recorder will use; only "auto" is resolved, by trying the hardware encoders."""
+    if vcodec != "auto":
+        return vcodec, preset
+    for cand in HARDWARE_VCODECS:
+        if _can_encode(cand, width, height):
+            return cand, preset
+    return SOFTWARE_VCODEC, SOFTWARE_PRESET if preset is None else preset
 
 
 @dataclass
@@ -57,8 +93,16 @@ class RecorderConfig:
     # about 280 MB at 3 x 960x540; beyond it frames are dropped (and counted) rather than stalling control.
     queue_size: int = 60
     streaming_encoding: bool = True            # encode video while recording (no PNG round-trip)
-    vcodec: str = "libsvtav1"                  # "auto" picks NVENC etc. on the robot PC
-    encoder_threads: int | None = None
+    # Any codec LeRobot's writer accepts (h264, hevc, libsvtav1, h264_nvenc, ...). "auto" = NVENC when this
+    # machine can really open it (checked by encoding a test frame), else SOFTWARE_VCODEC. LeRobot's own
+    # "auto" only checks that FFmpeg was built with NVENC, which the PyAV wheel always is, and then fails at
+    # the first frame on a machine without an NVIDIA GPU.
+    vcodec: str = "auto"
+    # Codec speed/quality preset; None = the codec's default (x264: medium, libsvtav1: LeRobot's 12), or
+    # SOFTWARE_PRESET when "auto" falls back to SOFTWARE_VCODEC. benchmarks/recorder_throughput.py measures
+    # the options side by side (docs/data.md).
+    encoder_preset: str | int | None = None
+    encoder_threads: int | None = None         # per camera; None = the codec decides
     image_writer_threads: int = 4              # PNG staging threads when streaming_encoding is off
 
     def validate(self) -> None:
@@ -144,6 +188,8 @@ class EpisodeRecorder:
             raise UserError(f"cannot resume {self.root}: no LeRobot dataset there (meta/info.json missing)")
         if not resume and self.root.exists() and any(self.root.iterdir()):
             raise UserError(f"{self.root} exists and is not empty; resume it or choose another root")
+        self.vcodec, self.encoder_preset = resolve_encoder(cfg.vcodec, cfg.encoder_preset, cfg.image_width,
+                                                           cfg.image_height)
         self._ds = self._open(resume)
         self._thread = threading.Thread(target=self._writer_loop, name="episode-writer", daemon=True)
         self._thread.start()
@@ -152,8 +198,8 @@ class EpisodeRecorder:
     def _writer_kwargs(self) -> dict:
         from lerobot.configs import RGBEncoderConfig
 
-        kw = dict(rgb_encoder=RGBEncoderConfig(vcodec=self.cfg.vcodec), encoder_threads=self.cfg.encoder_threads,
-                  streaming_encoding=self.cfg.streaming_encoding)
+        kw = dict(rgb_encoder=RGBEncoderConfig(vcodec=self.vcodec, preset=self.encoder_preset),
+                  encoder_threads=self.cfg.encoder_threads, streaming_encoding=self.cfg.streaming_encoding)
         if not self.cfg.streaming_encoding:
             kw["image_writer_threads"] = self.cfg.image_writer_threads
         return kw
@@ -195,10 +241,34 @@ class EpisodeRecorder:
             if self._error is not None:
                 continue  # the episode is already broken; its discard/stop will report the error
             try:
+                self._wait_for_encoders()
                 self._ds.add_frame(item)
             except BaseException as e:  # noqa: BLE001
                 log.exception("episode writer: add_frame failed")
                 self._error = e
+
+    # LeRobot's streaming encoder has its own bounded queue per camera and, when one stays full for 0.1 s,
+    # drops the frame with only a log line: the video would then be shorter than the episode's parquet rows.
+    # The writer thread (the only producer of those queues) therefore waits for room before each add_frame:
+    # a slow encoder backs up into our queue, where tick() drops and counts. Private attributes of LeRobot
+    # 0.6.1; if they move, the wait is skipped and the count after the save (_encoder_drops) still reports
+    # such drops.
+    def _encoder(self):
+        return getattr(getattr(self._ds, "writer", None), "_streaming_encoder", None)
+
+    def _wait_for_encoders(self) -> None:
+        enc = self._encoder()
+        queues = getattr(enc, "_frame_queues", None) or {}
+        threads = getattr(enc, "_threads", None) or {}
+        deadline = time.monotonic() + 10.0  # never hang on an encoder that stopped: LeRobot then drops, we count
+        for key, q in list(queues.items()):
+            thread = threads.get(key)
+            # A dead encoder thread never makes room: add_frame then raises LeRobot's "crashed" error instead.
+            while q.full() and (thread is None or thread.is_alive()) and time.monotonic() < deadline:
+                time.sleep(0.002)
+
+    def _encoder_drops(self) -> int:
+        return int(sum((getattr(self._encoder(), "_dropped_frames", None) or {}).values()))
 
     def _run_command(self, cmd: _Command):
         if cmd.kind == "discard":
@@ -214,6 +284,12 @@ class EpisodeRecorder:
             record = cmd.payload
             durable.begin(self.root)
             self._ds.save_episode()
+            lost = self._encoder_drops()
+            if lost:  # frames missing from the videos (see _wait_for_encoders): counted and flagged
+                log.error("LeRobot's video encoder dropped %d frame(s) of this episode", lost)
+                record["encoder_dropped_frames"] = lost
+                record["dropped_frames"] += lost
+                record["flagged"] = True
             self._ds.finalize()      # closes the parquet footers: from here the episode is durable
             index = self._ds.meta.total_episodes - 1
             record["episode_index"] = index
@@ -330,8 +406,8 @@ class EpisodeRecorder:
             why = (f"flagged ({rec['stale_ticks']}/{rec['ticks']} stale ticks, {self._dropped} dropped frames) "
                    "and flagged_policy is 'drop'")
             return EpisodeReport(False, None, self._frames, self._dropped, True, why, rec)
-        index = self._submit("save", rec)
-        return EpisodeReport(True, index, self._frames, self._dropped, rec["flagged"], "saved", rec)
+        index = self._submit("save", rec)  # the writer adds drops inside LeRobot's encoder to rec, if any
+        return EpisodeReport(True, index, self._frames, rec["dropped_frames"], rec["flagged"], "saved", rec)
 
     def discard(self) -> None:
         """Throw the current episode away (operator pressed 'discard')."""

@@ -197,3 +197,59 @@ def test_bad_inputs_give_clear_errors(small_recorder_cfg):
             rec.start_episode()
     info = json.loads((Path(small_recorder_cfg.root) / "meta" / "info.json").read_text())
     assert info["total_episodes"] == 0
+
+
+def _video_frames(root, episode: int, key: str) -> int:
+    import av
+
+    from lerobot.datasets.lerobot_dataset import LeRobotDatasetMetadata
+
+    path = Path(root) / LeRobotDatasetMetadata("local/ate_dual", root=root).get_video_file_path(episode, key)
+    with av.open(str(path)) as c:
+        return c.streams.video[0].frames  # the MP4 sample table: exact
+
+
+def test_a_slow_video_encoder_backs_up_into_counted_drops_never_into_a_short_video(small_recorder_cfg,
+                                                                                  monkeypatch):
+    """LeRobot's streaming encoder drops frames when its own queue stays full (a log line, nothing else): the
+    recorder must make a slow encoder show up as counted drops, with every recorded frame in every video."""
+    import types
+
+    import lerobot.datasets.video_utils as vu
+
+    real_image = vu.Image
+
+    def slow_fromarray(a):  # in LeRobot's per-camera encoder threads: stalls longer than its 0.1 s put timeout
+        threading.Event().wait(0.12)
+        return real_image.fromarray(a)
+
+    monkeypatch.setattr(vu, "Image", types.SimpleNamespace(fromarray=slow_fromarray))
+    small_recorder_cfg.queue_size = 5
+    ticks = 100
+    with EpisodeRecorder(small_recorder_cfg) as rec:
+        rec.start_episode()
+        out = []
+        for k in range(ticks):  # a tick every 5 ms: LeRobot's 30-frame encoder queues fill within 0.3 s
+            out.append(feed_tick(rec, T0 + k * P, k))
+            threading.Event().wait(0.005)
+        rep = rec.stop_and_save()
+    assert rep.saved and rep.dropped_frames == out.count("dropped") > 0 and rep.flagged
+    assert rep.frames + rep.dropped_frames == ticks
+    for key in contract.IMAGE_KEYS:
+        assert _video_frames(small_recorder_cfg.root, 0, key) == rep.frames
+    assert load(small_recorder_cfg.root).num_frames == rep.frames
+
+
+def test_auto_codec_uses_nvenc_only_where_it_really_encodes(monkeypatch):
+    from ate_policy.recording import recorder as r
+
+    # LeRobot's own "auto" picks h264_nvenc wherever FFmpeg was built with it (always, with the PyAV wheel).
+    from lerobot.configs import RGBEncoderConfig
+
+    assert r._can_encode("h264", 64, 48)  # the probe itself works
+    if not r._can_encode("h264_nvenc", 960, 540):
+        assert RGBEncoderConfig(vcodec="auto").vcodec == "h264_nvenc"  # the trap being avoided
+        assert r.resolve_encoder("auto", None, 960, 540) == (r.SOFTWARE_VCODEC, r.SOFTWARE_PRESET)
+    monkeypatch.setattr(r, "_can_encode", lambda vcodec, w, h: vcodec == "hevc_nvenc")
+    assert r.resolve_encoder("auto", None, 960, 540) == ("hevc_nvenc", None)
+    assert r.resolve_encoder("libsvtav1", None, 960, 540) == ("libsvtav1", None)  # explicit codecs untouched
