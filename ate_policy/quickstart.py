@@ -1,74 +1,173 @@
 """``ate_policy quickstart``: the main job on embedded defaults, on CPU, with no hardware and no network.
 
-demo data -> Stage 1 InfoVAE + latent statistics -> Stage 2 InfoVAE -> latent-space report. Re-running it
-skips what is already complete (and resumes what was interrupted); ``--fresh`` starts over.
+demo data -> Stage 1 InfoVAE + latent statistics -> Stage 2 InfoVAE -> latent-space report -> tiny PI0
+fine-tuned with ATE guidance (``ate_policy.train.run`` with the ``train_tiny`` recipe, pointed at this run's
+data and its two VAE stages). Re-running it skips what is already complete (and resumes what was
+interrupted); ``--fresh`` starts over.
+
+The stages are the ``STAGES`` list below: each takes the shared ``Run`` (options, output folder, the
+artefacts of earlier stages) and returns its one-line summary. A new stage (e.g. an evaluation in the sim
+cell) is one more function appended to the list; it finds what it needs in ``run.artefacts``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ate_policy.config import load_yaml
 from ate_policy.data.demo import DUAL_NAME, PRETRAIN_NAME, DemoSpec, write_demo_data
-from ate_policy.vae.cli import summary_line
 from ate_policy.vae.configuration_vae import VAETrainConfig
 
+TRAIN_RECIPE = "train_tiny"
 
-def _stage_cfg(recipe: str, out: Path, name: str, dataset: Path, device: str, seed: int, **extra) -> VAETrainConfig:
-    overrides = {"output_dir": str(out / name), "device": device, "seed": seed,
+
+@dataclass
+class Run:
+    out: Path
+    seed: int = 0
+    device: str = "cpu"
+    # Policy fine-tuning steps; None = the recipe's.
+    policy_steps: int | None = None
+    # name -> path of everything written so far (datasets, stage folders, checkpoints, plots)
+    artefacts: dict[str, Path] = field(default_factory=dict)
+
+
+def _vae_cfg(recipe: str, run: Run, name: str, dataset: Path, **extra) -> VAETrainConfig:
+    overrides = {"output_dir": str(run.out / name), "device": run.device, "seed": run.seed,
                  "datasets": [{"repo_id": f"local/{dataset.name}", "root": str(dataset)}], **extra}
     return load_yaml(VAETrainConfig, recipe, overrides)
 
 
+# --- the stages ---------------------------------------------------------------------------------------------
+def stage_demo_data(run: Run) -> str:
+    data = run.out / "data"
+    run.artefacts["adaptation data"] = data / DUAL_NAME
+    run.artefacts["pre-training data"] = data / PRETRAIN_NAME
+    if all((run.artefacts[k] / "meta" / "info.json").exists()
+           for k in ("adaptation data", "pre-training data")):
+        return f"reused {data}"
+    spec = DemoSpec(seed=run.seed)
+    paths = write_demo_data(data, spec, overwrite=True)
+    return (f"{spec.episodes} dual-arm episodes (16-dim, 3 cameras) -> {paths['adaptation']}; "
+            f"{spec.pretrain_episodes} single-arm pre-training episodes -> {paths['pretrain']}")
+
+
+def _vae_stage(cfg: VAETrainConfig) -> str:
+    from ate_policy.vae.cli import summary_line
+    from ate_policy.vae.train import read_summary, stage_complete, train_stage
+
+    reused = stage_complete(cfg)
+    fin = train_stage(cfg)
+    return f"{'reused: ' if reused else ''}{summary_line(read_summary(fin))} -> {fin}"
+
+
+def stage_vae1(run: Run) -> str:
+    run.artefacts["vae stage 1"] = run.out / "vae_stage1"
+    return _vae_stage(_vae_cfg("vae_tiny_pretrain", run, "vae_stage1", run.artefacts["pre-training data"]))
+
+
+def stage_vae2(run: Run) -> str:
+    run.artefacts["vae stage 2"] = run.out / "vae_stage2"
+    # Chunk length and normalisation as the policy of the last stage reads its actions (train_tiny: chunk 10,
+    # mean/std): ate_policy.train finds this Stage 2 complete in the same folder and steers with it.
+    return _vae_stage(_vae_cfg("vae_tiny_adapt", run, "vae_stage2", run.artefacts["adaptation data"],
+                               stage1_dir=str(run.artefacts["vae stage 1"])))
+
+
+def stage_report(run: Run) -> str:
+    from ate_policy.vae.report import latent_report
+
+    numbers = run.out / "report" / "report.json"
+    newest_stage = max((run.artefacts[k] / "final" / "summary.json").stat().st_mtime
+                       for k in ("vae stage 1", "vae stage 2"))
+    reused = numbers.exists() and numbers.stat().st_mtime >= newest_stage
+    if reused:
+        r = json.loads(numbers.read_text())
+    else:
+        r = latent_report(run.artefacts["vae stage 1"], run.artefacts["vae stage 2"], run.out / "report",
+                          seed=run.seed)
+    run.artefacts["latent report"] = Path(r["plot"])
+    return (f"{'reused: ' if reused else ''}Mahalanobis of held-out adaptation latents under N(mu_phi, "
+            f"sigma_phi^2) {r['mahalanobis_adapt']:.2f} (pre-training reference "
+            f"{r['mahalanobis_pretrain']:.2f}) -> {r['plot']}")
+
+
+def policy_config(run: Run):
+    """The ``train_tiny`` recipe pointed at this run: its data, its Stage 1 and (same folder) its Stage 2."""
+    from ate_policy.train import ATETrainConfig
+
+    data = run.artefacts["adaptation data"]
+    overrides = {"output_dir": str(run.out), "seed": run.seed,
+                 "device": "cpu" if run.device == "cpu" else "auto",
+                 "dataset": {"repo_id": f"local/{data.name}", "root": str(data)},
+                 "stage1_dir": str(run.artefacts["vae stage 1"])}
+    if run.policy_steps is not None:
+        overrides["steps"] = run.policy_steps
+        overrides["save_every"] = max(1, run.policy_steps // 2)
+    return load_yaml(ATETrainConfig, TRAIN_RECIPE, overrides)
+
+
+def stage_policy(run: Run) -> str:
+    from ate_policy.train import run as train_run
+
+    cfg = policy_config(run)
+    policy_dir = run.out / "policy"
+    reused = (policy_dir / "summary.json").exists()
+    folders = train_run(cfg)
+    summary = json.loads((folders["policy"] / "summary.json").read_text())
+    rows = [json.loads(ln) for ln in (policy_dir / "metrics.jsonl").read_text().splitlines() if ln.strip()]
+    tail = rows[-max(1, len(rows) // 5):]  # the last fifth: less noisy than the last step alone
+    loss = sum(r["loss"] for r in tail) / len(tail)
+    run.artefacts["policy checkpoint"] = Path(summary["final_checkpoint"])
+    run.artefacts["policy logs"] = policy_dir / "tensorboard"
+    guidance = ""
+    if summary["guidance"]:
+        g = sum(r.get("guidance_norm", 0.0) for r in tail) / len(tail)
+        clamped = sum(r.get("guidance_clamped_frac", 0.0) for r in tail) / len(tail)
+        guidance = f", guidance lambda {summary['lambda']:g}: |G| {g:.3f}, clamped {clamped:.1%}"
+    return (f"{'reused: ' if reused else ''}tiny PI0 + ATE, {summary['steps']} steps, "
+            f"batch {cfg.batch_size}, loss {loss:.4f} (mean of the last {len(tail)} step{'s' * (len(tail) > 1)})"
+            f"{guidance} "
+            f"-> {summary['final_checkpoint']}")
+
+
+# (name printed in brackets, function). Append a stage here; it runs after every earlier one.
+STAGES: list[tuple[str, Callable[[Run], str]]] = [
+    ("demo-data", stage_demo_data),
+    ("vae stage 1", stage_vae1),
+    ("vae stage 2", stage_vae2),
+    ("report", stage_report),
+    ("policy", stage_policy),
+]
+
+
 def main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="ate_policy quickstart", description=__doc__)
+    p = argparse.ArgumentParser(prog="ate_policy quickstart", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--output", default="outputs/quickstart", help="folder for every artefact")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
+    p.add_argument("--policy-steps", type=int, default=None,
+                   help=f"policy fine-tuning steps (default: the {TRAIN_RECIPE} recipe's)")
     p.add_argument("--fresh", action="store_true", help="delete --output first instead of resuming")
     a = p.parse_args(argv)
-    out = Path(a.output)
-    if a.fresh and out.exists():
-        shutil.rmtree(out)
+    run = Run(out=Path(a.output), seed=a.seed, device=a.device, policy_steps=a.policy_steps)
+    if a.fresh and run.out.exists():
+        shutil.rmtree(run.out)
     t0 = time.perf_counter()
-    lines: list[str] = []
+    for name, stage in STAGES:
+        t_stage = time.perf_counter()
+        line = stage(run)
+        print(f"[{name}] {line} ({time.perf_counter() - t_stage:.0f} s)", flush=True)
 
-    def done(stage: str, line: str) -> None:
-        lines.append(f"[{stage}] {line}")
-        print(lines[-1], flush=True)
-
-    # 1. demo data
-    data = out / "data"
-    if (data / DUAL_NAME / "meta" / "info.json").exists() and (data / PRETRAIN_NAME / "meta" / "info.json").exists():
-        paths = {"adaptation": data / DUAL_NAME, "pretrain": data / PRETRAIN_NAME}
-        done("demo-data", f"reused {data}")
-    else:
-        spec = DemoSpec(seed=a.seed)
-        paths = write_demo_data(data, spec, overwrite=True)
-        done("demo-data", f"{spec.episodes} dual-arm episodes (16-dim, 3 cameras) -> {paths['adaptation']}; "
-                          f"{spec.pretrain_episodes} single-arm pre-training episodes -> {paths['pretrain']}")
-
-    # 2. Stage 1 + statistics, 3. Stage 2
-    from ate_policy.vae.train import read_summary, train_stage
-
-    s1 = _stage_cfg("vae_tiny_pretrain", out, "vae_stage1", paths["pretrain"], a.device, a.seed)
-    fin1 = train_stage(s1)
-    done("vae stage 1", f"{summary_line(read_summary(fin1))} -> {fin1}")
-    s2 = _stage_cfg("vae_tiny_adapt", out, "vae_stage2", paths["adaptation"], a.device, a.seed,
-                    stage1_dir=str(out / "vae_stage1"))
-    fin2 = train_stage(s2)
-    done("vae stage 2", f"{summary_line(read_summary(fin2))} -> {fin2}")
-
-    # 4. report
-    from ate_policy.vae.report import latent_report
-
-    r = latent_report(out / "vae_stage1", out / "vae_stage2", out / "report", seed=a.seed)
-    done("report", f"Mahalanobis of held-out adaptation latents under N(mu_phi, sigma_phi^2) "
-                   f"{r['mahalanobis_adapt']:.2f} (pre-training reference {r['mahalanobis_pretrain']:.2f}) "
-                   f"-> {r['plot']}")
-
-    print(f"\nquickstart finished in {time.perf_counter() - t0:.0f} s; everything is under {out}/")
+    print(f"\nquickstart finished in {time.perf_counter() - t0:.0f} s; everything is under {run.out}/")
+    width = max(len(k) for k in run.artefacts)
+    for k, v in run.artefacts.items():
+        print(f"  {k.ljust(width)}  {v}")
     return 0

@@ -40,15 +40,51 @@ def test_wrong_stage_for_the_command():
 
 @pytest.mark.slow
 def test_quickstart_runs_end_to_end_and_says_where_everything_went(tmp_path):
+    import json
+
+    import torch
+    from lerobot.policies.pi0.modeling_pi0 import PI0Policy
+
+    from ate_policy.policies.tiny import tiny_pi0_patches
+
     out = tmp_path / "qs"
-    r = run("quickstart", "--output", str(out))
+    # Few policy steps keep the test short; the stages are the README's main job unchanged.
+    r = run("quickstart", "--output", str(out), "--policy-steps", "4")
     assert r.returncode == 0, r.stderr[-3000:]
-    for stage in ("[demo-data]", "[vae stage 1]", "[vae stage 2]", "[report]"):
+    for stage in ("[demo-data]", "[vae stage 1]", "[vae stage 2]", "[report]", "[policy]"):
         assert stage in r.stdout
     assert (out / "data" / "demo_dual" / "meta" / "info.json").exists()
     assert (out / "vae_stage1" / "final" / "latent_stats.safetensors").exists()
     assert (out / "vae_stage2" / "final" / "model.safetensors").exists()
     assert (out / "report" / "latent_space.png").exists()
+
+    # The policy stage fine-tuned with guidance from this run's own Stage 2 (not a second one of its own).
+    summary = json.loads((out / "policy" / "summary.json").read_text())
+    assert summary["steps"] == 4 and summary["guidance"] and summary["lambda"] == 2.0
+    rows = [json.loads(ln) for ln in (out / "policy" / "metrics.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in rows] == [1, 2, 3, 4]
+    assert all(row["guidance_norm"] > 0 for row in rows)
+    assert sorted(p.name for p in out.glob("vae*")) == ["vae_stage1", "vae_stage2"]
+    final = Path(summary["final_checkpoint"])
+    assert str(final) in r.stdout and "loss" in r.stdout.split("[policy]")[1]
+
+    # A plain LeRobot PI0 loads the checkpoint (the tiny patch only sets sizes) and predicts a chunk.
+    with tiny_pi0_patches():
+        policy = PI0Policy.from_pretrained(final)
+    assert type(policy) is PI0Policy and json.loads((final / "config.json").read_text())["type"] == "pi0"
+    batch = {"observation.state": torch.zeros(1, 16),
+             "observation.language.tokens": torch.ones(1, 16, dtype=torch.long),
+             "observation.language.attention_mask": torch.ones(1, 16, dtype=torch.bool),
+             **{f"observation.images.{c}": torch.rand(1, 3, 48, 64)
+                for c in ("cam_high", "cam_left_wrist", "cam_right_wrist")}}
+    chunk = policy.predict_action_chunk(batch)
+    assert chunk.shape == (1, 10, 16) and torch.isfinite(chunk).all()
+
     # A second run reuses everything that is complete.
+    stamp = (out / "policy" / "summary.json").stat().st_mtime_ns
     r2 = run("quickstart", "--output", str(out))
-    assert r2.returncode == 0 and "reused" in r2.stdout
+    assert r2.returncode == 0, r2.stderr[-3000:]
+    for stage in ("[demo-data] reused", "[vae stage 1] reused", "[vae stage 2] reused", "[report] reused",
+                  "[policy] reused"):
+        assert stage in r2.stdout
+    assert (out / "policy" / "summary.json").stat().st_mtime_ns == stamp
