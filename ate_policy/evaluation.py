@@ -1,24 +1,25 @@
-"""``ate_policy eval``: a policy checkpoint in the simulated cell, through the deployment runtime and the drivers'
-safety layer; success rate, episode times and the paper's motion-quality figures (appendix H).
+"""``ate_policy eval``: a policy checkpoint in the simulated cell, through the deployment runtime and the
+drivers' safety layer; success rate, episode times and the paper's motion-quality figures (appendix H).
 
     ate_policy eval --task cook_bun --checkpoint PATH --episodes 20 [--seed 0] [--output DIR]
                     [--image-size H W] [--time-limit S] [--delay-ticks D] [--strategy blend] [--device auto]
 
-Each episode, in one process and in simulated time (lockstep, so CPU rendering and inference cost wall time only):
+Each episode, in one process and in simulated time (lockstep, so CPU rendering and inference cost wall time
+only):
 
-* the sim cell (``ate_sim.cell.SimCell``, the task's scene, objects randomised by ``seed + episode``) behind its
-  sim backends, the arms and grippers driven through the very driver logic the hardware uses
-  (``ate_drivers.arm_driver.ArmDriver`` / ``gripper_driver.GripperDriver``: safety layer, refusals counted), on a
-  clock that reads simulated time;
-* every 20 Hz tick: the newest joint/gripper states and the three camera frames (stamped in simulated time) go to
-  ``PolicyRuntime.tick``; its target, if any, goes to the drivers; the cell steps one period;
+* the sim cell (``ate_sim.cell.SimCell``, the task's scene, objects randomised by ``seed + episode``) behind
+  its sim backends, the arms and grippers driven through the very driver logic the hardware uses
+  (``ate_drivers.arm_driver.ArmDriver`` / ``gripper_driver.GripperDriver``: safety layer, refusals counted),
+  on a clock that reads simulated time;
+* every 20 Hz tick: the newest joint/gripper states and the three camera frames (stamped in simulated time) go
+  to ``PolicyRuntime.tick``; its target, if any, goes to the drivers; the cell steps one period;
 * the episode ends on the scene's success check or at the time limit.
 
-Outputs in ``--output`` (default ``outputs/eval/<task>``): ``eval.json`` (summary + per episode), ``report.md``,
-``summary.png``, ``episode_NNN.png`` (joints measured vs commanded, wrist forces) and ``episode_NNN.npz``
-(the trajectories). Motion quality: jerk of the measured joint trajectories (third finite difference at 20 Hz,
-rad/s^3) and of the commanded targets; peaks of the wrist wrench (force norm, the x force relative to the first
-tick as in the paper's Figure 13, torque norm).
+Outputs in ``--output`` (default ``outputs/eval/<task>``): ``eval.json`` (summary + per episode),
+``report.md``, ``summary.png``, ``episode_NNN.png`` (joints measured vs commanded, wrist forces) and
+``episode_NNN.npz`` (the trajectories). Motion quality: jerk of the measured joint trajectories (third finite
+difference at 20 Hz, rad/s^3) and of the commanded targets; peaks of the wrist wrench (force norm, the x force
+relative to the first tick as in the paper's Figure 13, torque norm).
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ class EpisodeLog:
                 "wrench": np.asarray(self.wrench), "reasons": np.asarray(self.reasons)}
 
 
-# --- motion quality -------------------------------------------------------------------------------------------------
+# --- motion quality -----------------------------------------------------------------------------------------
 def jerk(x: np.ndarray, dt: float) -> np.ndarray:
     """Third finite difference of a (T, D) trajectory sampled every ``dt``: (T - 3, D), units/s^3."""
     x = np.asarray(x, float)
@@ -73,8 +74,8 @@ def motion_quality(log_: EpisodeLog, dt: float = contract.PERIOD_S) -> dict:
         cmd = a["action"][:, joints] if len(a["action"]) else np.zeros((0, 7))
         cmd = cmd[np.all(np.isfinite(cmd), axis=1)]
         jc = jerk(cmd, dt)
-        w = a["wrench"][:, 6 * contract.ARMS.index(arm):6 * contract.ARMS.index(arm) + 6] if len(a["wrench"]) \
-            else np.zeros((0, 6))
+        i = 6 * contract.ARMS.index(arm)
+        w = a["wrench"][:, i:i + 6] if len(a["wrench"]) else np.zeros((0, 6))
         f, tq = w[:, :3], w[:, 3:]
         out[arm] = {
             "jerk_rms_rad_s3": _rms(jm), "jerk_max_rad_s3": _absmax(jm),
@@ -94,7 +95,7 @@ def _absmax(x: np.ndarray) -> float | None:
     return float(np.abs(x).max()) if x.size else None
 
 
-# --- one episode ---------------------------------------------------------------------------------------------------
+# --- one episode --------------------------------------------------------------------------------------------
 class SimEvalCell:
     """The sim cell with the drivers' logic in front of it, for one process (no ROS)."""
 
@@ -116,7 +117,8 @@ class SimEvalCell:
         clock = lambda: self.cell.sim_time  # noqa: E731  (the drivers judge staleness in simulated time)
         estop = EStop()
         # Fresh drivers per episode: their safety references (last target, watchdog) belong to one episode.
-        self.arms = {a: ArmDriver(a, SimArm(self.cell, a), self.safety, estop, clock=clock) for a in contract.ARMS}
+        self.arms = {a: ArmDriver(a, SimArm(self.cell, a), self.safety, estop, clock=clock)
+                     for a in contract.ARMS}
         self.grippers = {a: GripperDriver(a, SimGripper(self.cell, a), self.safety, estop, clock=clock)
                          for a in contract.ARMS}
         self.cameras = {c: SimCamera(self.cell, c, self.image_hw) for c in contract.CAMERA_NAMES}
@@ -124,26 +126,28 @@ class SimEvalCell:
             cam.open()
 
     def observe(self):
-        from ate_policy.runtime import Observation
+        """(Observation, wrench (12,)): assembled by ``runtime.io`` exactly as the policy node assembles it."""
+        from ate_policy.runtime.io import observation_from_streams
 
         states = {a: d.tick(read_wrench=True) for a, d in self.arms.items()}
         grips = {a: d.tick() for a, d in self.grippers.items()}
         if any(s is None for s in states.values()) or any(g is None for g in grips.values()):
             raise RuntimeError("a sim arm or gripper did not connect")
-        q = np.concatenate([np.r_[states[a].q_rad, grips[a].position] for a in contract.ARMS])
         wrench = np.concatenate([states[a].wrench if states[a].wrench is not None else np.zeros(6)
                                  for a in contract.ARMS])
         frames = {c: cam.read_latest() for c, cam in self.cameras.items()}
-        stamps = {"state": min([s.stamp_s for s in states.values()] + [g.stamp_s for g in grips.values()]),
-                  **{c: f.capture_time_s for c, f in frames.items()}}
-        return Observation(q.astype(np.float32), {c: f.image for c, f in frames.items()}, stamps), wrench
+        obs = observation_from_streams({a: (s.q_rad, s.stamp_s) for a, s in states.items()},
+                                       {a: (g.position, g.stamp_s) for a, g in grips.items()},
+                                       {c: (f.image, f.capture_time_s) for c, f in frames.items()})
+        return obs, wrench
 
     def command(self, action: np.ndarray, stamp_s: float) -> None:
-        for arm in contract.ARMS:
-            sl = contract.arm_slice(arm)
-            a = action[sl]
-            self.arms[arm].on_command([], a[:contract.N_ARM_JOINTS], stamp_s)
-            self.grippers[arm].on_command(float(a[contract.N_ARM_JOINTS]))
+        """Through the drivers' safety layer, split per arm by ``runtime.io`` as the policy node does."""
+        from ate_policy.runtime.io import targets_from_action
+
+        for arm, (q, opening) in targets_from_action(action).items():
+            self.arms[arm].on_command([], q, stamp_s)
+            self.grippers[arm].on_command(opening)
 
     def refusals(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -198,30 +202,35 @@ def run_episode(sim: SimEvalCell, runtime, seed: int, time_limit_s: float) -> tu
                "missed_ticks": stats["missed_ticks"], "holds": stats["holds"], "chunks": stats["chunks"],
                "overtaken_actions": stats["overtaken_actions"],
                "chunks_refused_nonfinite": stats["chunks_refused_nonfinite"],
-               "inference_ms_p50": stats["inference_ms"]["p50"], "inference_ms_max": stats["inference_ms"]["max"],
+               "inference_ms_p50": stats["inference_ms"]["p50"],
+               "inference_ms_max": stats["inference_ms"]["max"],
                "safety_refusals": sim.refusals(), "motion": motion_quality(ep)}
     return summary, ep
 
 
-# --- the whole evaluation ------------------------------------------------------------------------------------------
+# --- the whole evaluation -----------------------------------------------------------------------------------
 def evaluate(task, episodes: int, seed: int = 0, output: str | Path | None = None,
              image_hw: tuple[int, int] | None = None, time_limit_s: float | None = None, policy=None,
              progress: bool = True, max_episode_plots: int = 5, log_refusals: bool = False) -> dict:
-    """Run ``episodes`` sim episodes of ``task`` (a TaskConfig); returns the summary also written to eval.json.
+    """Run ``episodes`` sim episodes of ``task`` (a TaskConfig); returns the summary also written to
+    eval.json.
 
     ``policy``: a ready select_chunk (tests); None = ``load_policy(task.checkpoint, ...)``. The safety layer's
-    refusals are counted in the report; ``log_refusals`` also logs each one (an untrained policy makes many)."""
+    refusals are counted in the report; ``log_refusals`` also logs each one (an untrained policy makes
+    many)."""
     safety_log = logging.getLogger("ate_drivers.safety")
     level = safety_log.level
     if not log_refusals:
         safety_log.setLevel(logging.ERROR)
     try:
-        return _evaluate(task, episodes, seed, output, image_hw, time_limit_s, policy, progress, max_episode_plots)
+        return _evaluate(task, episodes, seed, output, image_hw, time_limit_s, policy, progress,
+                         max_episode_plots)
     finally:
         safety_log.setLevel(level)
 
 
-def _evaluate(task, episodes, seed, output, image_hw, time_limit_s, policy, progress, max_episode_plots) -> dict:
+def _evaluate(task, episodes, seed, output, image_hw, time_limit_s, policy, progress,
+              max_episode_plots) -> dict:
     import dataclasses
 
     from tqdm import tqdm
@@ -240,7 +249,8 @@ def _evaluate(task, episodes, seed, output, image_hw, time_limit_s, policy, prog
 
         if not task.checkpoint:
             raise UserError("no checkpoint: give --checkpoint PATH (or set `checkpoint` in the task YAML)")
-        policy = load_policy(task.checkpoint, task.device, image_hw=task.image_hw, instruction=task.instruction,
+        policy = load_policy(task.checkpoint, task.device, image_hw=task.image_hw,
+                             instruction=task.instruction,
                              blending=rcfg.blending)
     policy_hw = tuple(getattr(policy, "image_hw", None) or task.image_hw or (224, 224))
     render_hw = tuple(image_hw) if image_hw else policy_hw
@@ -251,8 +261,8 @@ def _evaluate(task, episodes, seed, output, image_hw, time_limit_s, policy, prog
     if sim.scene is None:
         raise UserError(f"sim task {sim_task!r} has no scene with a success check")
     if sim.scene.instruction != task.instruction:
-        log.warning("the task's instruction %r differs from the sim scene's %r (the sim demonstrations' wording)",
-                    task.instruction, sim.scene.instruction)
+        log.warning("the task's instruction %r differs from the sim scene's %r (the sim demonstrations' "
+                    "wording)", task.instruction, sim.scene.instruction)
     runtime = PolicyRuntime(policy, rcfg, instruction=task.instruction)
     out.mkdir(parents=True, exist_ok=True)
     results, logs = [], []
@@ -308,7 +318,8 @@ def _summary(task, sim_task, results, seed, limit, render_hw, policy_hw, rcfg, i
         motion[arm] = {k: _mean(r["motion"][arm][k] for r in results)
                        for k in results[0]["motion"][arm]}
     return {
-        "task": task.name, "sim_task": sim_task, "instruction": task.instruction, "checkpoint": task.checkpoint,
+        "task": task.name, "sim_task": sim_task, "instruction": task.instruction,
+        "checkpoint": task.checkpoint,
         "policy": info, "episodes": n, "seed": seed, "successes": len(ok), "success_rate": len(ok) / n,
         "episode_time_s": {"mean": _mean(r["episode_time_s"] for r in results),
                            "mean_successful": _mean(r["episode_time_s"] for r in ok)},
@@ -336,7 +347,7 @@ def _plots(out: Path, results, logs, max_episode_plots: int) -> list[Path]:
     import matplotlib.pyplot as plt
 
     written = []
-    for i, (res, ep) in enumerate(zip(results[:max_episode_plots], logs)):
+    for i, (res, ep) in enumerate(zip(results[:max_episode_plots], logs, strict=False)):
         a = ep.arrays()
         t = a["t_s"] - (a["t_s"][0] if len(a["t_s"]) else 0.0)
         fig, axes = plt.subplots(3, 2, figsize=(12, 8), sharex=True)
@@ -395,8 +406,8 @@ def _report(s: dict) -> str:
              f"{s['policy'].get('device', '?')}, {s['policy'].get('dtype', '?')})",
              f"- instruction: \"{s['instruction']}\"",
              f"- episodes: {s['episodes']} (seeds {s['seed']}..{s['seed'] + s['episodes'] - 1}), time limit "
-             f"{s['time_limit_s']} s, cameras rendered at {s['render_hw'][0]}x{s['render_hw'][1]}, policy input "
-             f"{s['policy_image_hw'][0]}x{s['policy_image_hw'][1]}",
+             f"{s['time_limit_s']} s, cameras rendered at {s['render_hw'][0]}x{s['render_hw'][1]}, policy "
+             f"input {s['policy_image_hw'][0]}x{s['policy_image_hw'][1]}",
              f"- runtime: lockstep, delay {s['runtime']['lockstep_delay_ticks']} ticks, threshold "
              f"{s['runtime']['queue_threshold_ticks']}, strategy {s['runtime']['blending']['strategy']}",
              "", f"**Success rate: {s['successes']}/{s['episodes']} ({100 * s['success_rate']:.0f} %)**; "
@@ -404,18 +415,19 @@ def _report(s: dict) -> str:
              f"(successful: {_fmt(s['episode_time_s']['mean_successful'], 1)} s); "
              f"missed ticks {s['missed_ticks']}; safety refusals {s['safety_refusals'] or 'none'}.", "",
              "## Motion quality (paper appendix H), mean over episodes", "",
-             "| arm | RMS jerk (rad/s^3) | max jerk | RMS command jerk | peak force (N) | peak abs(Fx - Fx0) (N) "
-             "| peak torque (Nm) |", "|---|---|---|---|---|---|---|"]
+             "| arm | RMS jerk (rad/s^3) | max jerk | RMS command jerk | peak force (N) | peak abs(Fx - "
+             "Fx0) (N) | peak torque (Nm) |", "|---|---|---|---|---|---|---|"]
     for arm in contract.ARMS:
         m = s["motion_mean"][arm]
         lines.append(f"| {arm} | {_fmt(m['jerk_rms_rad_s3'])} | {_fmt(m['jerk_max_rad_s3'])} | "
-                     f"{_fmt(m['command_jerk_rms_rad_s3'])} | {_fmt(m['force_peak_n'])} | {_fmt(m['fx_rel_peak_n'])} "
-                     f"| {_fmt(m['torque_peak_nm'])} |")
-    lines += ["", "## Episodes", "", "| episode | seed | success | time (s) | chunks | missed ticks | holds |",
+                     f"{_fmt(m['command_jerk_rms_rad_s3'])} | {_fmt(m['force_peak_n'])} | "
+                     f"{_fmt(m['fx_rel_peak_n'])} | {_fmt(m['torque_peak_nm'])} |")
+    lines += ["", "## Episodes", "",
+              "| episode | seed | success | time (s) | chunks | missed ticks | holds |",
               "|---|---|---|---|---|---|---|"]
     for r in s["per_episode"]:
-        lines.append(f"| {r['episode']} | {r['seed']} | {'yes' if r['success'] else 'no'} | {r['episode_time_s']} | "
-                     f"{r['chunks']} | {r['missed_ticks']} | {r['holds'] or '-'} |")
+        lines.append(f"| {r['episode']} | {r['seed']} | {'yes' if r['success'] else 'no'} | "
+                     f"{r['episode_time_s']} | {r['chunks']} | {r['missed_ticks']} | {r['holds'] or '-'} |")
     lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in s["plots"]]
     lines += ["", f"_{s['note']}._", ""]
     return "\n".join(lines)
@@ -426,14 +438,16 @@ def main(argv: list[str]) -> int:
 
     p = argparse.ArgumentParser(prog="ate_policy eval", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--task", default="cook_bun", help="task name (ate_bringup/config/tasks/<task>.yaml) or YAML path")
+    p.add_argument("--task", default="cook_bun",
+                   help="task name (ate_bringup/config/tasks/<task>.yaml) or YAML path")
     p.add_argument("--checkpoint", default=None, help="LeRobot checkpoint folder (overrides the task's)")
     p.add_argument("--episodes", type=int, default=10)
     p.add_argument("--seed", type=int, default=0, help="episode i uses seed + i (objects and policy noise)")
     p.add_argument("--output", default=None, help="report folder (default outputs/eval/<task>)")
     p.add_argument("--image-size", type=int, nargs=2, default=None, metavar=("H", "W"),
                    help="render the sim cameras at this size (default: the policy's input size)")
-    p.add_argument("--time-limit", type=float, default=None, help="episode time limit in s (default: the task's)")
+    p.add_argument("--time-limit", type=float, default=None,
+                   help="episode time limit in s (default: the task's)")
     p.add_argument("--delay-ticks", type=int, default=None, help="simulated inference latency in ticks")
     p.add_argument("--threshold", type=int, default=None, help="queue threshold in ticks")
     p.add_argument("--strategy", choices=("latest", "blend", "rtc"), default=None, help="chunk merging")
@@ -456,8 +470,9 @@ def main(argv: list[str]) -> int:
     s = evaluate(task, a.episodes, a.seed, a.output, tuple(a.image_size) if a.image_size else None,
                  a.time_limit, progress=not a.no_progress, log_refusals=a.log_refusals)
     m = s["motion_mean"]
-    print(f"{s['task']}: success {s['successes']}/{s['episodes']} ({100 * s['success_rate']:.0f} %), mean episode "
-          f"{_fmt(s['episode_time_s']['mean'], 1)} s, missed ticks {s['missed_ticks']}, RMS jerk left/right "
-          f"{_fmt(m['left']['jerk_rms_rad_s3'])}/{_fmt(m['right']['jerk_rms_rad_s3'])} rad/s^3, peak force "
-          f"left/right {_fmt(m['left']['force_peak_n'])}/{_fmt(m['right']['force_peak_n'])} N -> {s['output']}")
+    print(f"{s['task']}: success {s['successes']}/{s['episodes']} ({100 * s['success_rate']:.0f} %), mean "
+          f"episode {_fmt(s['episode_time_s']['mean'], 1)} s, missed ticks {s['missed_ticks']}, RMS jerk "
+          f"left/right {_fmt(m['left']['jerk_rms_rad_s3'])}/{_fmt(m['right']['jerk_rms_rad_s3'])} rad/s^3, "
+          f"peak force left/right {_fmt(m['left']['force_peak_n'])}/{_fmt(m['right']['force_peak_n'])} N -> "
+          f"{s['output']}")
     return 0

@@ -1,20 +1,22 @@
 """The 20 Hz control loop while inference runs: tick jitter p50/p99, tick cost and missed ticks.
 
-Realtime mode, a tiny random PI0 on the CPU (three 224x224 uint8 views a tick), a loop that sleeps to each 50 ms
-deadline and calls ``PolicyRuntime.tick`` like the policy node's ROS timer does. Side by side in one run, the
-variants taking turns in short segments (load from other jobs on a shared machine falls on each alike):
+Realtime mode, a tiny random PI0 on the CPU (three 224x224 uint8 views a tick), a loop that sleeps to each 50
+ms deadline and calls ``PolicyRuntime.tick`` like the policy node's ROS timer does. Side by side in one run,
+the variants taking turns in short segments (load from other jobs on a shared machine falls on each alike):
 
-* ``loop_only``: the runtime with a policy that costs nothing: this machine's own scheduling jitter, the baseline;
+* ``loop_only``: the runtime with a policy that costs nothing: this machine's own scheduling jitter, the
+  baseline;
 * ``async``: the runtime as deployed (inference on its worker thread, chunks merged by blending);
 * ``async_slow``: the same with 80 ms added to every inference (a stand-in for the real-size PI0 on a 4090,
   openpi's 73-86 ms), threshold 8 ticks;
-* ``sync_slow``: the naive loop for comparison (LeRobot's ``select_action`` pattern): when the queue is empty the
-  tick itself runs inference on the same 80 ms-slower policy, then pops; a tick that starts a full period late
-  has missed its slot.
+* ``sync_slow``: the naive loop for comparison (LeRobot's ``select_action`` pattern): when the queue is empty
+  the tick itself runs inference on the same 80 ms-slower policy, then pops; a tick that starts a full period
+  late has missed its slot.
 
 Per variant: jitter = tick start - its deadline (p50 / p99 / max, ms), the tick's own duration, missed ticks
 (runtime: holds because the plan ran dry; sync: deadlines passed while inferring), inference latency.
-Usage: ``python benchmarks/control_loop.py [--seconds 12] [--segments 4] [--threads 1]``; writes ``benchmarks/results/control_loop.json``.
+Usage: ``python benchmarks/control_loop.py [--seconds 12] [--segments 4] [--threads 1]``; writes
+``benchmarks/results/control_loop.json``.
 """
 
 from __future__ import annotations
@@ -65,7 +67,8 @@ def pct(v, q):
 
 
 class Instant:
-    """A policy that costs nothing (a constant chunk): the loop's own jitter on this machine, as a baseline."""
+    """A policy that costs nothing (a constant chunk): the loop's own jitter on this machine, as a
+    baseline."""
 
     image_hw, supports_rtc = HW, False
 
@@ -80,7 +83,8 @@ class AsyncLoop:
         self.rt = PolicyRuntime(policy, cfg, instruction=TASK)
         self.rng = np.random.default_rng(0)
         self.imgs = frames(self.rng)
-        self.rt.warmup(Observation(np.zeros(16, np.float32), self.imgs, {s: 0.0 for s in contract.CAPTURE_STREAMS}))
+        self.rt.warmup(Observation(np.zeros(16, np.float32), self.imgs,
+                                   {s: 0.0 for s in contract.CAPTURE_STREAMS}))
         self.jitter, self.cost, self.lat = [], [], []
         self.counts = {"ticks": 0, "missed_ticks": 0, "late_ticks": 0, "chunks": 0, "overtaken_actions": 0}
         self.holds: dict[str, int] = {}
@@ -166,15 +170,18 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=12.0, help="loop time per variant")
     ap.add_argument("--segments", type=int, default=4, help="the variants take turns in this many segments")
     ap.add_argument("--threads", type=int, default=1,
-                    help="torch CPU threads (1: on a shared 2-core machine two OpenMP threads stall on each other)")
+                    help="torch CPU threads (1: on a shared 2-core machine two OpenMP threads stall on each "
+                         "other)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     logging.basicConfig(level=logging.WARNING)
-    res: dict = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
+    res: dict = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
+                             "torch": torch.__version__,
                              "torch_threads": torch.get_num_threads(), "load_avg_at_start": os.getloadavg()},
-                 "setup": f"realtime 20 Hz, tiny PI0 (chunk 20, 10 denoising steps) on the CPU, three {HW[0]}x{HW[1]} "
-                          f"views, blend merging; *_slow: +{EXTRA_LATENCY_S * 1e3:.0f} ms per inference; loop_only: "
-                          f"a policy that costs nothing (this machine's own scheduling jitter)",
+                 "setup": "realtime 20 Hz, tiny PI0 (chunk 20, 10 denoising steps) on the CPU, three "
+                          f"{HW[0]}x{HW[1]} views, blend merging; *_slow: +{EXTRA_LATENCY_S * 1e3:.0f} ms "
+                          "per inference; loop_only: a policy that costs nothing (this machine's own "
+                          "scheduling jitter)",
                  "variants": {}}
     with tempfile.TemporaryDirectory() as tmp:
         d = write_tiny_checkpoint(Path(tmp) / "tiny", chunk_size=20, image_hw=HW, num_inference_steps=10)
@@ -192,7 +199,8 @@ def main() -> int:
     print(f"{'variant':<12}{'jitter p50':>11}{'p99':>8}{'max':>8}{'tick p50':>10}{'p99':>8}{'missed':>8}"
           f"{'infer p50':>11}")
     for k, v in res["variants"].items():
-        print(f"{k:<12}{v['jitter_ms']['p50']:>11.2f}{v['jitter_ms']['p99']:>8.2f}{v['jitter_ms']['max']:>8.2f}"
+        j = v["jitter_ms"]
+        print(f"{k:<12}{j['p50']:>11.2f}{j['p99']:>8.2f}{j['max']:>8.2f}"
               f"{v['tick_ms']['p50']:>10.2f}{v['tick_ms']['p99']:>8.2f}{v['missed_ticks']:>8d}"
               f"{v['inference_ms']['p50'] or 0.0:>11.2f}")
     OUT.parent.mkdir(parents=True, exist_ok=True)

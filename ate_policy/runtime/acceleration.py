@@ -1,10 +1,10 @@
 """Inference device options: device choice, bf16, ``torch.compile`` checked against eager, CUDA graphs.
 
-* **Device**: ``auto`` = CUDA when available, else the CPU. On a CPU the GPU options fall back cleanly to float32
-  eager (unless ``apply_on_cpu``), and each fallback is recorded in ``Acceleration.notes``.
-* **torch.compile**, never trusted blindly: LeRobot's ``compile_model`` has produced NaNs for some users, so the
-  compiled prediction is run on the same inputs as eager (same noise) and must be finite and within ``atol`` of
-  it; otherwise the runtime uses eager and says why (``verify_compiled`` / ``choose_compiled``).
+* **Device**: ``auto`` = CUDA when available, else the CPU. On a CPU the GPU options fall back cleanly to
+  float32 eager (unless ``apply_on_cpu``), and each fallback is recorded in ``Acceleration.notes``.
+* **torch.compile**, never trusted blindly: LeRobot's ``compile_model`` has produced NaNs for some users, so
+  the compiled prediction is run on the same inputs as eager (same noise) and must be finite and within
+  ``atol`` of it; otherwise the runtime uses eager and says why (``verify_compiled`` / ``choose_compiled``).
 * **CUDA graphs**: through torch.compile's ``reduce-overhead`` mode (the simple way: no hand-made capture of
   PI0's dynamic KV cache), verified like any compiled function.
 """
@@ -31,7 +31,8 @@ def resolve_device(name: str = "auto") -> torch.device:
     except RuntimeError as e:
         raise UserError(f"device.device {name!r} is not a torch device (auto, cpu, cuda, cuda:N)") from e
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"device.device {name!r} asked for CUDA but torch sees no CUDA device here; use auto or cpu")
+        raise UserError(f"device.device {name!r} asked for CUDA but torch sees no CUDA device here; use auto "
+                        "or cpu")
     return dev
 
 
@@ -88,8 +89,9 @@ def _clone(tree):
 def verify_compiled(eager: Callable, compiled: Callable, make_args: Callable[[], tuple[tuple, dict]],
                     atol: float, runs: int = 2, seed: int | None = None) -> VerifyResult:
     """Run both on identical inputs (``make_args()``, the same noise) ``runs`` times (the first compiled call
-    compiles, later ones replay): the compiled output must have eager's shape, be finite wherever eager is, and
-    lie within ``atol`` of it. ``seed``: reseed torch's RNG before each call (policies that draw their own noise)."""
+    compiles, later ones replay): the compiled output must have eager's shape, be finite wherever eager is,
+    and lie within ``atol`` of it. ``seed``: reseed torch's RNG before each call (policies that draw their own
+    noise)."""
     worst = 0.0
     for i in range(runs):
         args, kwargs = make_args()
@@ -104,11 +106,12 @@ def verify_compiled(eager: Callable, compiled: Callable, make_args: Callable[[],
             return VerifyResult(False, None, f"compiled call {i} raised {type(e).__name__}: {str(e)[:300]}")
         ref, out = torch.as_tensor(ref).float().cpu(), torch.as_tensor(out).float().cpu()
         if ref.shape != out.shape:
-            return VerifyResult(False, None, f"compiled output shape {tuple(out.shape)} != eager {tuple(ref.shape)}")
+            return VerifyResult(False, None, f"compiled output shape {tuple(out.shape)} != eager "
+                                             f"{tuple(ref.shape)}")
         bad = torch.isfinite(ref) & ~torch.isfinite(out)
         if bad.any():
-            return VerifyResult(False, None, f"compiled output has {int(bad.sum())} NaN/inf values where eager "
-                                             f"has none (call {i})")
+            return VerifyResult(False, None, f"compiled output has {int(bad.sum())} NaN/inf values where "
+                                             f"eager has none (call {i})")
         err = float((out - ref).abs().max()) if out.numel() else 0.0
         worst = max(worst, err)
         if not err <= atol:

@@ -1,8 +1,8 @@
 """Configuration of the policy runtime: the 20 Hz loop, chunk merging, freshness, and the inference device.
 
 These dataclasses are the ``runtime:`` and ``device:`` sections of a task YAML
-(``ros2_ws/src/ate_bringup/config/tasks/<task>.yaml``, see ``configuration_task.py``). Every field that decides
-whether the robot moves carries a one-line why.
+(``ros2_ws/src/ate_bringup/config/tasks/<task>.yaml``, see ``configuration_task.py``). Every field that
+decides whether the robot moves carries a one-line why.
 """
 
 from __future__ import annotations
@@ -24,12 +24,14 @@ class BlendConfig:
     # How a new chunk is merged with the actions still planned from the previous one:
     #   latest  the new chunk replaces the plan from the tick it arrives (a step at every chunk boundary),
     #   blend   cross-fade from the old plan to the new chunk over their overlap (smooth boundaries),
-    #   rtc     LeRobot's real-time chunking (PI0, PI05, SmolVLA): the new chunk is generated to agree with the
+    #   rtc     LeRobot's real-time chunking (PI0, PI05, SmolVLA): the new chunk is generated to agree with
+    # the
     #           old plan over the inference delay (inpainting), then replaces it.
     strategy: str = "blend"
     # blend: length of the cross-fade in ticks, from the first tick of the overlap; None = the whole overlap.
     fade_ticks: int | None = None
-    # blend: weight curve of the new chunk across the fade, ending at 1: "linear" or "exp" (takes over sooner).
+    # blend: weight curve of the new chunk across the fade, ending at 1: "linear" or "exp" (takes over
+    # sooner).
     shape: str = "linear"
     # blend, shape "exp": steepness of the curve (larger = the new chunk takes over sooner).
     exp_rate: float = 3.0
@@ -52,28 +54,33 @@ class BlendConfig:
         if self.rtc_execution_horizon < 1:
             raise ValueError(f"blending.rtc_execution_horizon must be >= 1, got {self.rtc_execution_horizon}")
         if self.rtc_max_guidance_weight <= 0:
-            raise ValueError(f"blending.rtc_max_guidance_weight must be > 0, got {self.rtc_max_guidance_weight}")
+            raise ValueError("blending.rtc_max_guidance_weight must be > 0, got "
+                             f"{self.rtc_max_guidance_weight}")
         if self.rtc_schedule not in RTC_SCHEDULES:
-            raise ValueError(f"blending.rtc_schedule must be one of {RTC_SCHEDULES}, got {self.rtc_schedule!r}")
+            raise ValueError(f"blending.rtc_schedule must be one of {RTC_SCHEDULES}, got "
+                             f"{self.rtc_schedule!r}")
 
 
 @dataclass
 class RuntimeConfig:
-    # Control rate; chunks are sequences of targets at this rate, so it must be the rate the policy was trained at
-    # (the data contract's 20 Hz).
+    # Control rate; chunks are sequences of targets at this rate, so it must be the rate the policy was
+    # trained at (the data contract's 20 Hz).
     rate_hz: float = float(contract.FPS)
-    # "realtime": chunks are used as soon as inference finishes (wall clock); "lockstep": simulated time, a chunk
-    # requested at tick k is used from tick k + lockstep_delay_ticks (the tick waits for it), deterministic.
+    # "realtime": chunks are used as soon as inference finishes (wall clock); "lockstep": simulated time, a
+    # chunk requested at tick k is used from tick k + lockstep_delay_ticks (the tick waits for it),
+    # deterministic.
     clock: str = "realtime"
     # Lockstep only: the simulated inference latency in ticks (0 = synchronous: the requesting tick uses it).
     lockstep_delay_ticks: int = 3
-    # Ask for the next chunk when fewer than this many planned actions remain after the current tick. No tick is
-    # missed when it is >= the inference latency in ticks (lockstep_delay_ticks, or ceil(latency / period)).
+    # Ask for the next chunk when fewer than this many planned actions remain after the current tick. No tick
+    # is missed when it is >= the inference latency in ticks (lockstep_delay_ticks, or ceil(latency /
+    # period)).
     queue_threshold_ticks: int = 8
-    # Observations older than this (any camera, or the joint/gripper state) are never acted on: the runtime holds
-    # the arms (no new targets), drops the plan made from older data and reports which stream was stale.
+    # Observations older than this (any camera, or the joint/gripper state) are never acted on: the runtime
+    # holds the arms (no new targets), drops the plan made from older data and reports which stream was stale.
     max_age_ms: float = 100.0
-    # Inference calls made (and timed) before the first tick, so the first real chunk pays no compile/cache cost.
+    # Inference calls made (and timed) before the first tick, so the first real chunk pays no compile/cache
+    # cost.
     warmup_runs: int = 2
     # Stop sending targets after this much episode time (s); null = no limit (the caller ends the episode).
     episode_time_limit_s: float | None = None
@@ -97,7 +104,8 @@ class RuntimeConfig:
         if self.warmup_runs < 0:
             raise ValueError(f"runtime.warmup_runs must be >= 0, got {self.warmup_runs}")
         if self.episode_time_limit_s is not None and not self.episode_time_limit_s > 0:
-            raise ValueError(f"runtime.episode_time_limit_s must be > 0 or null, got {self.episode_time_limit_s}")
+            raise ValueError("runtime.episode_time_limit_s must be > 0 or null, got "
+                             f"{self.episode_time_limit_s}")
         if self.stats_window < 10:
             raise ValueError(f"runtime.stats_window must be >= 10, got {self.stats_window}")
 
@@ -114,11 +122,14 @@ class DeviceOptions:
     # matmuls in bf16, norms and heads kept in float32); other policy types run under bf16 autocast.
     dtype: str = "bfloat16"
     # torch.compile the chunk prediction. Its output is checked against eager on the same inputs (same noise)
-    # before it is used: LeRobot's compiled PI0 has produced NaNs for some users. A mismatch falls back to eager.
+    # before it is used: LeRobot's compiled PI0 has produced NaNs for some users. A mismatch falls back to
+    # eager.
     compile: bool = True
-    # torch.compile mode: "default", "reduce-overhead" (CUDA graphs), "max-autotune", "max-autotune-no-cudagraphs".
+    # torch.compile mode: "default", "reduce-overhead" (CUDA graphs), "max-autotune",
+    # "max-autotune-no-cudagraphs".
     compile_mode: str = "default"
-    # CUDA graphs through torch.compile's "reduce-overhead" mode (overrides compile_mode; needs compile: true).
+    # CUDA graphs through torch.compile's "reduce-overhead" mode (overrides compile_mode; needs compile:
+    # true).
     cuda_graphs: bool = False
     # On a CPU the options above are ignored (float32 eager, the clean fallback); true applies them anyway
     # (benchmarks: compiling the tiny PI0 takes minutes on 2 cores).

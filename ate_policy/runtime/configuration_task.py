@@ -1,8 +1,8 @@
 """A deployment task: ``ros2_ws/src/ate_bringup/config/tasks/<task>.yaml`` as a typed dataclass.
 
 One file per task holds what the policy node and ``ate_policy eval`` need: the language instruction, the
-checkpoint, the image size the policy sees, the 20 Hz runtime (chunk threshold, merging strategy, freshness limit,
-episode time limit, lockstep latency) and the inference device options (dtype, compile, CUDA graphs).
+checkpoint, the image size the policy sees, the 20 Hz runtime (chunk threshold, merging strategy, freshness
+limit, episode time limit, lockstep latency) and the inference device options (dtype, compile, CUDA graphs).
 
 ``load_task("cook_bun")`` finds the shipped file by name; a path works too; ``overrides`` is a nested dict
 (launch arguments such as ``checkpoint:=...``).
@@ -28,12 +28,13 @@ class TaskConfig:
     # Task name (the file's stem); also the sim scene `ate_policy eval` runs unless sim_task says otherwise.
     name: str = ""
     # The language instruction given to the policy, word for word as in the episodes it was trained on (the
-    # recorder writes this same string into every episode, see docs/data.md): another wording is another input.
+    # recorder writes this same string into every episode, see docs/data.md): another wording is another
+    # input.
     instruction: str = ""
     # The task in the paper's words (appendix D.3), for people and reports; never given to the policy.
     description: str = ""
-    # LeRobot checkpoint: a local `pretrained_model` folder, a checkpoint folder holding one, or a training run
-    # folder (its policy/checkpoints/last is used). Nothing is ever downloaded.
+    # LeRobot checkpoint: a local `pretrained_model` folder, a checkpoint folder holding one, or a training
+    # run folder (its policy/checkpoints/last is used). Nothing is ever downloaded.
     checkpoint: str = ""
     # Image size (height, width) the policy is given, after resizing the camera frames; null = the size the
     # checkpoint was trained on (its config's input features), which is what it should see.
@@ -81,12 +82,13 @@ def resolve_task_path(name_or_path: str | Path) -> Path:
         if cand.is_file():
             return cand
     known = sorted({f.stem for d in task_dirs() if d.is_dir() for f in d.glob("*.yaml")})
-    raise UserError(f"task {str(name_or_path)!r} not found (searched {', '.join(str(d) for d in task_dirs())}); "
-                    f"known tasks: {', '.join(known) or 'none'}")
+    raise UserError(f"task {str(name_or_path)!r} not found (searched "
+                    f"{', '.join(str(d) for d in task_dirs())}); known tasks: {', '.join(known) or 'none'}")
 
 
 def load_task(name_or_path: str | Path, overrides: dict | None = None) -> TaskConfig:
-    """The task YAML (by name or path) with ``overrides`` (nested dict) applied; ``name`` defaults to the stem."""
+    """The task YAML (by name or path) with ``overrides`` (nested dict) applied; ``name`` defaults to the
+    stem."""
     path = resolve_task_path(name_or_path)
     cfg = load_yaml(TaskConfig, path, overrides)
     if not cfg.name:

@@ -1,11 +1,11 @@
 """What the runtime is given each tick: the newest joint/gripper state and camera frames, with capture times.
 
-Pure numpy. The contract (``ate_policy.contract``, DESIGN.md section 4) fixes the layout: ``state`` is the 16-vector
-``[left_j1..7, left_gripper, right_j1..7, right_gripper]`` (radians, opening fraction), ``images`` the three
-cameras by their contract names as (H, W, 3) uint8 RGB, and ``stamps_s`` the capture time of every stream
-(``contract.CAPTURE_STREAMS``: ``state`` and each camera) on the same clock as the ``now_s`` given to
-``PolicyRuntime.tick``. Where the state comes from several messages (two joint states, two gripper states), its
-stamp is the *oldest* of them: the state is only as fresh as its stalest part.
+Pure numpy. The contract (``ate_policy.contract``, DESIGN.md section 4) fixes the layout: ``state`` is the
+16-vector ``[left_j1..7, left_gripper, right_j1..7, right_gripper]`` (radians, opening fraction), ``images``
+the three cameras by their contract names as (H, W, 3) uint8 RGB, and ``stamps_s`` the capture time of every
+stream (``contract.CAPTURE_STREAMS``: ``state`` and each camera) on the same clock as the ``now_s`` given to
+``PolicyRuntime.tick``. Where the state comes from several messages (two joint states, two gripper states),
+its stamp is the *oldest* of them: the state is only as fresh as its stalest part.
 """
 
 from __future__ import annotations
@@ -48,7 +48,8 @@ def check_observation(obs: Observation, now_s: float, max_age_s: float,
     """Is ``obs`` complete, well formed and fresh at ``now_s``? The first problem found, else ok."""
     state = np.asarray(obs.state)
     if state.shape != (contract.STATE_DIM,):
-        return Check(False, "bad_observation:state", f"state shape {state.shape}, expected ({contract.STATE_DIM},)")
+        return Check(False, "bad_observation:state", f"state shape {state.shape}, expected "
+                                                     f"({contract.STATE_DIM},)")
     if not np.all(np.isfinite(state)):
         return Check(False, "bad_observation:state", "state holds NaN/inf")
     for cam in contract.CAMERA_NAMES:

@@ -1,21 +1,23 @@
 """A LeRobot checkpoint as the runtime's ``select_chunk``: Observation -> (L, 16) absolute targets.
 
 ``load_policy(path, ...)`` reads a local LeRobot ``pretrained_model`` folder as ``ate_policy train`` writes it
-(``config.json`` + ``model.safetensors`` + ``policy_preprocessor.json`` / ``policy_postprocessor.json`` with their
-state files, and ``ate_train_config.yaml``), or any LeRobot policy type saved the same way (PI0, Diffusion, ...):
+(``config.json`` + ``model.safetensors`` + ``policy_preprocessor.json`` / ``policy_postprocessor.json`` with
+their state files, and ``ate_train_config.yaml``), or any LeRobot policy type saved the same way (PI0,
+Diffusion, ...):
 
 * the policy class comes from the config's ``type`` through LeRobot's factory; when ``ate_train_config.yaml``
   says ``policy.tiny: true`` the PI0 is built inside ``tiny_pi0_patches()`` (the tiny test architecture);
-* the saved pre/post-processors are used as saved (normalisation statistics, tokenizer, device), so the numbers
-  the policy sees are the ones it was trained on and its outputs are unnormalised exactly as in training;
-* nothing is downloaded: a hub id is accepted only when it is already in the local Hugging Face cache; the weights
-  are checked to have really been loaded (LeRobot's PI0 ``from_pretrained`` returns random weights with a
-  printed warning when it cannot read the file).
+* the saved pre/post-processors are used as saved (normalisation statistics, tokenizer, device), so the
+  numbers the policy sees are the ones it was trained on and its outputs are unnormalised exactly as in
+  training;
+* nothing is downloaded: a hub id is accepted only when it is already in the local Hugging Face cache; the
+  weights are checked to have really been loaded (LeRobot's PI0 ``from_pretrained`` returns random weights
+  with a printed warning when it cannot read the file).
 
 The wrapper builds the LeRobot observation from the contract: ``observation.state`` (16,), the three
-``observation.images.<cam>`` as float (3, H, W) in [0, 1] at the size the checkpoint was trained on (PIL bilinear,
-as the bag converter resizes), and the task string. Its output is the postprocessor's: absolute joint/gripper
-targets in the contract's order.
+``observation.images.<cam>`` as float (3, H, W) in [0, 1] at the size the checkpoint was trained on (PIL
+bilinear, as the bag converter resizes), and the task string. Its output is the postprocessor's: absolute
+joint/gripper targets in the contract's order.
 """
 
 from __future__ import annotations
@@ -42,26 +44,28 @@ log = logging.getLogger(__name__)
 PRE_FILE = "policy_preprocessor.json"
 POST_FILE = "policy_postprocessor.json"
 ATE_TRAIN_CONFIG = "ate_train_config.yaml"
-# Policy types whose config has PI0's `dtype` switch (bf16 weights with float32 norms / vision, LeRobot's own path).
+# Policy types whose config has PI0's `dtype` switch (bf16 weights with float32 norms / vision, LeRobot's own
+# path).
 _DTYPE_CONFIG_TYPES = ("pi0", "pi05", "pi0_fast")
 
 
-# --- locating a checkpoint -------------------------------------------------------------------------------------------
+# --- locating a checkpoint ----------------------------------------------------------------------------------
 def _is_model_dir(p: Path) -> bool:
     return (p / "config.json").is_file() and (p / "model.safetensors").is_file()
 
 
 def resolve_checkpoint(path_or_id: str | Path) -> Path:
-    """The ``pretrained_model`` folder named by a path (that folder, a checkpoint folder holding one, or a training
-    run folder) or by a hub id already in the local cache. Never downloads."""
+    """The ``pretrained_model`` folder named by a path (that folder, a checkpoint folder holding one, or a
+    training run folder) or by a hub id already in the local cache. Never downloads."""
     p = Path(path_or_id).expanduser()
     if p.exists():
         for cand in (p, p / "pretrained_model", p / "checkpoints" / "last" / "pretrained_model",
                      p / "policy" / "checkpoints" / "last" / "pretrained_model"):
             if _is_model_dir(cand):
                 return cand
-        raise UserError(f"{p} holds no LeRobot checkpoint: expected config.json + model.safetensors in it, in "
-                        "pretrained_model/, or in a training run's policy/checkpoints/last/pretrained_model/")
+        raise UserError(f"{p} holds no LeRobot checkpoint: expected config.json + model.safetensors in it, "
+                        "in pretrained_model/, or in a training run's "
+                        "policy/checkpoints/last/pretrained_model/")
     s = str(path_or_id)
     looks_like_hub_id = s.count("/") == 1 and not s.startswith((".", "/", "~")) and ":" not in s
     if looks_like_hub_id:
@@ -70,9 +74,9 @@ def resolve_checkpoint(path_or_id: str | Path) -> Path:
 
             cached = Path(snapshot_download(s, local_files_only=True))
         except Exception as e:  # noqa: BLE001  (not in the cache: the hub library raises several types)
-            raise UserError(f"checkpoint {s!r} is not a local folder and not in the local Hugging Face cache; the "
-                            f"runtime never downloads (offline on the robot): fetch it once with `huggingface-cli "
-                            f"download {s} --local-dir DIR` and pass DIR") from e
+            raise UserError(f"checkpoint {s!r} is not a local folder and not in the local Hugging Face "
+                            "cache; the runtime never downloads (offline on the robot): fetch it once with "
+                            f"`huggingface-cli download {s} --local-dir DIR` and pass DIR") from e
         if _is_model_dir(cached):
             return cached
         raise UserError(f"the cached hub snapshot of {s} ({cached}) has no config.json + model.safetensors")
@@ -80,7 +84,8 @@ def resolve_checkpoint(path_or_id: str | Path) -> Path:
 
 
 def read_train_config(model_dir: Path) -> dict:
-    """``ate_train_config.yaml`` beside the weights (written by ``ate_policy train``), or {} for other checkpoints."""
+    """``ate_train_config.yaml`` beside the weights (written by ``ate_policy train``), or {} for other
+    checkpoints."""
     f = model_dir / ATE_TRAIN_CONFIG
     return (yaml.safe_load(f.read_text()) or {}) if f.is_file() else {}
 
@@ -98,8 +103,8 @@ def _tokenizer_override(model_dir: Path) -> dict:
             if (cand / "tokenizer.json").is_file():
                 log.warning("tokenizer %s not found; using %s", name, cand)
                 return {"tokenizer_processor": {"tokenizer_name": str(cand)}}
-        raise UserError(f"the checkpoint's tokenizer folder {name} does not exist (the checkpoint moved without its "
-                        f"training run?): copy it to {model_dir / 'tokenizer'}")
+        raise UserError(f"the checkpoint's tokenizer folder {name} does not exist (the checkpoint moved "
+                        f"without its training run?): copy it to {model_dir / 'tokenizer'}")
     return {}
 
 
@@ -119,7 +124,8 @@ def _check_weights_loaded(policy: torch.nn.Module, model_file: Path, max_keys: i
 
     params = policy.state_dict()
     with safe_open(str(model_file), framework="pt") as f:
-        keys = [k for k in f.keys() if k in params and tuple(f.get_slice(k).get_shape()) == tuple(params[k].shape)]
+        keys = [k for k in f.keys()
+                if k in params and tuple(f.get_slice(k).get_shape()) == tuple(params[k].shape)]
         if not keys:
             log.warning("could not verify the loaded weights of %s (no key in common: remapped checkpoint)",
                         model_file)
@@ -132,13 +138,14 @@ def _check_weights_loaded(policy: torch.nn.Module, model_file: Path, max_keys: i
             if not torch.allclose(got.float(), saved.to(got.dtype).float(), atol=1e-6, rtol=1e-6):
                 differ.append(k)
     if differ:
-        raise UserError(f"the policy's weights are not those of {model_file} ({len(differ)} checked tensors differ, "
-                        f"e.g. {differ[0]}): LeRobot could not load them")
+        raise UserError(f"the policy's weights are not those of {model_file} ({len(differ)} checked tensors "
+                        f"differ, e.g. {differ[0]}): LeRobot could not load them")
 
 
-# --- the select_chunk callable -------------------------------------------------------------------------------------
+# --- the select_chunk callable ------------------------------------------------------------------------------
 class LeRobotChunkPolicy:
-    """``select_chunk(obs[, rtc]) -> (L, 16)``: the checkpoint's processors and policy around an Observation."""
+    """``select_chunk(obs[, rtc]) -> (L, 16)``: the checkpoint's processors and policy around an
+    Observation."""
 
     def __init__(self, policy, pre, post, *, model_dir: Path, policy_type: str, device: torch.device,
                  accel: Acceleration, image_hw: tuple[int, int], supports_rtc: bool,
@@ -209,7 +216,8 @@ class LeRobotChunkPolicy:
             return None
         return torch.randn(shape, generator=generator, dtype=torch.float32).to(self.device)
 
-    def predict_normalized(self, batch: dict, noise: torch.Tensor | None = None, rtc: RTCRequest | None = None,
+    def predict_normalized(self, batch: dict, noise: torch.Tensor | None = None,
+                           rtc: RTCRequest | None = None,
                            fn=None) -> torch.Tensor:
         """The policy's chunk in its own (normalised) action space, (1, L, action_dim)."""
         kwargs = {} if noise is None else {"noise": noise}
@@ -238,9 +246,10 @@ class LeRobotChunkPolicy:
         out = self.post(actions)
         return out[0].float().cpu().numpy()
 
-    # compile + verification ------------------------------------------------------------------------------------
+    # compile + verification ---------------------------------------------------------------------------------
     def enable_compile(self, example: Observation) -> None:
-        """Use ``torch.compile`` of the prediction if it matches eager on ``example`` (same noise), else eager."""
+        """Use ``torch.compile`` of the prediction if it matches eager on ``example`` (same noise), else
+        eager."""
         a = self.accel
         if not a.compile:
             return
@@ -255,7 +264,8 @@ class LeRobotChunkPolicy:
             kwargs = {"noise": self.noise(gen)}
             if rtc_on and calls[0] % 2:
                 h = self.policy.config.rtc_config.execution_horizon
-                kwargs["rtc"] = RTCRequest(np.zeros((self.chunk_size or h, contract.ACTION_DIM), np.float32), 2, h)
+                kwargs["rtc"] = RTCRequest(np.zeros((self.chunk_size or h, contract.ACTION_DIM), np.float32),
+                                           2, h)
             calls[0] += 1
             return (batch,), kwargs
 
@@ -263,9 +273,11 @@ class LeRobotChunkPolicy:
             return lambda b, noise=None, rtc=None: self.predict_normalized(b, noise, rtc=rtc, fn=fn)
 
         has_noise = self.noise() is not None
-        fn, res = choose_compiled(run(self._eager), run(compiled), make_args, self.verify_atol, self.policy_type,
+        fn, res = choose_compiled(run(self._eager), run(compiled), make_args, self.verify_atol,
+                                  self.policy_type,
                                   seed=None if has_noise else 1234, runs=4 if rtc_on else 2)
-        a.verify = {"ok": res.ok, "max_abs_err": res.max_abs_err, "atol": self.verify_atol, "detail": res.detail}
+        a.verify = {"ok": res.ok, "max_abs_err": res.max_abs_err, "atol": self.verify_atol,
+                    "detail": res.detail}
         if res.ok:
             self._predict = compiled
             a.compiled_in_use = True
@@ -307,21 +319,23 @@ def load_policy(checkpoint: str | Path, device_options: DeviceOptions | None = N
     try:
         cls = get_policy_class(ptype)
     except Exception as e:  # noqa: BLE001
-        raise UserError(f"{model_dir}: policy type {ptype!r} is not available in this LeRobot install: {e}") from e
+        raise UserError(f"{model_dir}: policy type {ptype!r} is not available in this LeRobot install: "
+                        f"{e}") from e
     try:  # a plain capability flag of the class (it reads nothing from the instance)
         supports_rtc = bool(cls.supports_rtc(None))
     except Exception:  # noqa: BLE001
         supports_rtc = False
     if blending is not None and blending.strategy == "rtc":
         if not supports_rtc:
-            raise UserError(f"blending.strategy rtc: LeRobot's {ptype} has no real-time chunking (PI0, PI05 and "
-                            "SmolVLA have); use blend or latest")
+            raise UserError(f"blending.strategy rtc: LeRobot's {ptype} has no real-time chunking (PI0, PI05 "
+                            "and SmolVLA have); use blend or latest")
         from lerobot.configs import RTCAttentionSchedule
         from lerobot.policies.rtc.configuration_rtc import RTCConfig
 
         pcfg.rtc_config = RTCConfig(enabled=True, execution_horizon=blending.rtc_execution_horizon,
                                     max_guidance_weight=blending.rtc_max_guidance_weight,
-                                    prefix_attention_schedule=RTCAttentionSchedule[blending.rtc_schedule.upper()])
+                                    prefix_attention_schedule=RTCAttentionSchedule[
+                                        blending.rtc_schedule.upper()])
 
     train_cfg = read_train_config(model_dir)
     tiny = bool((train_cfg.get("policy") or {}).get("tiny")) and ptype == "pi0"
@@ -337,8 +351,10 @@ def load_policy(checkpoint: str | Path, device_options: DeviceOptions | None = N
 
     overrides = {"device_processor": {"device": str(device)}, **_tokenizer_override(model_dir)}
     try:
-        # LeRobot's own loader: it also reconnects relative-action pre/post steps where a checkpoint uses them.
-        pre, post = make_pre_post_processors(pcfg, pretrained_path=str(model_dir), preprocessor_overrides=overrides,
+        # LeRobot's own loader: it also reconnects relative-action pre/post steps where a checkpoint uses
+        # them.
+        pre, post = make_pre_post_processors(pcfg, pretrained_path=str(model_dir),
+                                             preprocessor_overrides=overrides,
                                              postprocessor_overrides={"device_processor": {"device": "cpu"}})
     except FileNotFoundError as e:
         raise UserError(f"{model_dir}: the saved processors are missing ({e}); a LeRobot checkpoint needs "
@@ -352,7 +368,8 @@ def load_policy(checkpoint: str | Path, device_options: DeviceOptions | None = N
     if hw != trained_hw:
         log.warning("images are given to the policy at %s, but it was trained on %s", hw, trained_hw)
     chunker = LeRobotChunkPolicy(policy, pre, post, model_dir=model_dir, policy_type=ptype, device=device,
-                                 accel=accel, image_hw=hw, supports_rtc=supports_rtc, verify_atol=opts.verify_atol)
+                                 accel=accel, image_hw=hw, supports_rtc=supports_rtc,
+                                 verify_atol=opts.verify_atol)
     if instruction:
         _check_instruction_length(pre, instruction)
     if accel.compile:
@@ -364,14 +381,16 @@ def _check_contract(pcfg, model_dir: Path) -> None:
     feats = {**pcfg.input_features, **pcfg.output_features}
     state, action = feats.get(contract.STATE_KEY), feats.get(contract.ACTION_KEY)
     if action is None or tuple(action.shape) != (contract.ACTION_DIM,):
-        raise UserError(f"{model_dir}: the policy's action is {getattr(action, 'shape', None)}, the data contract's "
-                        f"is ({contract.ACTION_DIM},) [{', '.join(contract.ACTION_NAMES[:2])}, ...]")
+        raise UserError(f"{model_dir}: the policy's action is {getattr(action, 'shape', None)}, the data "
+                        f"contract's is ({contract.ACTION_DIM},) [{', '.join(contract.ACTION_NAMES[:2])}, "
+                        "...]")
     if state is not None and tuple(state.shape) != (contract.STATE_DIM,):
-        raise UserError(f"{model_dir}: the policy's observation.state is {tuple(state.shape)}, the data contract's "
-                        f"is ({contract.STATE_DIM},)")
+        raise UserError(f"{model_dir}: the policy's observation.state is {tuple(state.shape)}, the data "
+                        f"contract's is ({contract.STATE_DIM},)")
     unknown = [k for k in pcfg.image_features if k not in contract.IMAGE_KEYS]
     if unknown:
-        raise UserError(f"{model_dir}: the policy wants cameras {unknown}; the cell has {list(contract.IMAGE_KEYS)}")
+        raise UserError(f"{model_dir}: the policy wants cameras {unknown}; the cell has "
+                        f"{list(contract.IMAGE_KEYS)}")
 
 
 def _trained_image_hw(pcfg) -> tuple[int, int]:

@@ -1,6 +1,7 @@
 """The 20 Hz policy runtime: asynchronous chunk inference behind a control loop that never acts on stale data.
 
-The caller drives it, once per control tick (a ROS timer in realtime, each complete lockstep observation in sim)::
+The caller drives it, once per control tick (a ROS timer in realtime, each complete lockstep observation in
+sim)::
 
     rt = PolicyRuntime(select_chunk, task.runtime, instruction=task.instruction)
     rt.warmup(first_obs)             # inference before the first tick (compile, caches), timed
@@ -12,9 +13,9 @@ The caller drives it, once per control tick (a ROS timer in realtime, each compl
 
 Each tick, in this order:
 
-1. chunks that are ready are merged into the plan (``plan.py``): realtime = inference has finished; lockstep = the
-   chunk requested at tick k is used from tick k + ``lockstep_delay_ticks`` (the tick waits for it on the wall
-   clock), so a run does not depend on how fast this machine is;
+1. chunks that are ready are merged into the plan (``plan.py``): realtime = inference has finished; lockstep =
+   the chunk requested at tick k is used from tick k + ``lockstep_delay_ticks`` (the tick waits for it on the
+   wall clock), so a run does not depend on how fast this machine is;
 2. the observation is checked (``observation.check_observation``): a stale, missing or malformed stream holds
    the arms (no target) and drops the plan and any chunk still being computed, since they were made for a
    motion the held arms no longer follow;
@@ -23,8 +24,8 @@ Each tick, in this order:
 4. the target for this tick is taken from the plan; targets of earlier ticks are dropped unused.
 
 A chunk with NaN/inf is refused whole (counted); the plan then runs out and the ticks hold. A tick that holds
-because the plan ran out while the episode runs is a *missed tick*; with a threshold >= the inference latency in
-ticks there are none.
+because the plan ran out while the episode runs is a *missed tick*; with a threshold >= the inference latency
+in ticks there are none.
 """
 
 from __future__ import annotations
@@ -70,7 +71,8 @@ class TickResult:
     queue_depth: int = 0            # targets planned after this tick
     chunk_tick: int | None = None   # tick of the observation this target was predicted from
     new_chunk: bool = False         # a chunk was merged at this tick
-    repeated: bool = False          # the same tick was asked again (same time): the earlier answer, not re-run
+    # the same tick was asked again (same time): the earlier answer, not re-run
+    repeated: bool = False
 
     @property
     def held(self) -> bool:
@@ -103,14 +105,16 @@ class PolicyRuntime:
         self.period_s = self.cfg.period_s
         self.blending = self.cfg.blending
         if self.blending.strategy == "rtc" and not getattr(select_chunk, "supports_rtc", False):
-            raise UserError("blending.strategy rtc needs a policy with LeRobot's real-time chunking (PI0, PI05, "
-                            f"SmolVLA); {getattr(select_chunk, 'policy_type', type(select_chunk).__name__)} has "
-                            "none: use blend or latest")
+            raise UserError("blending.strategy rtc needs a policy with LeRobot's real-time chunking (PI0, "
+                            "PI05, SmolVLA); "
+                            f"{getattr(select_chunk, 'policy_type', type(select_chunk).__name__)} has none: "
+                            "use blend or latest")
         if self.cfg.rate_hz != contract.FPS:
-            log.warning("runtime.rate_hz %.3g differs from the data contract's %d Hz: chunks are sequences at the "
-                        "training rate", self.cfg.rate_hz, contract.FPS)
+            log.warning("runtime.rate_hz %.3g differs from the data contract's %d Hz: chunks are sequences "
+                        "at the training rate", self.cfg.rate_hz, contract.FPS)
         if self.cfg.clock == "lockstep" and self.cfg.queue_threshold_ticks < self.cfg.lockstep_delay_ticks:
-            log.warning("queue_threshold_ticks %d < lockstep_delay_ticks %d: %d ticks will be missed per chunk",
+            log.warning("queue_threshold_ticks %d < lockstep_delay_ticks %d: %d ticks will be missed per "
+                        "chunk",
                         self.cfg.queue_threshold_ticks, self.cfg.lockstep_delay_ticks,
                         self.cfg.lockstep_delay_ticks - self.cfg.queue_threshold_ticks)
         self._lock = threading.RLock()
@@ -128,7 +132,7 @@ class PolicyRuntime:
         self._chunk_len: int | None = None
         self._reset_episode()
 
-    # --- lifecycle -------------------------------------------------------------------------------------------
+    # --- lifecycle ------------------------------------------------------------------------------------------
     def _reset_episode(self) -> None:
         self._t0: float | None = None
         self._last_k: int | None = None
@@ -284,7 +288,8 @@ class PolicyRuntime:
         chunk = np.asarray(chunk, dtype=float)
         if chunk.ndim != 2 or chunk.shape[1] != contract.ACTION_DIM or len(chunk) < 1:
             self.counters["inference_errors"] += 1
-            self._failure = (INFERENCE_ERROR, f"chunk of shape {chunk.shape}, expected (L, {contract.ACTION_DIM})")
+            self._failure = (INFERENCE_ERROR, f"chunk of shape {chunk.shape}, expected (L, "
+                                              f"{contract.ACTION_DIM})")
             log.warning("policy returned a %s", self._failure[1])
             return False
         if not np.all(np.isfinite(chunk)):
@@ -300,7 +305,7 @@ class PolicyRuntime:
         self._failure = None
         return True
 
-    # --- the tick ---------------------------------------------------------------------------------------------
+    # --- the tick -------------------------------------------------------------------------------------------
     def tick(self, obs: Observation, now_s: float) -> TickResult:
         """The target for the tick at ``now_s`` (same clock as ``obs.stamps_s``), or None and why."""
         wall = time.perf_counter()
@@ -318,7 +323,8 @@ class PolicyRuntime:
                 self._tick_compute.append(time.perf_counter() - wall)
             return res
 
-    def _hold(self, k: int, now_s: float, reason: str, detail: str = "", new_chunk: bool = False) -> TickResult:
+    def _hold(self, k: int, now_s: float, reason: str, detail: str = "",
+              new_chunk: bool = False) -> TickResult:
         return TickResult(k, now_s, None, reason, detail, self._plan.remaining_after(k), None, new_chunk)
 
     def _tick(self, obs: Observation, now_s: float) -> TickResult:
@@ -371,7 +377,7 @@ class PolicyRuntime:
             return self._hold(k, now_s, REFUSED_NONFINITE, "target holds NaN/inf", new_chunk)
         return TickResult(k, now_s, action, OK, "", depth, src, new_chunk)
 
-    # --- diagnostics ------------------------------------------------------------------------------------------
+    # --- diagnostics ----------------------------------------------------------------------------------------
     def stats(self) -> dict:
         """Counters and timing of the current episode (plus the warm-up), for /diagnostics and reports."""
         with self._lock:
@@ -384,10 +390,12 @@ class PolicyRuntime:
                 "state": self._state, "episodes": self._episodes, "clock": self.cfg.clock,
                 "strategy": self.blending.strategy, "rate_hz": self.cfg.rate_hz,
                 "queue_threshold_ticks": self.cfg.queue_threshold_ticks,
-                "lockstep_delay_ticks": self.cfg.lockstep_delay_ticks if self.cfg.clock == "lockstep" else None,
+                "lockstep_delay_ticks": (self.cfg.lockstep_delay_ticks if self.cfg.clock == "lockstep"
+                                         else None),
                 "tick": -1 if self._last_k is None else self._last_k,
                 "ticks": c["ticks"], "actions": c["actions"], "missed_ticks": c["missed_ticks"],
-                "holds": dict(self.holds), "late_ticks": c["late_ticks"], "repeated_ticks": c["repeated_ticks"],
+                "holds": dict(self.holds), "late_ticks": c["late_ticks"],
+                    "repeated_ticks": c["repeated_ticks"],
                 "requests": c["requests"], "chunks": c["chunks"], "chunk_len": self._chunk_len,
                 "overtaken_actions": c["overtaken_actions"], "dropped_late_actions": c["dropped_late"],
                 "chunks_refused_nonfinite": c["chunks_refused_nonfinite"],
@@ -396,7 +404,8 @@ class PolicyRuntime:
                 "last_reason": last.reason if last else None, "last_detail": last.detail if last else "",
                 "queue_depth": last.queue_depth if last else 0, "queue_depth_min": self._min_depth,
                 "inference_ms": {"last": _ms(lat[-1] if lat else None), "p50": _ms(_pct(lat, 50)),
-                                 "p95": _ms(_pct(lat, 95)), "max": _ms(max(lat) if lat else None), "n": len(lat)},
+                                 "p95": _ms(_pct(lat, 95)), "max": _ms(max(lat) if lat else None),
+                                 "n": len(lat)},
                 "warmup_ms": [_ms(x) for x in self.warmup_latencies_s],
                 "tick_compute_ms": {"p50": _ms(_pct(comp, 50)), "p99": _ms(_pct(comp, 99)),
                                     "max": _ms(max(comp) if comp else None)},
@@ -407,7 +416,8 @@ class PolicyRuntime:
             }
 
     def diagnostics(self) -> tuple[int, str, dict[str, str]]:
-        """(level 0 ok / 1 warn / 2 error, message, flat key values) for a diagnostic_msgs/DiagnosticStatus."""
+        """(level 0 ok / 1 warn / 2 error, message, flat key values) for a
+        diagnostic_msgs/DiagnosticStatus."""
         s = self.stats()
         flat: dict[str, str] = {}
         for key, v in s.items():

@@ -1,6 +1,7 @@
-"""A tiny, randomly initialised PI0 checkpoint saved exactly as ``ate_policy train`` saves one (tests, benchmarks,
-the policy node's tests): ``pretrained_model/`` with ``config.json``, ``model.safetensors``, the pre/post-processors
-(offline tiny tokenizer, normalisation statistics) and ``ate_train_config.yaml`` saying ``policy.tiny: true``.
+"""A tiny, randomly initialised PI0 checkpoint saved exactly as ``ate_policy train`` saves one (tests,
+benchmarks, the policy node's tests): ``pretrained_model/`` with ``config.json``, ``model.safetensors``, the
+pre/post-processors (offline tiny tokenizer, normalisation statistics) and ``ate_train_config.yaml`` saying
+``policy.tiny: true``.
 
 The statistics decide what the random policy's outputs look like once unnormalised: centre them on a posture
 (``action_mean``) with a small spread (``action_std``) and the random targets stay near it.
@@ -18,7 +19,8 @@ from ate_policy import contract
 def write_tiny_checkpoint(directory: str | Path, chunk_size: int = 10, image_hw: tuple[int, int] = (48, 64),
                           seed: int = 0, action_mean: np.ndarray | None = None, action_std: float = 1.0,
                           num_inference_steps: int = 2) -> Path:
-    """Write ``directory/pretrained_model`` (and the run's ``tokenizer/``); returns the pretrained_model folder."""
+    """Write ``directory/pretrained_model`` (and the run's ``tokenizer/``); returns the pretrained_model
+    folder."""
     import torch
 
     from ate_policy.config import dump_yaml

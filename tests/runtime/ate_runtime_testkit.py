@@ -21,8 +21,8 @@ def obs_at(t_s: float, hw=(6, 8), stale: dict | None = None) -> Observation:
 
 
 class ScriptedPolicy:
-    """select_chunk with known outputs: the chunk from the observation of tick k0 holds ``value(k0, i)`` in all 16
-    dims at index i (default k0 + i: the target *for tick k0 + i*), after ``latency_s`` of wall time.
+    """select_chunk with known outputs: the chunk from the observation of tick k0 holds ``value(k0, i)`` in
+    all 16 dims at index i (default k0 + i: the target *for tick k0 + i*), after ``latency_s`` of wall time.
 
     The observation's tick is read from its state stamp (the tests stamp observations with the tick time)."""
 

@@ -1,7 +1,9 @@
-"""``ate_policy eval``: a tiny random PI0 in the simulated cell through the runtime and the drivers' safety layer.
+"""``ate_policy eval``: a tiny random PI0 in the simulated cell through the runtime and the drivers' safety
+layer.
 
-A random policy does not cook a bun; these tests check the mechanics: episodes run in lockstep to their time limit,
-every tick is accounted for, the safety layer sees the commands, and the JSON / report / plots are written."""
+A random policy does not cook a bun; these tests check the mechanics: episodes run in lockstep to their time
+limit, every tick is accounted for, the safety layer sees the commands, and the JSON / report / plots are
+written."""
 
 from __future__ import annotations
 
@@ -24,7 +26,8 @@ HW = (24, 32)
 
 @pytest.fixture(scope="module")
 def home_ckpt(tmp_path_factory):
-    """A tiny random PI0 whose targets scatter 0.02 rad around the sim's home posture, grippers mostly open."""
+    """A tiny random PI0 whose targets scatter 0.02 rad around the sim's home posture, grippers mostly
+    open."""
     from ate_sim.cell import HOME_Q
 
     mean = np.r_[HOME_Q, 0.9, HOME_Q, 0.9]
@@ -44,7 +47,8 @@ def test_eval_command_runs_an_episode_and_writes_json_report_and_plots(home_ckpt
     assert s["policy"]["policy_type"] == "pi0" and s["render_hw"] == list(HW)
     ep = s["per_episode"][0]
     assert ep["seed"] == 3 and ep["ticks"] == 20 and ep["episode_time_s"] == 1.0
-    assert ep["missed_ticks"] == 0 and ep["holds"] == {"warming_up": 3}     # the task's lockstep delay: 3 ticks
+    # the task's lockstep delay: 3 ticks
+    assert ep["missed_ticks"] == 0 and ep["holds"] == {"warming_up": 3}
     for arm in contract.ARMS:
         m = ep["motion"][arm]
         assert m["jerk_rms_rad_s3"] > 0 and np.isfinite(m["jerk_max_rad_s3"]) and m["force_peak_n"] >= 0
@@ -54,7 +58,8 @@ def test_eval_command_runs_an_episode_and_writes_json_report_and_plots(home_ckpt
     # the arms followed what the safety layer let through: the measured joints moved off home
     assert np.abs(traj["q"][-1] - traj["q"][0]).max() > 1e-4
     report = (out / "report.md").read_text()
-    assert "Success rate: 0/1" in report and "Motion quality" in report and "![summary.png](summary.png)" in report
+    assert "Success rate: 0/1" in report and "Motion quality" in report
+    assert "![summary.png](summary.png)" in report
     for name in ("episode_000.png", "summary.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -87,8 +92,10 @@ def test_jerk_and_wrench_figures_against_hand_values():
     assert m["left"]["jerk_rms_rad_s3"] == 0.0
     assert m["right"]["jerk_max_rad_s3"] == pytest.approx(6.0) and m["right"]["command_jerk_max_rad_s3"] == \
         pytest.approx(6.0)
-    assert m["left"]["force_peak_n"] == pytest.approx(5.0) and m["left"]["fx_rel_peak_n"] == pytest.approx(3.0)
-    assert m["right"]["force_peak_n"] == pytest.approx(4.0) and m["right"]["torque_peak_nm"] == pytest.approx(0.5)
+    assert m["left"]["force_peak_n"] == pytest.approx(5.0)
+    assert m["left"]["fx_rel_peak_n"] == pytest.approx(3.0)
+    assert m["right"]["force_peak_n"] == pytest.approx(4.0)
+    assert m["right"]["torque_peak_nm"] == pytest.approx(0.5)
 
 
 def test_eval_input_errors_are_clear(home_ckpt, tmp_path):

@@ -1,7 +1,8 @@
 """The 20 Hz runtime with a scripted policy of known outputs and injected latencies (logic, not a device).
 
-The scripted chunk from the observation of tick k0 holds the value k0 + i at index i, i.e. the target *for tick
-k0 + i*: whatever the latency, the queue depth or the merging, a correctly timed runtime sends the value k at tick k.
+The scripted chunk from the observation of tick k0 holds the value k0 + i at index i, i.e. the target *for
+tick k0 + i*: whatever the latency, the queue depth or the merging, a correctly timed runtime sends the value
+k at tick k.
 """
 
 from __future__ import annotations
@@ -51,7 +52,8 @@ def test_lockstep_threshold_below_the_delay_misses_exactly_the_gap_per_chunk():
     rt = lockstep(pol, d=d, threshold=threshold)
     res = run(rt, 61)
     starved = [r.tick for r in res if r.reason == "starved"]
-    # Requested when `threshold - 1` targets remain; they last until the chunk arrives d ticks later minus the gap.
+    # Requested when `threshold - 1` targets remain; they last until the chunk arrives d ticks later minus the
+    # gap.
     chunks_after_first = rt.stats()["chunks"] - 1
     assert len(starved) == (d - threshold) * chunks_after_first > 0
     assert rt.stats()["missed_ticks"] == len(starved)
@@ -64,7 +66,7 @@ def test_lockstep_waits_for_a_slow_policy_so_runs_do_not_depend_on_machine_speed
     slow_pol = ScriptedPolicy(chunk_len=6, latency_s=0.08)   # > one period of wall time per chunk
     slow = run(lockstep(slow_pol, d=2, threshold=2, strategy="blend"), 30)
     assert [r.reason for r in slow] == [r.reason for r in fast]
-    for a, b in zip(fast, slow):
+    for a, b in zip(fast, slow, strict=True):
         assert (a.action is None and b.action is None) or np.array_equal(a.action, b.action)
 
 
@@ -102,9 +104,9 @@ def test_realtime_skips_actions_overtaken_during_inference_and_keeps_targets_on_
     for r in ok:   # the target for the tick it is sent at (requests are stamped with their tick's time)
         assert r.action[0] == pytest.approx(r.tick)
     s = rt.stats()
-    # A chunk requested at tick k is ready >= 120 ms later: at tick k + 2 at the earliest, however late the loop
-    # runs; its first >= 2 actions are skipped. (Whether a tick is missed depends on this machine's load: the
-    # benchmark measures that, not this test.)
+    # A chunk requested at tick k is ready >= 120 ms later: at tick k + 2 at the earliest, however late the
+    # loop runs; its first >= 2 actions are skipped. (Whether a tick is missed depends on this machine's load:
+    # the benchmark measures that, not this test.)
     assert s["overtaken_actions"] >= 2 * s["chunks"] > 0
     assert set(s["holds"]) <= {"warming_up", "starved"}
     assert s["inference_ms"]["p50"] >= latency * 1e3 and len(s["warmup_ms"]) == 1
@@ -153,7 +155,8 @@ def test_a_nan_chunk_is_refused_counted_and_never_sent():
     rt = lockstep(pol, d=2, threshold=2)
     res = run(rt, 14)
     assert all(np.all(np.isfinite(r.action)) for r in res if r.action is not None)
-    # chunk 0 covers ticks 2..5; the chunk of tick 4 (due at 6) is refused; the one asked for at 6 arrives at 8
+    # chunk 0 covers ticks 2..5; the chunk of tick 4 (due at 6) is refused; the one asked for at 6 arrives at
+    # 8
     refused = [r for r in res if r.reason == "refused_nonfinite"]
     assert [r.tick for r in refused] == [6, 7] and all(r.action is None for r in refused)
     s = rt.stats()
@@ -217,7 +220,7 @@ def test_rtc_gets_the_plan_from_the_request_tick_and_the_delay():
     rt = lockstep(pol, d=2, threshold=3, strategy="rtc")
     res = run(rt, 20)
     assert pol.rtc_requests[0].leftover is None                 # first chunk: nothing to continue
-    for k0, req in zip(pol.calls[1:], pol.rtc_requests[1:]):
+    for k0, req in zip(pol.calls[1:], pol.rtc_requests[1:], strict=True):
         assert req.inference_delay_ticks == 2 and req.execution_horizon_ticks == 10
         np.testing.assert_array_equal(req.leftover[:, 0], np.arange(k0, k0 + len(req.leftover)))
     assert all(np.allclose(r.action, r.tick) for r in res if r.reason == "ok")

@@ -49,7 +49,8 @@ def test_latest_replaces_the_plan_from_the_arrival_tick():
 def test_blend_cross_fades_over_the_overlap_by_hand(fade_ticks):
     plan = ActionPlan(16)
     plan.merge(0, chunk(np.zeros(10)), 0, BlendConfig("latest"))          # old plan: 0 for ticks 0..9
-    plan.merge(5, chunk(np.full(10, 10.0)), 7, BlendConfig("blend", fade_ticks=fade_ticks))  # new: 10, ticks 5..14
+    # new: 10, ticks 5..14
+    plan.merge(5, chunk(np.full(10, 10.0)), 7, BlendConfig("blend", fade_ticks=fade_ticks))
     assert plan.start == 7 and plan.end == 15
     # overlap = ticks 7, 8, 9 (3 ticks); new-chunk weights 1/3, 2/3, 1 (or 1/2, 1 then 1 with a 2-tick fade)
     w = [1 / 3, 2 / 3, 1.0] if fade_ticks is None else [0.5, 1.0, 1.0]

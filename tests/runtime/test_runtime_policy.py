@@ -13,7 +13,8 @@ from ate_runtime_testkit import PERIOD, obs_at
 
 from ate_policy import contract
 from ate_policy.errors import UserError
-from ate_policy.runtime import BlendConfig, DeviceOptions, Observation, PolicyRuntime, RTCRequest, RuntimeConfig
+from ate_policy.runtime import (BlendConfig, DeviceOptions, Observation, PolicyRuntime, RTCRequest,
+                                RuntimeConfig)
 from ate_policy.runtime.acceleration import plan_acceleration, resolve_device, verify_compiled
 from ate_policy.runtime.policy import _check_weights_loaded, load_policy, resolve_checkpoint
 from ate_policy.runtime.tiny_checkpoint import write_tiny_checkpoint
@@ -24,7 +25,8 @@ TASK = "cook the bun: put the bun in the steamer and close the lid"
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
-    """A run folder as `ate_policy train` leaves it: <run>/tokenizer and <run>/pretrained_model (random tiny PI0)."""
+    """A run folder as `ate_policy train` leaves it: <run>/tokenizer and <run>/pretrained_model (random tiny
+    PI0)."""
     mean = np.linspace(-0.5, 0.5, contract.ACTION_DIM)
     return write_tiny_checkpoint(tmp_path_factory.mktemp("tiny") / "run", chunk_size=CHUNK, image_hw=HW,
                                  action_mean=mean, action_std=0.1)
@@ -44,7 +46,8 @@ def camera_obs(seed: int = 0, hw=HW) -> Observation:
 
 
 def test_the_wrapper_is_lerobots_own_inference_path(ckpt, policy):
-    """Same checkpoint through plain LeRobot (PI0Policy + its saved processors) with the same noise: same chunk."""
+    """Same checkpoint through plain LeRobot (PI0Policy + its saved processors) with the same noise: same
+    chunk."""
     from lerobot.configs.policies import PreTrainedConfig
     from lerobot.policies.factory import make_pre_post_processors
     from lerobot.policies.pi0.modeling_pi0 import PI0Policy
@@ -144,7 +147,8 @@ def test_gpu_options_fall_back_cleanly_on_a_cpu():
     cpu = torch.device("cpu")
     a = plan_acceleration(DeviceOptions(dtype="bfloat16", compile=True, cuda_graphs=True), cpu)
     assert (a.dtype, a.compile, a.compile_mode) == ("float32", False, None) and len(a.notes) == 2
-    a = plan_acceleration(DeviceOptions(dtype="bfloat16", compile=True, cuda_graphs=True, apply_on_cpu=True), cpu)
+    a = plan_acceleration(DeviceOptions(dtype="bfloat16", compile=True, cuda_graphs=True, apply_on_cpu=True),
+                          cpu)
     assert (a.dtype, a.compile, a.compile_mode) == ("bfloat16", True, "default")   # no CUDA graphs on a CPU
     a = plan_acceleration(DeviceOptions(compile=True, cuda_graphs=True), torch.device("cuda"))
     assert a.compile_mode == "reduce-overhead" and a.dtype == "bfloat16" and not a.notes
@@ -192,7 +196,8 @@ def test_compiled_outputs_are_checked_against_eager():
 @pytest.mark.parametrize("compiled_is_good", [True, False])
 def test_a_compiled_policy_that_disagrees_with_eager_falls_back_to_eager(ckpt, policy, monkeypatch, caplog,
                                                                           compiled_is_good):
-    """torch.compile is stood in for by a function that is (not) eager: the policy must use it only if it matches."""
+    """torch.compile is stood in for by a function that is (not) eager: the policy must use it only if it
+    matches."""
     def fake_compile(fn, mode=None):
         if compiled_is_good:
             return fn
@@ -204,7 +209,8 @@ def test_a_compiled_policy_that_disagrees_with_eager_falls_back_to_eager(ckpt, p
     monkeypatch.setattr(torch, "compile", fake_compile)
     with caplog.at_level(logging.WARNING):
         pol = load_policy(ckpt, DeviceOptions(compile=True, apply_on_cpu=True, dtype="float32"))
-    assert pol.info["compiled_in_use"] is compiled_is_good and pol.info["compile_verify"]["ok"] is compiled_is_good
+    assert pol.info["compiled_in_use"] is compiled_is_good
+    assert pol.info["compile_verify"]["ok"] is compiled_is_good
     obs = camera_obs(6)
     torch.manual_seed(1)
     out = pol(obs)
@@ -216,7 +222,8 @@ def test_a_compiled_policy_that_disagrees_with_eager_falls_back_to_eager(ckpt, p
 
 
 def test_any_lerobot_policy_type_loads_a_diffusion_policy_with_an_observation_history(tmp_path):
-    """A tiny Diffusion Policy (2 observation steps) saved as the trainer saves it: chunks of n_action_steps."""
+    """A tiny Diffusion Policy (2 observation steps) saved as the trainer saves it: chunks of
+    n_action_steps."""
     from ate_policy.config import dump_yaml
     from ate_policy.policies.diffusion_ate import DiffusionATEPolicy
     from ate_policy.policies.tiny import tiny_diffusion_config
@@ -241,7 +248,8 @@ def test_any_lerobot_policy_type_loads_a_diffusion_policy_with_an_observation_hi
     assert pol.info["policy_type"] == "diffusion" and not pol.supports_rtc and pol.n_obs_steps == 2
     chunk = pol(camera_obs(8))
     assert chunk.shape == (pcfg.n_action_steps, 16) and np.all(np.isfinite(chunk))
-    assert np.all(chunk >= -1 - 1e-5) and np.all(chunk <= 1 + 1e-5)   # min-max unnormalised into the stats' range
+    # min-max unnormalised into the stats' range
+    assert np.all(chunk >= -1 - 1e-5) and np.all(chunk <= 1 + 1e-5)
     with pytest.raises(UserError, match="no real-time chunking"):
         load_policy(out, blending=BlendConfig("rtc"))
 
