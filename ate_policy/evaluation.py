@@ -126,7 +126,7 @@ class SimEvalCell:
             cam.open()
 
     def observe(self):
-        """(Observation, wrench (12,)): assembled by ``runtime.io`` exactly as the policy node assembles it."""
+        """(Observation, wrench (12,)), assembled by ``runtime.io`` as the policy node assembles it."""
         from ate_policy.runtime.io import observation_from_streams
 
         states = {a: d.tick(read_wrench=True) for a, d in self.arms.items()}

@@ -266,3 +266,37 @@ def test_with_real_time_chunking_the_guided_compiled_path_is_checked_too(ckpt, m
     pol = load_policy(ckpt, DeviceOptions(compile=True, apply_on_cpu=True, dtype="float32"),
                       blending=BlendConfig("rtc"))
     assert not pol.info["compiled_in_use"] and "differs from eager" in pol.info["compile_verify"]["detail"]
+
+
+@pytest.mark.slow
+def test_a_checkpoint_of_ate_policy_train_loads_from_its_run_folder_and_after_a_move(demo_data, tmp_path):
+    """The real trainer (tiny PI0, two steps, no guidance) -> load_policy(run folder) -> runtime ticks; the
+    checkpoint copied elsewhere needs its run's tokenizer beside it (a clear error says so)."""
+    import shutil
+
+    from ate_policy.config import load_yaml
+    from ate_policy.train import ATETrainConfig, run
+
+    over = {"output_dir": str(tmp_path / "run"), "guidance": {"enable": False},
+            "dataset": {"repo_id": "local/demo_dual", "root": str(demo_data["adaptation"])},
+            "policy": {"chunk_size": 8}, "steps": 2, "save_every": 2, "batch_size": 4, "num_workers": 0}
+    cfg = load_yaml(ATETrainConfig, "train_tiny", over)
+    run(cfg, progress=False)
+
+    pol = load_policy(tmp_path / "run", instruction=TASK)
+    assert pol.model_dir.name == "pretrained_model" and pol.image_hw == (24, 32)
+    rt = PolicyRuntime(pol, RuntimeConfig(clock="lockstep", lockstep_delay_ticks=1, queue_threshold_ticks=2,
+                                          warmup_runs=1))
+    rt.warmup()
+    rt.start()
+    res = [rt.tick(obs_at(k * PERIOD, hw=(24, 32)), k * PERIOD) for k in range(12)]
+    assert all(r.reason == "ok" and np.all(np.isfinite(r.action)) for r in res[1:])
+    rt.close()
+
+    moved = tmp_path / "robot_pc" / "pretrained_model"
+    shutil.copytree(pol.model_dir, moved)
+    shutil.move(str(tmp_path / "run" / "tokenizer"), str(tmp_path / "tokenizer_of_the_run"))
+    with pytest.raises(UserError, match="tokenizer folder .* does not exist"):
+        load_policy(moved)
+    shutil.copytree(tmp_path / "tokenizer_of_the_run", moved / "tokenizer")
+    assert load_policy(moved)(camera_obs(9)).shape == (8, 16)
