@@ -118,8 +118,8 @@ def main() -> None:
         r.update(device=torch.cuda.get_device_name())
         results["configs"]["real"] = r
     else:
-        results["configs"]["real"] = {"skipped": "no CUDA device on this machine: the gemma_2b + gemma_300m bf16 "
-                                                 "training step needs a GPU with ~50 GB"}
+        results["configs"]["real"] = {"skipped": "no CUDA device on this machine: the gemma_2b + gemma_300m "
+                                                 "bf16 training step needs a GPU with ~50 GB"}
     print(f"{'config':<22}{'off s/step':>12}{'on s/step':>12}{'ratio':>8}{'overhead':>10}")
     for name, r in results["configs"].items():
         if "skipped" in r:

@@ -8,8 +8,8 @@ recording):
   none drop), timed from the first tick until ``stop_and_save`` returns (video encoded, parquet closed, commit
   done): frames per second and the ratio to real time (20 fps). Goal (issue 4): >= 1.5x.
 * **real time**: ticks paced by the wall clock at 20 Hz with the default bounded queue (60 frames): frames
-  dropped (goal: 0), ticks the pacing loop itself ran late (the machine was busy), the cost of ``tick()`` on the
-  control path (p50 / p99) and how long ``stop_and_save`` blocked.
+  dropped (goal: 0), ticks the pacing loop itself ran late (the machine was busy), the cost of ``tick()``
+  on the control path (p50 / p99) and how long ``stop_and_save`` blocked.
 * **checks**: every recorded frame is in every MP4 (frame count of each video = frames recorded: nothing
   dropped silently inside LeRobot), ``LeRobotDataset`` loads the dataset and decodes a frame with its default
   decoder (what training uses), PSNR of the decoded ``cam_high`` video against the frames fed, and the MP4
@@ -19,8 +19,8 @@ recording):
 Images are synthetic but video-like (a moving gradient with moving blocks and sensor noise), pre-generated so
 the benchmark measures the recorder, not the image generator; quality and size on real camera images differ.
 
-Usage: ``python benchmarks/recorder_throughput.py [--frames 200] [--seconds 8] [--variants NAME,...] [--png]``;
-writes ``benchmarks/results/recorder_throughput.json``.
+Usage: ``python benchmarks/recorder_throughput.py [--frames 200] [--seconds 8] [--repeats 3]
+[--variants NAME,...] [--png]``; writes ``benchmarks/results/recorder_throughput.json``.
 """
 
 from __future__ import annotations
@@ -126,7 +126,7 @@ def sustained(root: Path, pools, frames: int, fields: dict, check: bool) -> dict
         rec.start_episode()
         t0 = time.perf_counter()
         for k in range(frames):
-            feed(rec, pools, k, 1000.0 + k * contract.PERIOD_S, tick_ms)  # recorder time: one period per frame
+            feed(rec, pools, k, 1000.0 + k * contract.PERIOD_S, tick_ms)  # recorder time: a period a frame
             # back-pressure without dropping: never let more than 2 s of frames wait in the queue
             while rec._queue.qsize() > 2 * contract.FPS:
                 time.sleep(0.005)
@@ -165,7 +165,8 @@ def realtime(root: Path, pools, seconds: float, fields: dict) -> dict:
     return {"ticks": n, "recorded": rep.frames, "dropped": rep.dropped_frames, "late_ticks": late,
             "outcomes": outcomes, "tick_ms_p50": float(np.percentile(ticks, 50)),
             "tick_ms_p99": float(np.percentile(ticks, 99)), "stop_and_save_s": save_s,
-            "all_frames_in_videos": check_videos(root, rep.frames, pools, psnr_frames=1)["all_frames_in_videos"]}
+            "all_frames_in_videos": check_videos(root, rep.frames, pools,
+                                                 psnr_frames=1)["all_frames_in_videos"]}
 
 
 def main(argv=None) -> int:
@@ -199,7 +200,8 @@ def main(argv=None) -> int:
         for rnd in range(args.repeats):
             for name in names[rnd % len(names):] + names[:rnd % len(names)]:
                 loads[name].append(os.getloadavg()[0])
-                runs[name].append(sustained(tmp / f"{name}_{rnd}", pools, args.frames, variants[name], rnd == 0))
+                runs[name].append(sustained(tmp / f"{name}_{rnd}", pools, args.frames, variants[name],
+                                            check=rnd == 0))
                 print(f"round {rnd}: {name} {runs[name][-1]['fps']:.1f} fps sustained", flush=True)
         for name, fields in variants.items():
             fps = sorted(r["fps"] for r in runs[name])
@@ -218,14 +220,15 @@ def main(argv=None) -> int:
           f"{args.frames}-frame sustained runs (median of {args.repeats}), {args.seconds:g} s real-time run; "
           f"default vcodec 'auto' -> {default[0]} {default[1] or ''} here")
     print(f"{'variant':18} {'fps':>6} {'x rt':>5} {'min-max fps':>11} {'rt drop':>7} {'late':>5} "
-          f"{'tick p50/p99 ms':>16} {'save s':>6} {'PSNR dB':>7} {'kB/frame':>8} {'videos ok':>9} {'load':>9}")
+          f"{'tick p50/p99 ms':>16} {'save s':>6} {'PSNR dB':>7} {'kB/frame':>8} {'videos ok':>9} "
+          f"{'load':>9}")
     for name, m in results["variants"].items():
         s, r, c = m["sustained"], m["realtime"], m["sustained"]["checks"]
         ok = c["all_frames_in_videos"] and r["all_frames_in_videos"] and c["lerobot_decodes"]
         spread = f"{min(s['fps_runs']):.0f}-{max(s['fps_runs']):.0f}"
         print(f"{name:18} {s['fps']:6.1f} {s['ratio_to_real_time']:5.2f} {spread:>11} {r['dropped']:>7d} "
-              f"{r['late_ticks']:>5d} {r['tick_ms_p50']:7.2f}/{r['tick_ms_p99']:<8.2f} {r['stop_and_save_s']:6.1f} "
-              f"{c['psnr_db']:7.1f} {c['kb_per_frame_per_camera']:8.1f} {str(ok):>9} "
+              f"{r['late_ticks']:>5d} {r['tick_ms_p50']:7.2f}/{r['tick_ms_p99']:<8.2f} "
+              f"{r['stop_and_save_s']:6.1f} {c['psnr_db']:7.1f} {c['kb_per_frame_per_camera']:8.1f} {str(ok):>9} "
               f"{m['load_avg_1min'][0]:4.1f}-{m['load_avg_1min'][1]:<4.1f}")
     base = results["variants"].get("libsvtav1")
     if base:

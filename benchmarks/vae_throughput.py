@@ -1,8 +1,9 @@
 """Stage-2 InfoVAE training throughput (chunks per second), tiny and paper sizes, side by side in one run.
 
-Measures full training steps (forward, loss with the reverse-KL prior and MMD, backward, AdamW step) on random
-normalised chunks of pi0's padded shape (L = 20, 32 dims), the Stage-2 workload of the real robot. Paper size is
-width 512, 4 heads, FFN 1024, 9 layers, batch 64; tiny is the CPU recipe's (width 32, 2 layers, batch 32).
+Measures full training steps (forward, loss with the reverse-KL prior and MMD, backward, AdamW step) on
+random normalised chunks of pi0's padded shape (L = 20, 32 dims), the Stage-2 workload of the real robot.
+Paper size is width 512, 4 heads, FFN 1024, 9 layers, batch 64; tiny is the CPU recipe's (width 32, 2 layers,
+batch 32).
 Rows: tiny and paper on the CPU, always; paper (and tiny) on CUDA when a GPU is present, otherwise a row that
 says it was skipped and why. Medians over the timed steps (after warm-up).
 
@@ -67,7 +68,8 @@ def main() -> None:
     p.add_argument("--chunk-len", type=int, default=20)
     p.add_argument("--output", default=str(Path(__file__).parent / "results" / "vae_throughput.json"))
     a = p.parse_args()
-    rows = [measure(n, torch.device("cpu"), a.chunk_len, a.steps, a.warmup) | {"device": "cpu"} for n in SIZES]
+    rows = [measure(n, torch.device("cpu"), a.chunk_len, a.steps, a.warmup) | {"device": "cpu"}
+            for n in SIZES]
     if torch.cuda.is_available():
         gpu = torch.cuda.get_device_name()
         rows += [measure(n, torch.device("cuda"), a.chunk_len, a.steps, a.warmup) | {"device": gpu}
@@ -81,8 +83,8 @@ def main() -> None:
         if "skipped" in r:
             print(f"{r['size']:<6} {r['device']:<24} skipped: {r['skipped']}")
             continue
-        print(f"{r['size']:<6} {r['device']:<24} {r['params_M']:>7}M {r['batch']:>5} {r['step_ms_median']:>9} "
-              f"{r['chunks_per_s']:>9}")
+        print(f"{r['size']:<6} {r['device']:<24} {r['params_M']:>7}M {r['batch']:>5} "
+              f"{r['step_ms_median']:>9} {r['chunks_per_s']:>9}")
     ratio = rows[0]["chunks_per_s"] / rows[1]["chunks_per_s"]
     print(f"CPU: tiny / paper throughput ratio {ratio:.1f}x")
     out = Path(a.output)

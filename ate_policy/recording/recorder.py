@@ -39,8 +39,8 @@ STREAMS = contract.CAPTURE_STREAMS  # ("state", cam_high, cam_left_wrist, cam_ri
 
 # vcodec "auto": the first of these that really encodes a frame of the cameras' size on this machine ...
 HARDWARE_VCODECS = ("h264_nvenc", "hevc_nvenc")
-# ... else this software encoder and preset, chosen from the options benchmarks/recorder_throughput.py measures
-# side by side (docs/data.md, "Benchmark").
+# ... else this software encoder and preset, chosen from the options that benchmarks/recorder_throughput.py
+# measures side by side (docs/data.md, "Benchmark").
 SOFTWARE_VCODEC, SOFTWARE_PRESET = "h264", "ultrafast"
 
 
@@ -190,6 +190,11 @@ class EpisodeRecorder:
             raise UserError(f"{self.root} exists and is not empty; resume it or choose another root")
         self.vcodec, self.encoder_preset = resolve_encoder(cfg.vcodec, cfg.encoder_preset, cfg.image_width,
                                                            cfg.image_height)
+        if self.vcodec != "libsvtav1" and (cfg.image_width % 2 or cfg.image_height % 2):
+            # yuv420p halves the chroma planes: x264, x265 and NVENC refuse odd sizes at the first frame
+            raise UserError(f"{self.vcodec} video needs even image sizes, got "
+                            f"{cfg.image_height}x{cfg.image_width}: resize in the camera node or set "
+                            "vcodec: libsvtav1")
         self._ds = self._open(resume)
         self._thread = threading.Thread(target=self._writer_loop, name="episode-writer", daemon=True)
         self._thread.start()
@@ -260,7 +265,7 @@ class EpisodeRecorder:
         enc = self._encoder()
         queues = getattr(enc, "_frame_queues", None) or {}
         threads = getattr(enc, "_threads", None) or {}
-        deadline = time.monotonic() + 10.0  # never hang on an encoder that stopped: LeRobot then drops, we count
+        deadline = time.monotonic() + 10.0  # never hang on a stopped encoder: LeRobot then drops, we count
         for key, q in list(queues.items()):
             thread = threads.get(key)
             # A dead encoder thread never makes room: add_frame then raises LeRobot's "crashed" error instead.

@@ -183,6 +183,8 @@ def test_a_full_queue_drops_frames_counts_them_and_never_blocks_the_control_loop
 def test_bad_inputs_give_clear_errors(small_recorder_cfg):
     with pytest.raises(UserError, match="flagged_policy"):
         EpisodeRecorder(RecorderConfig(**{**vars(small_recorder_cfg), "flagged_policy": "maybe"}))
+    with pytest.raises(UserError, match="even image sizes"):
+        EpisodeRecorder(RecorderConfig(**{**vars(small_recorder_cfg), "image_width": 33, "vcodec": "h264"}))
     with EpisodeRecorder(small_recorder_cfg) as rec:
         with pytest.raises(ValueError, match="resize in the camera node"):
             rec.put_image("cam_high", np.zeros((540, 960, 3), np.uint8), T0)
@@ -219,7 +221,7 @@ def test_a_slow_video_encoder_backs_up_into_counted_drops_never_into_a_short_vid
 
     real_image = vu.Image
 
-    def slow_fromarray(a):  # in LeRobot's per-camera encoder threads: stalls longer than its 0.1 s put timeout
+    def slow_fromarray(a):  # in LeRobot's encoder threads: stalls longer than its 0.1 s put timeout
         threading.Event().wait(0.12)
         return real_image.fromarray(a)
 
