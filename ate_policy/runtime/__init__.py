@@ -13,6 +13,7 @@ from a LeRobot checkpoint. Heavy imports (torch, LeRobot) happen only in ``polic
     policy.py                 load_policy(checkpoint) -> LeRobotChunkPolicy (processors, tiny PI0, RTC)
     acceleration.py           device, bf16, torch.compile verified against eager, CUDA graphs
     tiny_checkpoint.py        write_tiny_checkpoint(): a random tiny PI0 saved like `ate_policy train` saves
+    io.py                     per-stream samples -> Observation, 16-dim action -> per-arm targets (node, eval)
 """
 
 from ate_policy.runtime.configuration_runtime import BlendConfig, DeviceOptions, RuntimeConfig
