@@ -207,6 +207,14 @@ def build_policy(spec: PolicySpec, pcfg):
         return cls.from_pretrained(spec.pretrained_path, config=pcfg)
 
 
+def local_tokenizer_dir(spec: PolicySpec, out: Path) -> Path | None:
+    """The tokenizer folder on disk this run's PI0 processor uses (the tiny one, or a local ``tokenizer``), if any."""
+    if spec.type != "pi0":
+        return None
+    cand = Path(spec.tokenizer) if spec.tokenizer else (out / "tokenizer" if spec.tiny else None)
+    return cand if cand is not None and (cand / "tokenizer.json").is_file() else None
+
+
 def build_processors(spec: PolicySpec, pcfg, stats, out: Path):
     """LeRobot's pre/post-processors for the policy, with an offline tokenizer where one is needed."""
     from lerobot.policies.factory import make_pre_post_processors
@@ -302,6 +310,11 @@ def save_policy_checkpoint(policy_dir: Path, step: int, policy, optimizer, sched
     policy.save_pretrained(tmp / PRETRAINED_MODEL_DIR)
     pre.save_pretrained(tmp / PRETRAINED_MODEL_DIR)
     post.save_pretrained(tmp / PRETRAINED_MODEL_DIR)
+    tokenizer = local_tokenizer_dir(cfg.policy, cfg.out)
+    if tokenizer is not None:
+        # The processor names the tokenizer by its path in this run: a checkpoint copied to the robot PC alone
+        # would lose it. A copy inside pretrained_model/ travels with it (the runtime's loader looks there).
+        shutil.copytree(tokenizer, tmp / PRETRAINED_MODEL_DIR / "tokenizer")
     dump_yaml(cfg, tmp / PRETRAINED_MODEL_DIR / "ate_train_config.yaml")
     save_training_state(tmp, step, optimizer, scheduler, num_processes=world, batch_size=cfg.batch_size // world)
     shutil.rmtree(dest, ignore_errors=True)
