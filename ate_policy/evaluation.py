@@ -7,10 +7,9 @@ drivers' safety layer; success rate, episode times and the paper's motion-qualit
 Each episode, in one process and in simulated time (lockstep, so CPU rendering and inference cost wall time
 only):
 
-* the sim cell (``ate_sim.cell.SimCell``, the task's scene, objects randomised by ``seed + episode``) behind
-  its sim backends, the arms and grippers driven through the very driver logic the hardware uses
-  (``ate_drivers.arm_driver.ArmDriver`` / ``gripper_driver.GripperDriver``: safety layer, refusals counted),
-  on a clock that reads simulated time;
+* the sim cell (``ate_sim.runner.SimRunner``, the object the ROS sim node serves: the task's scene, objects
+  randomised by ``seed + episode``), the arms and grippers driven through the very driver logic the hardware
+  uses (``ArmDriver`` / ``GripperDriver``: safety layer, refusals counted), on simulated time;
 * every 20 Hz tick: the newest joint/gripper states and the three camera frames (stamped in simulated time) go
   to ``PolicyRuntime.tick``; its target, if any, goes to the drivers; the cell steps one period;
 * the episode ends on the scene's success check or at the time limit.
@@ -96,96 +95,61 @@ def _absmax(x: np.ndarray) -> float | None:
 
 
 # --- one episode --------------------------------------------------------------------------------------------
-class SimEvalCell:
-    """The sim cell with the drivers' logic in front of it, for one process (no ROS)."""
+def sim_runner(task: str, image_hw: tuple[int, int], seed: int, safety=None):
+    """The sim cell behind the drivers' own logic, on simulated time (``ate_sim.runner.SimRunner``, the very
+    object the ROS sim node serves), rendering the cameras at ``image_hw``."""
+    from ate_drivers.config import DriversConfig, SimSettings
+    from ate_drivers.safety import SafetyConfig
+    from ate_sim.runner import SimRunner
 
-    def __init__(self, task: str, image_hw: tuple[int, int], seed: int, safety=None):
-        from ate_sim.cell import SimCell
-
-        self.cell = SimCell(task=task, seed=seed, clock="lockstep")
-        self.image_hw = image_hw
-        self.safety = safety
-        self.scene = self.cell.scene
-
-    def start_episode(self, seed: int) -> None:
-        from ate_drivers.arm_driver import ArmDriver
-        from ate_drivers.gripper_driver import GripperDriver
-        from ate_drivers.safety import EStop
-        from ate_sim.backends import SimArm, SimCamera, SimGripper
-
-        self.cell.reset(seed)
-        clock = lambda: self.cell.sim_time  # noqa: E731  (the drivers judge staleness in simulated time)
-        estop = EStop()
-        # Fresh drivers per episode: their safety references (last target, watchdog) belong to one episode.
-        self.arms = {a: ArmDriver(a, SimArm(self.cell, a), self.safety, estop, clock=clock)
-                     for a in contract.ARMS}
-        self.grippers = {a: GripperDriver(a, SimGripper(self.cell, a), self.safety, estop, clock=clock)
-                         for a in contract.ARMS}
-        self.cameras = {c: SimCamera(self.cell, c, self.image_hw) for c in contract.CAMERA_NAMES}
-        for cam in self.cameras.values():
-            cam.open()
-
-    def observe(self):
-        """(Observation, wrench (12,)), assembled by ``runtime.io`` as the policy node assembles it."""
-        from ate_policy.runtime.io import observation_from_streams
-
-        states = {a: d.tick(read_wrench=True) for a, d in self.arms.items()}
-        grips = {a: d.tick() for a, d in self.grippers.items()}
-        if any(s is None for s in states.values()) or any(g is None for g in grips.values()):
-            raise RuntimeError("a sim arm or gripper did not connect")
-        wrench = np.concatenate([states[a].wrench if states[a].wrench is not None else np.zeros(6)
-                                 for a in contract.ARMS])
-        frames = {c: cam.read_latest() for c, cam in self.cameras.items()}
-        obs = observation_from_streams({a: (s.q_rad, s.stamp_s) for a, s in states.items()},
-                                       {a: (g.position, g.stamp_s) for a, g in grips.items()},
-                                       {c: (f.image, f.capture_time_s) for c, f in frames.items()})
-        return obs, wrench
-
-    def command(self, action: np.ndarray, stamp_s: float) -> None:
-        """Through the drivers' safety layer, split per arm by ``runtime.io`` as the policy node does."""
-        from ate_policy.runtime.io import targets_from_action
-
-        for arm, (q, opening) in targets_from_action(action).items():
-            self.arms[arm].on_command([], q, stamp_s)
-            self.grippers[arm].on_command(opening)
-
-    def refusals(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for kind, drivers in (("arm", self.arms), ("gripper", self.grippers)):
-            for d in drivers.values():
-                for reason, n in d.safety.refusals.items():
-                    out[f"{kind}:{reason}"] = out.get(f"{kind}:{reason}", 0) + n
-        return out
-
-    def success(self) -> bool:
-        with self.cell.lock:
-            return bool(self.scene.success(self.cell))
-
-    def step(self) -> None:
-        for d in self.arms.values():
-            d.tick()  # a target the driver deferred goes out before time moves on
-        self.cell.step(contract.PERIOD_S)
-
-    def close(self) -> None:
-        self.cell.close()
+    cfg = DriversConfig(robot="sim", safety=safety or SafetyConfig(),
+                        sim=SimSettings(task=task, seed=seed, image_height=int(image_hw[0]),
+                                        image_width=int(image_hw[1])))
+    runner = SimRunner(cfg)
+    runner.start()
+    return runner
 
 
-def run_episode(sim: SimEvalCell, runtime, seed: int, time_limit_s: float) -> tuple[dict, EpisodeLog]:
+def observe(sim):
+    """(Observation, wrench (12,)), assembled by ``runtime.io`` as the policy node assembles it."""
+    from ate_policy.runtime.io import observation_from_streams
+
+    reading, frames = sim.read(), sim.render()
+    if any(s is None for s in (*reading.arms.values(), *reading.grippers.values())):
+        raise RuntimeError("a sim arm or gripper did not connect")
+    wrench = np.concatenate([st.wrench if st.wrench is not None else np.zeros(6) for st in reading.arms.values()])
+    obs = observation_from_streams({a: (s.q_rad, s.stamp_s) for a, s in reading.arms.items()},
+                                   {a: (g.position, g.stamp_s) for a, g in reading.grippers.items()},
+                                   {c: (f.image, f.capture_time_s) for c, f in frames.items()})
+    return obs, wrench
+
+
+def command(sim, action: np.ndarray, stamp_s: float) -> None:
+    """Through the drivers' safety layer, split per arm by ``runtime.io`` as the policy node does."""
+    from ate_policy.runtime.io import targets_from_action
+
+    for arm, (q, opening) in targets_from_action(action).items():
+        sim.command_arm(arm, [], q, stamp_s)
+        sim.command_gripper(arm, opening)
+
+
+def run_episode(sim, runtime, seed: int, time_limit_s: float) -> tuple[dict, EpisodeLog]:
     import torch
 
     torch.manual_seed(seed)  # the policy's noise: a rerun with the same seed is the same episode
-    sim.start_episode(seed)
+    sim.reset(seed)
+    refused_before = sim.refusals()
     runtime.reset()
     runtime.start()
     ep = EpisodeLog()
     n_ticks = int(round(time_limit_s / contract.PERIOD_S))
     success, wall0 = False, time.perf_counter()
     for _ in range(n_ticks):
-        t = sim.cell.sim_time
-        obs, wrench = sim.observe()
+        t = sim.sim_time()
+        obs, wrench = observe(sim)
         res = runtime.tick(obs, t)
         if res.action is not None:
-            sim.command(res.action, t)
+            command(sim, res.action, t)
         ep.t_s.append(t)
         ep.q.append(obs.state.astype(float))
         ep.action.append(res.action if res.action is not None else np.full(contract.ACTION_DIM, np.nan))
@@ -195,6 +159,7 @@ def run_episode(sim: SimEvalCell, runtime, seed: int, time_limit_s: float) -> tu
         if sim.success():
             success = True
             break
+    refusals = {k: n - refused_before.get(k, 0) for k, n in sim.refusals().items() if n > refused_before.get(k, 0)}
     stats = runtime.stats()
     summary = {"seed": seed, "success": success, "ticks": len(ep.t_s),
                "episode_time_s": round(len(ep.t_s) * contract.PERIOD_S, 3),
@@ -204,7 +169,7 @@ def run_episode(sim: SimEvalCell, runtime, seed: int, time_limit_s: float) -> tu
                "chunks_refused_nonfinite": stats["chunks_refused_nonfinite"],
                "inference_ms_p50": stats["inference_ms"]["p50"],
                "inference_ms_max": stats["inference_ms"]["max"],
-               "safety_refusals": sim.refusals(), "motion": motion_quality(ep)}
+               "safety_refusals": refusals, "motion": motion_quality(ep)}
     return summary, ep
 
 
@@ -255,20 +220,21 @@ def _evaluate(task, episodes, seed, output, image_hw, time_limit_s, policy, prog
     policy_hw = tuple(getattr(policy, "image_hw", None) or task.image_hw or (224, 224))
     render_hw = tuple(image_hw) if image_hw else policy_hw
     try:
-        sim = SimEvalCell(sim_task, render_hw, seed)
+        sim = sim_runner(sim_task, render_hw, seed)
     except ValueError as e:
         raise UserError(str(e)) from e
-    if sim.scene is None:
+    scene = sim.cell.scene
+    if scene is None:
+        sim.close()
         raise UserError(f"sim task {sim_task!r} has no scene with a success check")
-    if sim.scene.instruction != task.instruction:
+    if scene.instruction != task.instruction:
         log.warning("the task's instruction %r differs from the sim scene's %r (the sim demonstrations' "
-                    "wording)", task.instruction, sim.scene.instruction)
+                    "wording)", task.instruction, scene.instruction)
     runtime = PolicyRuntime(policy, rcfg, instruction=task.instruction)
     out.mkdir(parents=True, exist_ok=True)
     results, logs = [], []
     try:
-        sim.start_episode(seed)
-        obs, _ = sim.observe()
+        obs, _ = observe(sim)
         runtime.warmup(obs)
         bar = tqdm(range(episodes), desc=f"eval {task.name}", unit="ep", disable=None if progress else True,
                    dynamic_ncols=True)

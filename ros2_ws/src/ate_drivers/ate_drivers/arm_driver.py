@@ -150,6 +150,11 @@ class ArmDriver:
             self._pending = None
 
     def _on_estop(self) -> None:
+        self.hold()
+
+    def hold(self) -> None:
+        """Stop the arm where it is: drop a deferred target, stop through the SDK, judge the next command
+        against the measured position (the e-stop, and a new episode of the sim cell)."""
         self._pending = None
         self.safety.forget_reference()
         if self.connected:

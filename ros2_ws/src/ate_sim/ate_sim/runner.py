@@ -15,6 +15,7 @@ Everything it reports is stamped with simulated time.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 
@@ -71,13 +72,13 @@ class SimRunner:
 
     def reset(self, seed: int | None = None) -> CellReading:
         """A fresh episode: home posture, objects re-randomised; commands judged afresh. Time goes on."""
+        for drv in self.arms.values():
+            drv.hold()  # nothing deferred from the last episode may reach the new one
         with self.cell.lock:
             self._t_offset += self.cell.sim_time
             self.cell.reset(seed)
         for cam in self.cameras.values():
             cam.forget_frame()
-        for drv in self.arms.values():
-            drv.safety.forget_reference()
         self.ticks = 0
         self._wall_anchor = None
         return self.read()
@@ -89,12 +90,29 @@ class SimRunner:
 
     # --- reading ---------------------------------------------------------------------------------------------
     def read(self) -> CellReading:
+        """Joints, flange poses, wrenches and gripper states through the drivers, stamped :meth:`sim_time`."""
+        t = self.sim_time()
         arms = {arm: drv.tick(read_wrench=True) for arm, drv in self.arms.items()}
         grippers = {arm: drv.tick() for arm, drv in self.grippers.items()}
-        return CellReading(self.sim_time(), arms, grippers)
+        for st in (*arms.values(), *grippers.values()):
+            if st is not None:
+                st.stamp_s = t
+        return CellReading(t, arms, grippers)
 
     def render(self, names=None) -> dict[str, Frame]:
-        return {n: self.cameras[n].read_latest() for n in (names or self.cameras)}
+        """The cameras' frames of this moment, stamped :meth:`sim_time`."""
+        t = self.sim_time()
+        return {n: dataclasses.replace(self.cameras[n].read_latest(), capture_time_s=t)
+                for n in (names or self.cameras)}
+
+    def refusals(self) -> dict[str, int]:
+        """Commands the drivers' safety layer refused so far, by ``arm:<reason>`` / ``gripper:<reason>``."""
+        out: dict[str, int] = {}
+        for kind, drivers in (("arm", self.arms), ("gripper", self.grippers)):
+            for drv in drivers.values():
+                for reason, n in drv.safety.refusals.items():
+                    out[f"{kind}:{reason}"] = out.get(f"{kind}:{reason}", 0) + n
+        return out
 
     def success(self) -> bool | None:
         """The task's success check, None without a task scene."""

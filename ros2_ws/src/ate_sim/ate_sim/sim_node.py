@@ -167,8 +167,9 @@ class SimNode(Node):
 
     def on_reset(self, req, resp):
         self.episodes += 1
-        self.runner.reset(self.sim.seed + self.episodes)
-        resp.success, resp.message = True, f"episode {self.episodes}: scene reset with seed {self.sim.seed + self.episodes}"
+        seed = self.sim.seed + self.episodes
+        self.runner.reset(seed)
+        resp.success, resp.message = True, f"episode {self.episodes}: scene reset with seed {seed}"
         return resp
 
     # --- diagnostics -----------------------------------------------------------------------------------------
