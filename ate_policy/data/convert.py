@@ -20,7 +20,6 @@ content + config (``meta/ate_conversion.json``): a second call with the same inp
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import hashlib
 import io
 import json

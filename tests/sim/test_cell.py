@@ -8,7 +8,6 @@ import pytest
 
 from ate_policy import contract
 from ate_sim.cell import HOME_Q
-from ate_sim.model import FINGER_MAX_M
 
 LIM = np.asarray(contract.JOINT_LIMITS_RAD)
 VMAX = np.asarray(contract.JOINT_MAX_SPEED_RAD_S)

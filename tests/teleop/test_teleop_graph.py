@@ -134,7 +134,8 @@ def test_missing_headset_stops_the_node_within_seconds_naming_the_ip_and_the_dry
         cfg.operator(arm).avp.connect_timeout_s = 2.0
     path = tmp_path / "teleop.yaml"
     dump_yaml(cfg, path)
-    spec = graph.teleop_dual({"teleop_config": str(path), "left_avp_ip": "127.0.0.9", "dataset": str(tmp_path / "d")})[-1]
+    args = {"teleop_config": str(path), "left_avp_ip": "127.0.0.9", "dataset": str(tmp_path / "d")}
+    spec = graph.teleop_dual(args)[-1]
     g = ProcessGraph([spec], env={**ros_env, "HF_HUB_OFFLINE": "1"}, log_dir=str(tmp_path / "logs")).start()
     proc = g.procs[spec.fq_name]
     try:

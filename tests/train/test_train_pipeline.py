@@ -116,7 +116,6 @@ def test_pipeline_runs_every_stage_and_writes_a_plain_lerobot_checkpoint(referen
 def test_a_complete_run_is_skipped(reference_run):
     cfg, _ = reference_run
     stamp = (cfg.out / "policy" / "summary.json").stat().st_mtime_ns
-    t0 = time.perf_counter()
     run(cfg, progress=False)
     assert (cfg.out / "policy" / "summary.json").stat().st_mtime_ns == stamp
     assert len(_metrics(cfg.out)) == 8

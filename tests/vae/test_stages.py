@@ -17,7 +17,7 @@ from ate_policy.errors import UserError
 from ate_policy.vae.configuration_vae import VAETrainConfig
 from ate_policy.vae.modeling_vae import InfoVAE
 from ate_policy.vae.report import latent_report
-from ate_policy.vae.train import (compute_latent_stats, latest_checkpoint, load_latent_stats, load_sources,
+from ate_policy.vae.train import (latest_checkpoint, load_latent_stats, load_sources,
                                   read_summary, train_stage)
 
 TINY_MODEL = {"width": 16, "n_heads": 4, "ffn_dim": 32, "n_layers": 1, "dropout": 0.0}
