@@ -1,12 +1,15 @@
 """Suite-wide settings: nothing downloads, third-party chatter is quiet, and demo datasets are made once."""
 
 import os
+import sys
+from pathlib import Path
 
 # Tests never reach a hub: every model is tiny and randomly initialised, every dataset is made here.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("MUJOCO_GL", "osmesa")
 os.environ.setdefault("SVT_LOG", "1")
+sys.path.insert(0, str(Path(__file__).parent))  # tests/ros_testkit.py, shared by the ROS integration tests
 
 import random  # noqa: E402
 

@@ -7,9 +7,6 @@ camera, and an e-stop triggered from another process.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 
 import numpy as np
@@ -20,10 +17,12 @@ pytestmark = pytest.mark.slow
 rclpy = pytest.importorskip("rclpy")
 
 from ate_bringup import graph  # noqa: E402
-from ate_bringup.launcher import ProcessGraph  # noqa: E402
 from ate_drivers.config import load_drivers_config  # noqa: E402
 from ate_policy.config import dump_yaml  # noqa: E402
 from ate_policy.contract import arm_joint_names  # noqa: E402
+
+import ros_testkit  # noqa: E402
+from ros_testkit import running_graph  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -45,52 +44,27 @@ def driver_graph(ros_env, tmp_path_factory):
     path = tmp / "drivers.yaml"
     dump_yaml(cfg, path)
     specs = graph.drivers({"robot": "emulated", "config": str(path), "camera_names": "cam_high,cam_left_wrist"})
-    g = ProcessGraph(specs, env=ros_env, log_dir=str(tmp / "logs")).start()
-    rclpy.init()
-    node = rclpy.create_node("graph_probe")
-    yield g, node, tmp
-    node.destroy_node()
-    rclpy.shutdown()
-    codes = g.stop(timeout_s=60.0)  # generous: seven processes shutting down on a loaded 2-core machine
-    bad = {n: c for n, c in codes.items() if c not in (0, -2)}
-    logs = {n: (tmp / "logs" / (n.strip("/").replace("/", "_") + ".log")).read_text()[-1500:] for n in bad}
-    assert not bad, (bad, logs)
+    with running_graph(specs, ros_env, tmp, "graph_probe") as (g, node):
+        yield g, node, tmp
 
 
-class Probe:
+class Probe(ros_testkit.Probe):
     def __init__(self, node):
-        from diagnostic_msgs.msg import DiagnosticArray
         from geometry_msgs.msg import WrenchStamped
         from sensor_msgs.msg import Image, JointState
         from ate_drivers.nodes.common import IMAGE_QOS
-        self.node = node
+        super().__init__(node)
         self.js = {arm: [] for arm in ("left", "right")}
-        self.grip, self.wrench, self.images, self.diag = [], [], [], {}
+        self.grip, self.wrench, self.images = [], [], []
         for arm in ("left", "right"):
             node.create_subscription(JointState, f"/{arm}/joint_states",
                                      lambda m, a=arm: self.js[a].append((time.monotonic(), m)), 50)
         node.create_subscription(JointState, "/left/gripper/state", self.grip.append, 10)
         node.create_subscription(WrenchStamped, "/left/wrench", self.wrench.append, 10)
         node.create_subscription(Image, "/cameras/cam_high/image_raw", self.images.append, IMAGE_QOS)
-        node.create_subscription(DiagnosticArray, "/diagnostics", self.on_diag, 50)
         self.cmd = node.create_publisher(JointState, "/left/joint_command", 10)
         self.grip_cmd = node.create_publisher(JointState, "/left/gripper/command", 10)
         self.JointState = JointState
-
-    def on_diag(self, msg):
-        for st in msg.status:
-            self.diag[st.name] = st
-
-    def kv(self, name: str) -> dict[str, str]:
-        return {kv.key: kv.value for kv in self.diag[name].values}
-
-    def spin(self, seconds: float, until=None) -> bool:
-        t0 = time.monotonic()
-        while time.monotonic() - t0 < seconds:
-            rclpy.spin_once(self.node, timeout_sec=0.02)
-            if until is not None and until():
-                return True
-        return until is None
 
     def q(self, arm: str) -> np.ndarray:
         return np.asarray(self.js[arm][-1][1].position)
@@ -155,11 +129,7 @@ def test_driver_graph_over_dds(driver_graph):
     assert p.spin(5.0, until=lambda: abs(p.grip[-1].position[0] - 0.3) < 0.01)
 
     # e-stop from another process: both arms report it, commands are ignored until reset
-    code = ("import rclpy; from std_srvs.srv import Trigger; rclpy.init(); n = rclpy.create_node('estop_button');"
-            "c = n.create_client(Trigger, '/estop/trigger'); assert c.wait_for_service(timeout_sec=20);"
-            "f = c.call_async(Trigger.Request()); rclpy.spin_until_future_complete(n, f, timeout_sec=20);"
-            "assert f.result().success; rclpy.shutdown()")
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=60, env={**os.environ})
+    ros_testkit.press_estop_from_another_process()
     assert p.spin(5.0, until=lambda: all(p.kv(f"arm/{a}")["estop"] == "True" for a in ("left", "right")))
     assert p.diag["arm/right"].message == "e-stop latched"
     q_stop = p.q("left")
@@ -168,12 +138,7 @@ def test_driver_graph_over_dds(driver_graph):
     assert abs(p.q("left")[0] - q_stop[0]) < 1e-3
     assert p.spin(3.0, until=lambda: int(p.kv("arm/left").get("refused_estop", "0")) >= 1)
 
-    from std_srvs.srv import Trigger
-    cli = node.create_client(Trigger, "/estop/reset")
-    assert cli.wait_for_service(timeout_sec=10)
-    fut = cli.call_async(Trigger.Request())
-    rclpy.spin_until_future_complete(node, fut, timeout_sec=10)
-    assert fut.result().success
+    assert p.call("/estop/reset").success
     assert p.spin(5.0, until=lambda: p.kv("arm/left")["estop"] == "False")
     q1 = p.q("left")
     p.stream_to(q1, q1 + np.r_[0.05, np.zeros(6)], steps=4)
@@ -193,11 +158,5 @@ def test_real_robot_without_hardware_stops_within_seconds_naming_sim(ros_env, tm
     dump_yaml(cfg, path)
     spec = graph.drivers({"robot": "real", "config": str(path), "arms": "left", "grippers": False,
                           "cameras": False})[1]
-    g = ProcessGraph([spec], env=ros_env, log_dir=str(tmp_path / "logs")).start()
-    proc = g.procs[spec.fq_name]
-    try:
-        code = proc.wait(timeout=60)
-    finally:
-        g.stop()
-    log = (tmp_path / "logs" / "left_arm_driver.log").read_text()
+    code, log = ros_testkit.run_until_exit(spec, ros_env, tmp_path, timeout_s=60)
     assert code == 3 and "robot:=sim" in log, log[-2000:]

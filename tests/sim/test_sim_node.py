@@ -7,7 +7,6 @@ for a consumer that lost a frame), follow commands through the drivers' safety l
 
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import pytest
@@ -15,17 +14,18 @@ import pytest
 rclpy = pytest.importorskip("rclpy")
 
 from ate_bringup import graph  # noqa: E402
-from ate_bringup.launcher import ProcessGraph  # noqa: E402
 from ate_drivers.config import load_drivers_config  # noqa: E402
 from ate_policy.config import dump_yaml  # noqa: E402
 from ate_policy.contract import CAMERA_NAMES, PERIOD_S, arm_joint_names  # noqa: E402
 
+import ros_testkit  # noqa: E402
+from ros_testkit import running_graph  # noqa: E402
+
 STREAMS = ["left", "right", *CAMERA_NAMES]
 
 
-class Consumer:
+class Consumer(ros_testkit.Probe):
     def __init__(self, node, acking=True):
-        from diagnostic_msgs.msg import DiagnosticArray
         from sensor_msgs.msg import Image, JointState
         from std_msgs.msg import Header
 
@@ -33,9 +33,10 @@ class Consumer:
         from ate_drivers.nodes.common import COMMAND_QOS, IMAGE_QOS
         from ate_drivers.nodes.messages import stamp_ns
 
-        self.node, self.acking = node, acking
+        super().__init__(node)
+        self.acking = acking
         self.col = TickCollector(STREAMS)
-        self.q, self.ticks, self.repeats, self.images, self.diag = {}, [], 0, {}, {}
+        self.q, self.ticks, self.repeats, self.images = {}, [], 0, {}
         self.step = np.zeros(7)
         self.cmd = node.create_publisher(JointState, "/left/joint_command", COMMAND_QOS)
         self.ack = node.create_publisher(Header, TICK_DONE_TOPIC, COMMAND_QOS)
@@ -44,9 +45,6 @@ class Consumer:
                                      lambda m, a=arm: self.put(a, m, np.array(m.position)), 10)
         for c in CAMERA_NAMES:
             node.create_subscription(Image, f"/cameras/{c}/image_raw", lambda m, c=c: self.put(c, m, m), IMAGE_QOS)
-        node.create_subscription(DiagnosticArray, "/diagnostics",
-                                 lambda m: self.diag.update({s.name: {kv.key: kv.value for kv in s.values}
-                                                             for s in m.status}), 10)
         self._stamp_ns = stamp_ns
 
     def put(self, stream, msg, value):
@@ -77,14 +75,6 @@ class Consumer:
             self.repeats += 1
         self.ack.publish(Header(stamp=stamp, frame_id=ack_frame_id("probe", n)))
 
-    def spin(self, seconds, until=None):
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            rclpy.spin_once(self.node, timeout_sec=0.05)
-            if until is not None and until():
-                return True
-        return until is None
-
 
 @pytest.fixture(scope="module")
 def sim_graph(ros_env, tmp_path_factory):
@@ -95,14 +85,8 @@ def sim_graph(ros_env, tmp_path_factory):
     dump_yaml(cfg, path)
     specs = graph.drivers({"robot": "sim", "config": str(path), "task": "cook_bun", "sim_clock": "lockstep",
                            "lockstep_consumers": "probe"})
-    g = ProcessGraph(specs, env=ros_env, log_dir=str(tmp / "logs")).start()
-    rclpy.init()
-    node = rclpy.create_node("sim_probe")
-    yield g, node, tmp
-    node.destroy_node()
-    rclpy.shutdown()
-    codes = g.stop(timeout_s=30.0)
-    assert all(c in (0, -2) for c in codes.values()), (codes, (tmp / "logs" / "sim_cell.log").read_text()[-2000:])
+    with running_graph(specs, ros_env, tmp, "sim_probe", stop_timeout_s=30.0) as (g, node):
+        yield g, node, tmp
 
 
 def test_sim_graph_is_one_cell_node_beside_the_estop():
@@ -143,16 +127,11 @@ def test_unsafe_commands_are_refused_by_the_cell_drivers_and_reset_gives_a_new_e
     c.step[1] = 0.5  # far beyond one tick's step limit
     assert c.spin(30.0, until=lambda: len(c.ticks) >= 5)
     q_before = c.q["left"].copy()
-    assert c.spin(10.0, until=lambda: int(c.diag.get("arm/left", {}).get("refused_too_fast", "0")) >= 3)
+    assert c.spin(10.0, until=lambda: int(c.kv("arm/left", "refused_too_fast")) >= 3)
     assert abs(c.q["left"][1] - q_before[1]) < 0.01
 
-    from std_srvs.srv import Trigger
-
-    cli = node.create_client(Trigger, "/sim/reset")
-    assert cli.wait_for_service(timeout_sec=10)
-    fut = cli.call_async(Trigger.Request())
-    rclpy.spin_until_future_complete(node, fut, timeout_sec=10)
-    assert fut.result().success and "episode 1" in fut.result().message
+    res = c.call("/sim/reset")
+    assert res.success and "episode 1" in res.message
     c.step[:] = 0.0
-    assert c.spin(20.0, until=lambda: c.diag.get("sim", {}).get("episode") == "1")
-    assert c.diag["sim"]["success"] == "False" and c.diag["sim"]["clock"] == "lockstep"
+    assert c.spin(20.0, until=lambda: c.kv("sim", "episode", "") == "1")
+    assert c.kv("sim", "success", "") == "False" and c.kv("sim", "clock", "") == "lockstep"

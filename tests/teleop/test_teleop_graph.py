@@ -11,7 +11,6 @@ this machine's speed; the exact 200-frame check is test_teleop_e2e's, which cont
 from __future__ import annotations
 
 import json
-import time
 
 import numpy as np
 import pytest
@@ -21,9 +20,11 @@ pytest.importorskip("mujoco")
 pytest.importorskip("avp_stream")
 
 from ate_bringup import graph  # noqa: E402
-from ate_bringup.launcher import ProcessGraph  # noqa: E402
 from ate_drivers.config import load_drivers_config  # noqa: E402
 from ate_policy.config import dump_yaml  # noqa: E402
+
+import ros_testkit  # noqa: E402
+from ros_testkit import running_graph  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -54,18 +55,13 @@ def teleop_graph(ros_env, tmp_path_factory):
     specs = graph.teleop_dual({"robot": "sim", "sim_clock": "lockstep", "config": str(drivers_yaml),
                                "teleop_config": str(teleop_yaml), "dataset": str(tmp / "ds"),
                                "left_avp_ip": "127.0.0.1", "right_avp_ip": "127.0.0.2"})
-    g = ProcessGraph(specs, env={**ros_env, "HF_HUB_OFFLINE": "1", "MUJOCO_GL": "osmesa"},
-                     log_dir=str(tmp / "logs")).start()
-    rclpy.init()
-    node = rclpy.create_node("teleop_probe")
-    yield g, node, tmp
-    node.destroy_node()
-    rclpy.shutdown()
-    codes = g.stop(timeout_s=60.0)
-    for emu in emus:
-        emu.stop(grace_s=0.2)
-    logs = {n: (tmp / "logs" / (n.strip("/").replace("/", "_") + ".log")).read_text()[-2000:] for n in codes}
-    assert all(c in (0, -2) for c in codes.values()), (codes, logs)
+    try:
+        with running_graph(specs, {**ros_env, "HF_HUB_OFFLINE": "1", "MUJOCO_GL": "osmesa"}, tmp,
+                           "teleop_probe") as (g, node):
+            yield g, node, tmp
+    finally:
+        for emu in emus:
+            emu.stop(grace_s=0.2)
 
 
 def test_teleop_graph_is_drivers_plus_the_teleop_node():
@@ -83,39 +79,28 @@ def test_two_operators_align_and_record_an_episode_through_the_ros_graph(teleop_
     from std_msgs.msg import String
 
     g, node, tmp = teleop_graph
-    statuses, commands, diag = [], {"left": 0, "right": 0}, {}
+    p = ros_testkit.Probe(node)
+    statuses, commands = [], {"left": 0, "right": 0}
     node.create_subscription(String, "/teleop/status", lambda m: statuses.append(json.loads(m.data)), 50)
     for arm in commands:
         node.create_subscription(JointState, f"/{arm}/joint_command",
                                  lambda m, a=arm: commands.__setitem__(a, commands[a] + 1), 50)
-    from diagnostic_msgs.msg import DiagnosticArray
-    node.create_subscription(DiagnosticArray, "/diagnostics",
-                             lambda m: diag.update({s.name: {kv.key: kv.value for kv in s.values} for s in m.status}),
-                             50)
 
-    def spin(seconds, until):
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            rclpy.spin_once(node, timeout_sec=0.05)
-            if until():
-                return True
-        return False
-
-    assert spin(120.0, lambda: bool(statuses)), f"no status; alive={g.alive()}; logs in {tmp / 'logs'}"
-    assert spin(60.0, lambda: statuses[-1]["recording"]), statuses[-1]
+    assert p.spin(120.0, lambda: bool(statuses)), f"no status; alive={g.alive()}; logs in {tmp / 'logs'}"
+    assert p.spin(60.0, lambda: statuses[-1]["recording"]), statuses[-1]
     assert statuses[-1]["state"] == {"left": "recording", "right": "recording"}
     seen = {s["state"]["left"] for s in statuses}
     assert {"idle", "aligned", "teleop", "recording"} <= seen, seen
-    assert spin(120.0, lambda: statuses[-1]["episodes"] == 1 and not statuses[-1]["saving"]
+    assert p.spin(120.0, lambda: statuses[-1]["episodes"] == 1 and not statuses[-1]["saving"]
                 and not statuses[-1]["recording"]), statuses[-1]
     final = statuses[-1]
     assert final["last_error"] == "" and final["dropped_frames"] == 0 and not final["estop"]
     frames = max(s["episode_frames"] for s in statuses)
     assert frames >= 20
     assert commands["left"] > 0 and commands["right"] > 0
-    assert spin(10.0, lambda: "arm/left" in diag)
+    assert p.spin(10.0, lambda: "arm/left" in p.diag and "arm/right" in p.diag)
     for arm in ("left", "right"):
-        assert int(diag[f"arm/{arm}"]["accepted"]) > 0 and diag[f"arm/{arm}"]["refused_total"] == "0"
+        assert int(p.kv(f"arm/{arm}", "accepted")) > 0 and p.kv(f"arm/{arm}", "refused_total") == "0"
 
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
@@ -136,12 +121,6 @@ def test_missing_headset_stops_the_node_within_seconds_naming_the_ip_and_the_dry
     dump_yaml(cfg, path)
     args = {"teleop_config": str(path), "left_avp_ip": "127.0.0.9", "dataset": str(tmp_path / "d")}
     spec = graph.teleop_dual(args)[-1]
-    g = ProcessGraph([spec], env={**ros_env, "HF_HUB_OFFLINE": "1"}, log_dir=str(tmp_path / "logs")).start()
-    proc = g.procs[spec.fq_name]
-    try:
-        code = proc.wait(timeout=90)
-    finally:
-        g.stop()
-    log = (tmp_path / "logs" / "teleop.log").read_text()
+    code, log = ros_testkit.run_until_exit(spec, {**ros_env, "HF_HUB_OFFLINE": "1"}, tmp_path)
     assert code == 2, log[-2000:]
     assert "127.0.0.9" in log and "teleop.avp_server" in log and "Traceback" not in log
