@@ -132,8 +132,8 @@ def stage_policy(run: Run) -> str:
         clamped = sum(r.get("guidance_clamped_frac", 0.0) for r in tail) / len(tail)
         guidance = f", guidance lambda {summary['lambda']:g}: |G| {g:.3f}, clamped {clamped:.1%}"
     return (f"{'reused: ' if reused else ''}tiny PI0 + ATE, {summary['steps']} steps, "
-            f"batch {cfg.batch_size}, loss {loss:.4f} (mean of the last {len(tail)} step{'s' * (len(tail) > 1)})"
-            f"{guidance} "
+            f"batch {cfg.batch_size}, loss {loss:.4f} "
+            f"(mean of the last {len(tail)} step{'s' * (len(tail) > 1)}){guidance} "
             f"-> {summary['final_checkpoint']}")
 
 

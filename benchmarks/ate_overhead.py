@@ -1,10 +1,10 @@
 """Training-step time of the same PI0 with ATE guidance on vs off, measured side by side in one run.
 
-The guidance adds one forward + backward of the frozen Stage-2 encoder over [x_t; a] per step; the policy's own
-forward/backward is unchanged. Configurations run here:
+The guidance adds one forward + backward of the frozen Stage-2 encoder over [x_t; a] per step; the policy's
+own forward/backward is unchanged. Configurations run here:
 - ``tiny``: the tiny PI0 of the tests (width 64) with the tiny InfoVAE (width 32) -- CPU.
-- ``tiny_pi0_paper_vae``: the tiny PI0 with the paper-size InfoVAE (width 512, 9 layers): an upper bound of the
-  relative cost on CPU, where the encoder is as large as the policy.
+- ``tiny_pi0_paper_vae``: the tiny PI0 with the paper-size InfoVAE (width 512, 9 layers): an upper bound of
+  the relative cost on CPU, where the encoder is far larger than the policy.
 - ``real`` (only with CUDA): PI0 gemma_2b + gemma_300m in bf16 (random weights, AdamW over every parameter:
   ~50 GB, an 80 GB GPU), InfoVAE width 512, batch 6 per GPU, chunk 20: the paper's setting, where the goal is
   <= 5 % overhead. Skipped, and said so in the JSON and the table, without a GPU.

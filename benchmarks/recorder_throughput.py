@@ -228,7 +228,8 @@ def main(argv=None) -> int:
         spread = f"{min(s['fps_runs']):.0f}-{max(s['fps_runs']):.0f}"
         print(f"{name:18} {s['fps']:6.1f} {s['ratio_to_real_time']:5.2f} {spread:>11} {r['dropped']:>7d} "
               f"{r['late_ticks']:>5d} {r['tick_ms_p50']:7.2f}/{r['tick_ms_p99']:<8.2f} "
-              f"{r['stop_and_save_s']:6.1f} {c['psnr_db']:7.1f} {c['kb_per_frame_per_camera']:8.1f} {str(ok):>9} "
+              f"{r['stop_and_save_s']:6.1f} {c['psnr_db']:7.1f} {c['kb_per_frame_per_camera']:8.1f} "
+              f"{str(ok):>9} "
               f"{m['load_avg_1min'][0]:4.1f}-{m['load_avg_1min'][1]:<4.1f}")
     base = results["variants"].get("libsvtav1")
     if base:
