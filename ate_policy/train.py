@@ -7,6 +7,7 @@
 Each stage is skipped when its output is complete and resumed when it was interrupted. The run folder::
 
     train_config.yaml                  the exact config of the run
+    bags_dataset/                      with ``bags.paths``: the bags converted to LeRobot v3.0 (cached on content)
     vae_stage1/  vae_stage2/           the two InfoVAE stages (their own layout, see ate_policy.vae.train)
     policy/
       checkpoints/<step>/pretrained_model/   LeRobot layout: config.json, model.safetensors, processors (loads with
@@ -36,6 +37,7 @@ from pathlib import Path
 import torch
 
 from ate_policy.config import dump_yaml, parse_cli
+from ate_policy.data.convert import ConvertConfig
 from ate_policy.errors import UserError
 from ate_policy.guidance import GuidanceConfig
 from ate_policy.vae.configuration_vae import DatasetSpec, VAETrainConfig, WandBConfig
@@ -81,10 +83,23 @@ class PolicyOptim:
 
 
 @dataclass
+class BagSource:
+    # rosbag2 bags (MCAP or sqlite3 folders) to fine-tune on instead of `dataset`: converted once, cached on their
+    # content and the mapping below, into <output_dir>/bags_dataset (what `ate_policy convert` writes), which then
+    # serves as the dataset of Stage 2 and of the policy.
+    paths: list[str] = field(default_factory=list)
+    # The mapping (topics, episode boundaries, task, rate, freshness, image size): every ConvertConfig field,
+    # defaults as ate_policy/configs/convert_default.yaml; `task` must be set.
+    convert: ConvertConfig = field(default_factory=ConvertConfig)
+
+
+@dataclass
 class ATETrainConfig:
     output_dir: str = "outputs/ate"
     # The adaptation dataset (LeRobot v3.0) the policy is fine-tuned on; Stage 2 uses it too unless set there.
     dataset: DatasetSpec = field(default_factory=DatasetSpec)
+    # ... or rosbag2 bags, converted (cached) into a dataset before the stages run.
+    bags: BagSource = field(default_factory=BagSource)
     policy: PolicySpec = field(default_factory=PolicySpec)
     policy_optim: PolicyOptim = field(default_factory=PolicyOptim)
     guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
@@ -507,6 +522,8 @@ def run(cfg: ATETrainConfig, progress: bool = True) -> dict[str, Path]:
     # (LeRobot's own trainer does the same).
     accelerator = Accelerator(cpu=cfg.device == "cpu", mixed_precision=cfg.mixed_precision,
                               kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+    if cfg.bags.paths:
+        cfg = with_converted_bags(cfg, accelerator)
     s1, s2 = stage_configs(cfg)
     out: dict[str, Path] = {}
     if accelerator.is_main_process:
@@ -522,6 +539,21 @@ def run(cfg: ATETrainConfig, progress: bool = True) -> dict[str, Path]:
         out["vae_stage2"] = Path(s2.output_dir) / "final"
     out["policy"] = train_policy(cfg, out.get("vae_stage2"), accelerator, progress)
     return out
+
+
+def with_converted_bags(cfg: ATETrainConfig, accelerator=None) -> ATETrainConfig:
+    """``cfg`` with ``dataset`` pointing at the conversion of ``cfg.bags`` (done by the main process, cached)."""
+    import dataclasses
+
+    from ate_policy.data.convert import convert_bags
+
+    root = cfg.out / "bags_dataset"
+    if accelerator is None or accelerator.is_main_process:
+        cfg.out.mkdir(parents=True, exist_ok=True)
+        convert_bags([Path(p) for p in cfg.bags.paths], root, cfg.bags.convert, overwrite=True)
+    if accelerator is not None:
+        accelerator.wait_for_everyone()
+    return dataclasses.replace(cfg, dataset=DatasetSpec(repo_id=cfg.bags.convert.repo_id, root=str(root)))
 
 
 def _on_device(stage: VAETrainConfig, accelerator) -> VAETrainConfig:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -186,3 +187,48 @@ def test_missing_topics_and_bad_configs_are_named(tmp_path):
         convert_bags([bag], tmp_path / "ds", cfg(time_source="gps"))
     with pytest.raises(UserError, match="does not exist"):
         convert_bags([tmp_path / "nope"], tmp_path / "ds", cfg())
+
+
+@pytest.mark.slow
+def test_train_accepts_bags_and_converts_them_once(tmp_path):
+    """`ate_policy train` on rosbag2 bags: converted (cached on content + mapping) into the run, then trained on;
+    a second run reuses the conversion instead of converting again."""
+    from lerobot.policies.pi0.modeling_pi0 import PI0Policy
+
+    from ate_policy.config import load_yaml
+    from ate_policy.policies.tiny import tiny_pi0_patches
+    from ate_policy.train import ATETrainConfig, run
+
+    bags = [tmp_path / "ep_0", tmp_path / "ep_1"]
+    write_bag(bags[0], "mcap", seconds=1.5, seed=3)
+    write_bag(bags[1], "sqlite3", seconds=1.5, seed=4)
+    over = {"output_dir": str(tmp_path / "run"), "guidance": {"enable": False},
+            "bags": {"paths": [str(b) for b in bags],
+                     "convert": {"task": TASK, "image_height": H, "image_width": W}},
+            "policy": {"chunk_size": 4}, "steps": 2, "save_every": 2, "batch_size": 4, "num_workers": 0}
+    cfg = load_yaml(ATETrainConfig, "train_tiny", over)
+    folders = run(cfg, progress=False)
+    converted = tmp_path / "run" / "bags_dataset"
+    assert load(converted).num_episodes == 2
+    record = converted / convert.CONVERSION_RECORD
+    stamp = record.stat().st_mtime_ns
+    summary = json.loads((folders["policy"] / "summary.json").read_text())
+    with tiny_pi0_patches():
+        assert PI0Policy.from_pretrained(summary["final_checkpoint"]).config.chunk_size == 4
+    # a fresh policy run on the same bags: the conversion is reused, not redone
+    shutil.rmtree(folders["policy"])
+    run(load_yaml(ATETrainConfig, "train_tiny", over), progress=False)
+    assert record.stat().st_mtime_ns == stamp
+    assert (folders["policy"] / "summary.json").exists()
+
+
+def test_train_with_bags_but_no_task_is_a_clear_error(tmp_path):
+    from ate_policy.config import load_yaml
+    from ate_policy.train import ATETrainConfig, with_converted_bags
+
+    bag = tmp_path / "ep"
+    write_bag(bag, "mcap", seconds=0.5)
+    cfg = load_yaml(ATETrainConfig, "train_tiny", {"output_dir": str(tmp_path / "run"),
+                                                   "bags": {"paths": [str(bag)]}})
+    with pytest.raises(UserError, match="task must be set"):
+        with_converted_bags(cfg)
