@@ -2,7 +2,8 @@
 
 demo data -> Stage 1 InfoVAE + latent statistics -> Stage 2 InfoVAE -> latent-space report -> tiny PI0
 fine-tuned with ATE guidance (``ate_policy.train.run`` with the ``train_tiny`` recipe, pointed at this run's
-data and its two VAE stages). Re-running it skips what is already complete (and resumes what was
+data and its two VAE stages) -> one short episode of that policy in the simulated cook_bun cell through the
+deployment runtime and the drivers' safety layer (``ate_policy eval``). Re-running it skips what is already complete (and resumes what was
 interrupted); ``--fresh`` starts over.
 
 The stages are the ``STAGES`` list below: each takes the shared ``Run`` (options, output folder, the
@@ -34,6 +35,8 @@ class Run:
     device: str = "cpu"
     # Policy fine-tuning steps; None = the recipe's.
     policy_steps: int | None = None
+    # Simulated seconds of the evaluation episode.
+    eval_seconds: float = 5.0
     # name -> path of everything written so far (datasets, stage folders, checkpoints, plots)
     artefacts: dict[str, Path] = field(default_factory=dict)
 
@@ -137,6 +140,32 @@ def stage_policy(run: Run) -> str:
             f"-> {summary['final_checkpoint']}")
 
 
+def stage_eval(run: Run) -> str:
+    """The fine-tuned policy in the simulated cook_bun cell through the deployment runtime and the drivers'
+    safety layer (``ate_policy eval``): one short episode, to show the path from checkpoint to robot commands.
+    The demo policy learned synthetic motions, not the task: success is not expected."""
+    from ate_policy.evaluation import evaluate
+    from ate_policy.runtime import load_task
+
+    out = run.out / "eval"
+    reused = (out / "eval.json").exists()
+    if reused:
+        s = json.loads((out / "eval.json").read_text())
+    else:
+        device = {"device": "cpu", "dtype": "float32", "compile": False} if run.device == "cpu" else {}
+        task = load_task("cook_bun", {"checkpoint": str(run.artefacts["policy checkpoint"]), "device": device})
+        s = evaluate(task, episodes=1, seed=run.seed, output=out, time_limit_s=run.eval_seconds, progress=False)
+    run.artefacts["sim evaluation"] = out / "report.md"
+    ep = s["per_episode"][0]
+    refusals = s["safety_refusals"]
+    refused = f"{sum(refusals.values())} command(s) refused by the safety layer"
+    if refusals:
+        refused += f" (mostly {max(refusals, key=refusals.get)})"
+    return (f"{'reused: ' if reused else ''}cook_bun in the sim cell, {ep['ticks']} ticks at 20 Hz "
+            f"(lockstep), success {s['successes']}/{s['episodes']}, missed ticks {s['missed_ticks']}, "
+            f"{refused} -> {out / 'report.md'}")
+
+
 # (name printed in brackets, function). Append a stage here; it runs after every earlier one.
 STAGES: list[tuple[str, Callable[[Run], str]]] = [
     ("demo-data", stage_demo_data),
@@ -144,6 +173,7 @@ STAGES: list[tuple[str, Callable[[Run], str]]] = [
     ("vae stage 2", stage_vae2),
     ("report", stage_report),
     ("policy", stage_policy),
+    ("sim eval", stage_eval),
 ]
 
 
@@ -155,9 +185,12 @@ def main(argv: list[str]) -> int:
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
     p.add_argument("--policy-steps", type=int, default=None,
                    help=f"policy fine-tuning steps (default: the {TRAIN_RECIPE} recipe's)")
+    p.add_argument("--eval-seconds", type=float, default=5.0,
+                   help="simulated seconds of the sim evaluation episode (default 5)")
     p.add_argument("--fresh", action="store_true", help="delete --output first instead of resuming")
     a = p.parse_args(argv)
-    run = Run(out=Path(a.output), seed=a.seed, device=a.device, policy_steps=a.policy_steps)
+    run = Run(out=Path(a.output), seed=a.seed, device=a.device, policy_steps=a.policy_steps,
+              eval_seconds=a.eval_seconds)
     if a.fresh and run.out.exists():
         shutil.rmtree(run.out)
     t0 = time.perf_counter()

@@ -49,9 +49,9 @@ def test_quickstart_runs_end_to_end_and_says_where_everything_went(tmp_path):
 
     out = tmp_path / "qs"
     # Few policy steps keep the test short; the stages are the README's main job unchanged.
-    r = run("quickstart", "--output", str(out), "--policy-steps", "4")
+    r = run("quickstart", "--output", str(out), "--policy-steps", "4", "--eval-seconds", "2")
     assert r.returncode == 0, r.stderr[-3000:]
-    for stage in ("[demo-data]", "[vae stage 1]", "[vae stage 2]", "[report]", "[policy]"):
+    for stage in ("[demo-data]", "[vae stage 1]", "[vae stage 2]", "[report]", "[policy]", "[sim eval]"):
         assert stage in r.stdout
     assert (out / "data" / "demo_dual" / "meta" / "info.json").exists()
     assert (out / "vae_stage1" / "final" / "latent_stats.safetensors").exists()
@@ -80,11 +80,18 @@ def test_quickstart_runs_end_to_end_and_says_where_everything_went(tmp_path):
     chunk = policy.predict_action_chunk(batch)
     assert chunk.shape == (1, 10, 16) and torch.isfinite(chunk).all()
 
+    # The sim evaluation ran that checkpoint in the cook_bun cell: 40 ticks of 20 Hz, through the runtime
+    # (no tick missed in lockstep) and the drivers' safety layer (whatever it refused is counted).
+    ev = json.loads((out / "eval" / "eval.json").read_text())
+    assert ev["checkpoint"] == str(final) and ev["sim_task"] == "cook_bun" and ev["episodes"] == 1
+    assert ev["per_episode"][0]["ticks"] == 40 and ev["missed_ticks"] == 0
+    assert (out / "eval" / "report.md").exists() and str(out / "eval" / "report.md") in r.stdout
+
     # A second run reuses everything that is complete.
     stamp = (out / "policy" / "summary.json").stat().st_mtime_ns
     r2 = run("quickstart", "--output", str(out))
     assert r2.returncode == 0, r2.stderr[-3000:]
     for stage in ("[demo-data] reused", "[vae stage 1] reused", "[vae stage 2] reused", "[report] reused",
-                  "[policy] reused"):
+                  "[policy] reused", "[sim eval] reused"):
         assert stage in r2.stdout
     assert (out / "policy" / "summary.json").stat().st_mtime_ns == stamp
