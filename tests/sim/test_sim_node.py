@@ -95,6 +95,8 @@ def test_sim_graph_is_one_cell_node_beside_the_estop():
     assert [s.fq_name for s in specs] == ["/estop", "/sim_cell"]
     p = specs[1].parameters
     assert (p["task"], p["clock"], p["consumers"], p["robot"]) == ("pick_bun", "lockstep", "policy", "sim")
+    assert p["seed"] == -1  # drivers.yaml's
+    assert graph.drivers({"robot": "sim", "sim_seed": "7"})[1].parameters["seed"] == 7
     with pytest.raises(ValueError):
         graph.drivers({"robot": "sim", "sim_clock": "fast"})
 

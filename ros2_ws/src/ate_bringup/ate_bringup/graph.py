@@ -97,9 +97,7 @@ def drivers(args: dict | None = None) -> list[NodeSpec]:
     whole simulated cell instead (see :func:`sim_cell`).
     """
     a = dict(args or {})
-    robot = str(a.get("robot", "real"))
-    if robot not in ROBOT_MODES:
-        raise ValueError(f"robot:={robot} must be one of {ROBOT_MODES}")
+    robot = _robot(a)
     config = str(a.get("config") or default_drivers_config())
     if robot == "sim":
         return [NodeSpec("ate_drivers", "estop_node", "ate_drivers.nodes.estop_node", "estop"), sim_cell(a, config)]
@@ -134,14 +132,14 @@ def sim_cell(args: dict, config: str) -> NodeSpec:
     clock = str(args.get("sim_clock", "") or "")
     if clock not in ("", "realtime", "lockstep"):
         raise ValueError(f"sim_clock:={clock} must be realtime or lockstep")
+    seed = str(args.get("sim_seed", "") or "")  # "" = drivers.yaml's (the node's -1)
     params = {"config_file": config, "robot": "sim", "task": str(args.get("task", "") or ""), "clock": clock,
-              "seed": int(args.get("sim_seed", -1) if str(args.get("sim_seed", "")) != "" else -1),
-              "consumers": str(args.get("lockstep_consumers", "") or "")}
+              "seed": int(seed) if seed else -1, "consumers": str(args.get("lockstep_consumers", "") or "")}
     return NodeSpec("ate_sim", "sim_node", "ate_sim.sim_node", "sim_cell", "", params)
 
 
 def _robot(a: dict) -> str:
-    robot = str(a.get("robot", "real") or "real")
+    robot = str(a.get("robot", "real"))
     if robot not in ROBOT_MODES:
         raise ValueError(f"robot:={robot} must be one of {ROBOT_MODES}")
     return robot

@@ -23,6 +23,7 @@ from std_srvs.srv import Trigger
 
 from ate_drivers.nodes.cell_client import CellClient
 from ate_drivers.nodes.common import ESTOP_QOS, desc, diagnostic_array, spin
+from ate_policy.runtime.io import observation_from_streams, targets_from_action
 
 
 class PolicyNode(Node):
@@ -64,8 +65,6 @@ class PolicyNode(Node):
 
     # --- the tick --------------------------------------------------------------------------------------------
     def on_tick(self, now_s: float) -> None:
-        from ate_policy.runtime.io import observation_from_streams, targets_from_action
-
         if self.estopped:
             return
         snap = self.client.snapshot()
