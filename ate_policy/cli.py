@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-from ate_policy.errors import UserError
+from ate_description.errors import UserError
 
 # name -> ("module:function", one-line help). The function takes argv (list[str]) and returns an exit code.
 COMMANDS: dict[str, tuple[str, str]] = {

@@ -33,8 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ate_policy import contract
-from ate_policy.errors import UserError
+from ate_description import contract
+from ate_description.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -99,10 +99,11 @@ def sim_runner(task: str, image_hw: tuple[int, int], seed: int, safety=None):
     """The sim cell behind the drivers' own logic, on simulated time (``ate_sim.runner.SimRunner``, the very
     object the ROS sim node serves), rendering the cameras at ``image_hw``."""
     from ate_drivers.config import DriversConfig, SimSettings
-    from ate_drivers.safety import SafetyConfig
+    from ate_description.limits import load_safety
     from ate_sim.runner import SimRunner
 
-    cfg = DriversConfig(robot="sim", safety=safety or SafetyConfig(),
+    # The limits of drivers.yaml's `safety` section, the same the arm drivers apply on the robot.
+    cfg = DriversConfig(robot="sim", safety=safety or load_safety(),
                         sim=SimSettings(task=task, seed=seed, image_height=int(image_hw[0]),
                                         image_width=int(image_hw[1])))
     runner = SimRunner(cfg)

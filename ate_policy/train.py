@@ -38,7 +38,7 @@ import torch
 
 from ate_policy.config import dump_yaml, parse_cli
 from ate_policy.data.convert import ConvertConfig
-from ate_policy.errors import UserError
+from ate_description.errors import UserError
 from ate_policy.guidance import GuidanceConfig
 from ate_policy.vae.configuration_vae import DatasetSpec, VAETrainConfig, WandBConfig
 

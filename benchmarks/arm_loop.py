@@ -25,7 +25,7 @@ import numpy as np
 
 from ate_drivers.arm.realman import RealmanArm
 from ate_drivers.arm.realman_emulator import RealmanEmulator
-from ate_policy.contract import PERIOD_S, arm_joint_names
+from ate_description.contract import PERIOD_S, arm_joint_names
 
 HOME_DEG = [0.0, 20.0, 0.0, 60.0, 0.0, 40.0, 0.0]
 OUT = Path(__file__).parent / "results" / "arm_loop.json"

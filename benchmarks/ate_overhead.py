@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from ate_policy import contract
+from ate_description import contract
 from ate_policy.guidance import GuidanceConfig
 from ate_policy.vae.configuration_vae import InfoVAEConfig
 from ate_policy.vae.modeling_vae import InfoVAE

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ate_policy import contract
+from ate_description import contract
 from ate_policy.runtime import BlendConfig, Observation, PolicyRuntime, RuntimeConfig
 from ate_policy.runtime.policy import load_policy
 from ate_policy.runtime.tiny_checkpoint import write_tiny_checkpoint

@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ate_policy import contract
+from ate_description import contract
 from ate_policy.recording.recorder import (SOFTWARE_PRESET, SOFTWARE_VCODEC, EpisodeRecorder, RecorderConfig,
                                            resolve_encoder)
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 import ate_sim  # noqa: F401  (GL backend first)
-from ate_policy import contract
+from ate_description import contract
 from ate_sim.cell import HOME_Q, SimCell
 from ate_sim.render import gl_backend
 

@@ -32,13 +32,13 @@ from pathlib import Path
 
 import numpy as np
 
-from calibration.config import CalibrationConfig
+from ate_description.calibration import CalibrationConfig
 from teleop.avp import AvpConfig, AvpPoseSource
 from teleop.avp_server import HandTrackingEmulator, circle, zup_to_yup
 from teleop.buttons import ScriptedButtons
 from teleop.configuration_teleop import TeleopConfig
 from teleop.ik import PinocchioIK
-from teleop.kinematics import fk
+from ate_description.kinematics import fk
 from teleop.session import DualTeleopSession
 
 OUT = Path(__file__).parent / "results" / "teleop_latency.json"

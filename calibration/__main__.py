@@ -19,13 +19,13 @@ import time
 
 import numpy as np
 
-from ate_policy.config import dump_yaml
-from ate_policy.errors import UserError
-from calibration.config import default_calibration_path, load_calibration
+from ate_description.config import dump_yaml
+from ate_description.errors import UserError
+from ate_description.calibration import default_calibration_path, load_calibration
 
 
 def _rpy_deg(R: np.ndarray) -> np.ndarray:
-    from teleop.kinematics import pose6_from_matrix
+    from ate_description.kinematics import pose6_from_matrix
 
     T = np.eye(4)
     T[:3, :3] = R
@@ -33,7 +33,7 @@ def _rpy_deg(R: np.ndarray) -> np.ndarray:
 
 
 def _show(args) -> int:
-    from teleop.kinematics import fk, pose6_from_matrix
+    from ate_description.kinematics import fk, pose6_from_matrix
 
     path = args.config or default_calibration_path()
     cal = load_calibration(path)
@@ -81,7 +81,7 @@ def _record_known_pose(ip: str, hand: str, seconds: float):
 
 def _wrist_rotation(args) -> int:
     from calibration.wrist_rotation import estimate_from_known_pose, estimate_from_pairs
-    from teleop.kinematics import fk
+    from ate_description.kinematics import fk
 
     path = args.config or default_calibration_path()
     cal = load_calibration(path)

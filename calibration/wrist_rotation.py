@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ate_policy.errors import UserError
-from teleop.kinematics import rotation_log
+from ate_description.errors import UserError
+from ate_description.kinematics import rotation_log
 
 
 def _project_to_rotation(M: np.ndarray) -> np.ndarray:

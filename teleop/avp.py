@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ate_policy.errors import UserError
+from ate_description.errors import UserError
 from teleop.pose_source import SampleTracker, WristSample
 
 log = logging.getLogger(__name__)

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-from ate_policy.errors import UserError
+from ate_description.errors import UserError
 
 log = logging.getLogger(__name__)
 

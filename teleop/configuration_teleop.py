@@ -1,6 +1,6 @@
 """The teleop configuration (``ate_bringup/config/teleop.yaml``) as typed dataclasses.
 
-Loaded with ``ate_policy.config.load_yaml`` (the one config system). ``load_teleop_config(path, overrides)``
+Loaded with ``ate_description.config.load_yaml`` (the one config system). ``load_teleop_config(path, overrides)``
 also resolves ``calibration_file`` relative to the YAML's folder, so the bring-up's ``teleop.yaml`` finds the
 ``calibration.yaml`` next to it wherever the package is installed. Launch arguments become overrides:
 ``dataset`` -> ``{"recorder": {"root": ...}}``, ``left_avp_ip`` -> ``{"left": {"avp": {"ip": ...}}}``, the
@@ -13,14 +13,14 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ate_drivers.safety import SafetyConfig
-from ate_policy.config import load_yaml, resolve_config_path
-from ate_policy.errors import UserError
+from ate_description.config import config_dir, load_yaml, resolve_config_path
+from ate_description.errors import UserError
+from ate_description.limits import SafetyConfig, load_safety
 from ate_policy.recording.recorder import RecorderConfig
 from teleop.avp import AvpConfig
 from teleop.buttons import RAW_BUTTONS, ButtonMapConfig, JoyConConfig
 from teleop.filters import FilterConfig
-from teleop.ik import IKConfig
+from teleop.ik import IK_EXTRA_MARGIN_RAD, IKConfig
 
 GRIPPER_MODES = ("toggle", "hold", "stick", "pinch")
 
@@ -66,8 +66,10 @@ class TeleopConfig:
     right: OperatorConfig = field(default_factory=_right_operator)
     ik: IKConfig = field(default_factory=IKConfig)
     filter: FilterConfig = field(default_factory=FilterConfig)
-    # Must match the arm drivers' (drivers.yaml `safety`): the teleop stays inside these limits and steps so
-    # the driver never refuses a command.
+    # drivers.yaml (relative to the teleop YAML's folder): its `safety` section is the one source of the limits
+    # the teleop stays inside (joint margin, step) so the arm driver never refuses a command.
+    drivers_file: str = "drivers.yaml"
+    # Filled from drivers_file's `safety` section by load_teleop_config, never set in teleop.yaml.
     safety: SafetyConfig = field(default_factory=SafetyConfig)
     # IK did not converge: the best-effort solution is still used ("clamped": the flange stops at the edge of
     # the workspace) when it is this close to the target; further away the arm holds ("unreachable").
@@ -115,12 +117,7 @@ class TeleopConfig:
 
 
 def default_teleop_config_path() -> Path:
-    try:
-        from ate_bringup.graph import config_dir
-
-        return config_dir() / "teleop.yaml"
-    except ImportError:
-        return Path(__file__).resolve().parents[1] / "ros2_ws/src/ate_bringup/config/teleop.yaml"
+    return config_dir() / "teleop.yaml"
 
 
 def load_teleop_config(path: str | Path | None = None, overrides: dict | None = None) -> TeleopConfig:
@@ -133,5 +130,11 @@ def load_teleop_config(path: str | Path | None = None, overrides: dict | None = 
     cal = Path(cfg.calibration_file)
     if not cal.is_absolute():
         cfg.calibration_file = str((path.parent / cal).resolve())
+    drivers = Path(cfg.drivers_file)
+    if not drivers.is_absolute():
+        cfg.drivers_file = str((path.parent / drivers).resolve())
+    # One source of the safety limits: a `safety` override still applies on top (tests, a stricter session).
+    cfg.safety = load_safety(cfg.drivers_file, (overrides or {}).get("safety"))
+    cfg.ik.limit_margin_rad = max(cfg.ik.limit_margin_rad, cfg.safety.joint_margin_rad + IK_EXTRA_MARGIN_RAD)
     cfg.validate()
     return cfg

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ate_drivers.safety import SafetyConfig
-from ate_policy.contract import JOINT_LIMITS_RAD, N_ARM_JOINTS
-from teleop.kinematics import rotation_exp, rotation_log
+from ate_description.limits import SafetyConfig
+from ate_description.contract import JOINT_LIMITS_RAD, N_ARM_JOINTS
+from ate_description.kinematics import rotation_exp, rotation_log
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Per-tick inverse kinematics of one RM75-6s with Pinocchio, for teleoperation.
 
 ``PinocchioIK.solve(T_target, q_seed)`` runs a few damped-least-squares iterations on the model of
-``teleop.kinematics.build_pinocchio_model()`` (the one kinematics source, the same DH table as the sim):
+``ate_description.kinematics.build_pinocchio_model()`` (the one kinematics source, the same DH table as the sim):
 
 * **warm start**: the seed is the previous tick's solution, so a 20 Hz teleop target (a few mm away) converges
   in 1-3 iterations; a per-iteration step cap keeps the solution on the seed's branch (no elbow/wrist flips);
@@ -25,9 +25,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ate_drivers.safety import SafetyConfig
-from ate_policy.contract import JOINT_LIMITS_RAD, N_ARM_JOINTS
-from teleop.kinematics import FLANGE_FRAME, build_pinocchio_model
+from ate_description.limits import SafetyConfig
+from ate_description.contract import JOINT_LIMITS_RAD, N_ARM_JOINTS
+from ate_description.kinematics import FLANGE_FRAME, build_pinocchio_model
+
+
+IK_EXTRA_MARGIN_RAD = 1e-4
 
 
 @dataclass
@@ -44,8 +47,10 @@ class IKConfig:
     singular_sigma: float = 0.04
     # Largest joint change per iteration: keeps the solution on the seed's branch (no elbow or wrist flip).
     max_dq_per_iter_rad: float = 0.2
-    # Extra distance inside the safety layer's limits (float rounding must never put a joint outside them).
-    limit_margin_rad: float = SafetyConfig().joint_margin_rad + 1e-4
+    # Distance inside the joint limits: the safety layer's margin (drivers.yaml `safety`) plus
+    # IK_EXTRA_MARGIN_RAD, so float rounding never puts a joint outside them. load_teleop_config raises it to
+    # the loaded safety margin + the extra; the default is the default margin's.
+    limit_margin_rad: float = SafetyConfig().joint_margin_rad + IK_EXTRA_MARGIN_RAD
     # Pull of the redundant 7th DoF towards the seed posture in the Jacobian's null space (0 = off); keeps
     # the elbow from drifting over a long teleop session without disturbing the flange pose.
     posture_gain: float = 0.0
@@ -81,7 +86,7 @@ class PinocchioIK:
         self._world = pin.ReferenceFrame.LOCAL_WORLD_ALIGNED
 
     def fk(self, q) -> np.ndarray:
-        """Flange pose (4x4) by Pinocchio; equals ``teleop.kinematics.fk`` (tested)."""
+        """Flange pose (4x4) by Pinocchio; equals ``ate_description.kinematics.fk`` (tested)."""
         pin = self.pin
         pin.framesForwardKinematics(self.model, self.data, np.asarray(q, dtype=float))
         return self.data.oMf[self.frame_id].homogeneous.copy()

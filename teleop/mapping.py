@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from teleop.kinematics import inv_transform
+from ate_description.kinematics import inv_transform
 
 
 def as_transform(M) -> np.ndarray:

@@ -45,14 +45,14 @@ from enum import Enum
 
 import numpy as np
 
-from ate_policy import contract
-from ate_policy.errors import UserError
-from calibration.config import ArmCalibration, CalibrationConfig, load_calibration
+from ate_description import contract
+from ate_description.errors import UserError
+from ate_description.calibration import ArmCalibration, CalibrationConfig, load_calibration
 from teleop.buttons import ButtonEvents, ButtonMap, ButtonSource, make_button_source
 from teleop.configuration_teleop import OperatorConfig, TeleopConfig
 from teleop.filters import JointCommandFilter, OneEuroPoseFilter
 from teleop.ik import IKSolution, PinocchioIK
-from teleop.kinematics import fk
+from ate_description.kinematics import fk
 from teleop.mapping import FrameMapping
 from teleop.pose_source import PoseSource, WristSample
 
@@ -262,7 +262,7 @@ class DualTeleopSession:
         cfg.validate()
         self.cfg = cfg
         self.calibration = calibration or load_calibration(cfg.calibration_file)
-        self.calibration.validate()
+        self.calibration.validate(cfg.safety)
         self.arms = [a for a in contract.ARMS if cfg.operator(a).enabled]
         pose_sources = dict(pose_sources or {})
         button_sources = dict(button_sources or {})

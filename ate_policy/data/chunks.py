@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ate_policy.errors import UserError
+from ate_description.errors import UserError
 
 log = logging.getLogger(__name__)
 

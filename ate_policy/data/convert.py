@@ -32,9 +32,9 @@ from typing import Any
 
 import numpy as np
 
-from ate_policy import contract
+from ate_description import contract
 from ate_policy.config import load_yaml, to_dict
-from ate_policy.errors import UserError
+from ate_description.errors import UserError
 from ate_policy.recording import durable
 from ate_policy.recording.sync import age_summary, align
 

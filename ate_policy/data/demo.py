@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ate_policy import contract
-from ate_policy.errors import UserError
+from ate_description import contract
+from ate_description.errors import UserError
 
 DUAL_NAME = "demo_dual"
 PRETRAIN_NAME = "demo_pretrain"

@@ -3,7 +3,7 @@
 Per episode: length, per-stream sync error (p50 / p95 / max of nominal tick time - real capture time, from
 ``observation.capture_time``), stale ticks (sync error beyond the freshness limit), repeated frames (a stream
 that delivered nothing new for a tick), frames the recorder dropped (from ``meta/ate_episodes.jsonl``),
-joint-limit and joint-velocity outliers (limits and speeds of ``ate_policy.contract``), and gripper usage.
+joint-limit and joint-velocity outliers (limits and speeds of ``ate_description.contract``), and gripper usage.
 Prints a summary table; writes ``audit.json`` and PNG plots (joint trajectories per episode, sync error
 histogram per stream) into ``<DATASET>_inspect/`` beside the dataset (``--plots DIR`` to choose).
 
@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ate_policy import contract
-from ate_policy.errors import UserError
+from ate_description import contract
+from ate_description.errors import UserError
 from ate_policy.recording import durable
 from ate_policy.recording.sync import age_summary
 

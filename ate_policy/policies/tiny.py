@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-from ate_policy import contract
+from ate_description import contract
 
 TINY_WIDTH = 64
 TINY_HEADS = 8  # LeRobot's PI0 attention reshape assumes 8 heads (DESIGN.md section 3)

@@ -27,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ate_policy import contract
-from ate_policy.errors import UserError
+from ate_description import contract
+from ate_description.errors import UserError
 from ate_policy.recording import durable
 from ate_policy.recording.sync import EpisodeSyncStats, FrameAssembler
 

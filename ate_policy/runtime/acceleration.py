@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ate_policy.errors import UserError
+from ate_description.errors import UserError
 from ate_policy.runtime.configuration_runtime import DeviceOptions
 
 log = logging.getLogger(__name__)

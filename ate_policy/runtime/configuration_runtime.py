@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from ate_policy import contract
+from ate_description import contract
 
 CLOCKS = ("realtime", "lockstep")
 STRATEGIES = ("latest", "blend", "rtc")

@@ -15,8 +15,9 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ate_description.config import config_dir, source_config_dir
 from ate_policy.config import load_yaml
-from ate_policy.errors import UserError
+from ate_description.errors import UserError
 from ate_policy.runtime.configuration_runtime import DeviceOptions, RuntimeConfig
 
 TASKS_DIR_ENV = "ATE_TASKS_DIR"
@@ -56,13 +57,11 @@ def task_dirs() -> list[Path]:
     dirs: list[Path] = []
     if os.environ.get(TASKS_DIR_ENV):
         dirs.append(Path(os.environ[TASKS_DIR_ENV]))
-    try:  # the bring-up package: source tree / editable install, then a colcon or pip install's share folder
-        import ate_bringup
-
-        dirs.append(Path(ate_bringup.__file__).resolve().parents[1] / "config" / "tasks")
-    except ImportError:
-        pass
+    # The cell's config folder ($ATE_CONFIG_DIR, the bring-up's share folder through the ament index, or the
+    # source tree), then a pip install's share folder and this checkout's source tree.
+    dirs.append(config_dir() / "tasks")
     dirs.append(Path(sys.prefix) / "share" / "ate_bringup" / "config" / "tasks")
+    dirs.append(source_config_dir() / "tasks")
     dirs.append(Path(__file__).resolve().parents[2] / "ros2_ws" / "src" / "ate_bringup" / "config" / "tasks")
     out: list[Path] = []
     for d in dirs:

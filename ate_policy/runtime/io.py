@@ -1,6 +1,6 @@
 """Between the cell's streams and the runtime (pure Python): per-stream samples -> ``Observation``, and a 16-dim
 action -> per-arm targets. The policy node and ``ate_policy eval`` both use it, so the contract's layout
-(``ate_policy.contract``: ``[left_j1..7, left_gripper, right_j1..7, right_gripper]``) is assembled in one place.
+(``ate_description.contract``: ``[left_j1..7, left_gripper, right_j1..7, right_gripper]``) is assembled in one place.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from ate_policy import contract
+from ate_description import contract
 from ate_policy.runtime.observation import Observation
 
 Stamped = tuple  # (value, capture time in seconds)

@@ -32,8 +32,8 @@ import numpy as np
 import torch
 import yaml
 
-from ate_policy import contract
-from ate_policy.errors import UserError
+from ate_description import contract
+from ate_description.errors import UserError
 from ate_policy.runtime.acceleration import Acceleration, choose_compiled, plan_acceleration, resolve_device
 from ate_policy.runtime.configuration_runtime import BlendConfig, DeviceOptions
 from ate_policy.runtime.observation import Observation

@@ -40,8 +40,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ate_policy import contract
-from ate_policy.errors import UserError
+from ate_description import contract
+from ate_description.errors import UserError
 from ate_policy.runtime.configuration_runtime import RuntimeConfig
 from ate_policy.runtime.observation import Observation, check_observation
 from ate_policy.runtime.plan import ActionPlan

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ate_policy import contract
+from ate_description import contract
 
 
 def write_tiny_checkpoint(directory: str | Path, chunk_size: int = 10, image_hw: tuple[int, int] = (48, 64),

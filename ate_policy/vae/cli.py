@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from ate_policy.errors import UserError
+from ate_description.errors import UserError
 
 USAGE = """usage: ate_policy vae <pretrain|adapt|report> [options]
 

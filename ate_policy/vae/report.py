@@ -24,7 +24,7 @@ import torch
 
 from ate_policy.config import load_yaml
 from ate_policy.data.chunks import ChunkDataset
-from ate_policy.errors import UserError
+from ate_description.errors import UserError
 from ate_policy.vae.configuration_vae import VAETrainConfig
 from ate_policy.vae.losses import imq_c_default, mmd_imq
 from ate_policy.vae.modeling_vae import InfoVAE

@@ -27,7 +27,7 @@ import torch
 
 from ate_policy.config import dump_yaml
 from ate_policy.data.chunks import ActionSource, ChunkDataset, load_action_source, split_episodes
-from ate_policy.errors import UserError
+from ate_description.errors import UserError
 from ate_policy.vae.configuration_vae import VAETrainConfig
 from ate_policy.vae.modeling_vae import CONFIG_FILE, InfoVAE
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ate_policy import contract
+from ate_description import contract
 
 H, W = 24, 32
 TASK = "put the bun in the steamer"

@@ -16,7 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from ate_data_testkit import H, TASK, W, feed_tick  # noqa: E402
 
-from ate_policy import contract  # noqa: E402
+from ate_description import contract  # noqa: E402
 from ate_policy.recording.recorder import EpisodeRecorder, RecorderConfig  # noqa: E402
 
 root, mode = sys.argv[1], sys.argv[2]

@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 from ate_data_testkit import H, TASK, W, bag_image_at, state_at, write_bag
 
-from ate_policy import cli, contract
+from ate_description import contract
+from ate_policy import cli
 from ate_policy.data import convert
 from ate_policy.data.convert import convert_bags, load_config
-from ate_policy.errors import UserError
+from ate_description.errors import UserError
 from ate_policy.recording import durable
 
 P = contract.PERIOD_S

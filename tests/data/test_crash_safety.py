@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from ate_data_testkit import H, TASK, W, feed_tick, image_at, state_at
 
-from ate_policy import contract
+from ate_description import contract
 from ate_policy.recording import durable
 from ate_policy.recording.recorder import EpisodeRecorder, RecorderConfig
 

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from ate_data_testkit import effort_at, image_at
 
-from ate_policy import cli, contract
+from ate_description import contract
+from ate_policy import cli
 from ate_policy.data.inspect import audit
 from ate_policy.recording.recorder import EpisodeRecorder
 

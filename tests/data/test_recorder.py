@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from ate_data_testkit import TASK, feed_tick, image_at, state_at
 
-from ate_policy import contract
-from ate_policy.errors import UserError
+from ate_description import contract
+from ate_description.errors import UserError
 from ate_policy.recording import durable
 from ate_policy.recording.recorder import EpisodeRecorder, RecorderConfig
 

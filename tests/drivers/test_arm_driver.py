@@ -8,7 +8,7 @@ import numpy as np
 
 from ate_drivers.arm.realman import RealmanArm
 from ate_drivers.arm_driver import ArmDriver, ReconnectConfig
-from ate_policy.contract import arm_joint_names
+from ate_description.contract import arm_joint_names
 
 NAMES = arm_joint_names("left")
 

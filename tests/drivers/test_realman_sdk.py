@@ -11,7 +11,7 @@ import pytest
 
 from ate_drivers.arm.realman import ArmCommError, RealmanArm
 from ate_drivers.interfaces import ArmBackend
-from teleop.kinematics import fk, pose6_from_matrix
+from ate_description.kinematics import fk, pose6_from_matrix
 
 HOME_DEG = [0.0, 20.0, 0.0, 60.0, 0.0, 40.0, 0.0]  # the emulator fixture's start position (conftest)
 

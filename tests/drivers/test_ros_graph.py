@@ -19,7 +19,7 @@ rclpy = pytest.importorskip("rclpy")
 from ate_bringup import graph  # noqa: E402
 from ate_drivers.config import load_drivers_config  # noqa: E402
 from ate_policy.config import dump_yaml  # noqa: E402
-from ate_policy.contract import arm_joint_names  # noqa: E402
+from ate_description.contract import arm_joint_names  # noqa: E402
 
 import ros_testkit  # noqa: E402
 from ros_testkit import running_graph  # noqa: E402

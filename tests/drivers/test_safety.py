@@ -15,7 +15,7 @@ from ate_drivers.arm.realman import RealmanArm
 from ate_drivers.arm.realman_emulator import RealmanEmulator
 from ate_drivers.arm_driver import ArmDriver
 from ate_drivers.safety import EStop, Refused, SafetyConfig, SafetyFilter
-from ate_policy.contract import JOINT_LIMITS_RAD, arm_joint_names
+from ate_description.contract import JOINT_LIMITS_RAD, arm_joint_names
 
 NAMES = arm_joint_names("left")
 HOME = np.radians([0.0, 20.0, 0.0, 60.0, 0.0, 40.0, 0.0])

@@ -6,7 +6,7 @@ import threading
 import time
 
 import numpy as np
-from ate_policy import contract
+from ate_description import contract
 from ate_policy.runtime import Observation
 
 PERIOD = contract.PERIOD_S

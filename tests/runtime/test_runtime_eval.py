@@ -14,9 +14,9 @@ import pytest
 
 pytest.importorskip("mujoco")
 
-from ate_policy import contract  # noqa: E402
+from ate_description import contract  # noqa: E402
 from ate_policy.cli import main  # noqa: E402
-from ate_policy.errors import UserError  # noqa: E402
+from ate_description.errors import UserError  # noqa: E402
 from ate_policy.evaluation import EpisodeLog, evaluate, jerk, motion_quality  # noqa: E402
 from ate_policy.runtime import load_task  # noqa: E402
 from ate_policy.runtime.tiny_checkpoint import write_tiny_checkpoint  # noqa: E402

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from ate_runtime_testkit import PERIOD, ScriptedPolicy, obs_at
 
-from ate_policy.errors import UserError
+from ate_description.errors import UserError
 from ate_policy.runtime import BlendConfig, PolicyRuntime, RuntimeConfig
 
 

@@ -11,8 +11,8 @@ import pytest
 import torch
 from ate_runtime_testkit import PERIOD, obs_at
 
-from ate_policy import contract
-from ate_policy.errors import UserError
+from ate_description import contract
+from ate_description.errors import UserError
 from ate_policy.runtime import (BlendConfig, DeviceOptions, Observation, PolicyRuntime, RTCRequest,
                                 RuntimeConfig)
 from ate_policy.runtime.acceleration import plan_acceleration, resolve_device, verify_compiled

@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pytest
 
-from ate_policy import contract
+from ate_description import contract
 from ate_sim.cell import HOME_Q
 
 LIM = np.asarray(contract.JOINT_LIMITS_RAD)

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from ate_policy import contract
-from teleop import kinematics as kin
+from ate_description import contract
+from ate_description import kinematics as kin
 
 
 def _random_q(rng, n):

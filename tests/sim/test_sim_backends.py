@@ -5,9 +5,9 @@ import pytest
 
 from ate_drivers import registry
 from ate_drivers.interfaces import ArmBackend, CameraBackend, GripperBackend
-from ate_policy import contract
+from ate_description import contract
 from ate_sim.cell import HOME_Q
-from teleop import kinematics as kin
+from ate_description import kinematics as kin
 
 
 @pytest.fixture

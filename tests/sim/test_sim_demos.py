@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from ate_policy import contract
+from ate_description import contract
 
 
 @pytest.mark.slow
@@ -44,7 +44,7 @@ def test_sim_demo_dataset_follows_the_data_contract(tmp_path):
 
 def test_unknown_sim_task_is_a_clear_error(tmp_path):
     from ate_policy.data.sim_demos import record_sim_demos
-    from ate_policy.errors import UserError
+    from ate_description.errors import UserError
 
     with pytest.raises(UserError, match="no scripted sim task 'make_tea'"):
         record_sim_demos("make_tea", tmp_path, episodes=1)
@@ -53,7 +53,7 @@ def test_unknown_sim_task_is_a_clear_error(tmp_path):
 @pytest.mark.parametrize("hw", [(8, 24), (600, 1000)])
 def test_image_sizes_the_video_encoder_or_the_cameras_cannot_take_are_refused(tmp_path, hw):
     from ate_policy.data.sim_demos import record_sim_demos
-    from ate_policy.errors import UserError
+    from ate_description.errors import UserError
 
     with pytest.raises(UserError, match="image size"):
         record_sim_demos("cook_bun", tmp_path, episodes=1, image_hw=hw)

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from ate_drivers.config import DriversConfig, SimSettings
-from ate_policy.contract import PERIOD_S, arm_joint_names
-from ate_policy.errors import UserError
+from ate_description.contract import PERIOD_S, arm_joint_names
+from ate_description.errors import UserError
 
 NAMES = arm_joint_names("left")
 

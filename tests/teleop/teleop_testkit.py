@@ -6,9 +6,9 @@ import math
 
 import numpy as np
 
-from calibration.config import CalibrationConfig
+from ate_description.calibration import CalibrationConfig
 from teleop.configuration_teleop import TeleopConfig
-from teleop.kinematics import fk, rot_z
+from ate_description.kinematics import fk, rot_z
 
 HOME_Q = np.array([0.0, 0.2, 0.0, 1.7, 0.0, 1.25, 0.0])
 PERIOD_S = 0.05

@@ -14,11 +14,11 @@ import pytest
 pytest.importorskip("avp_stream")
 pytest.importorskip("grpc")
 
-from ate_policy.errors import UserError  # noqa: E402
+from ate_description.errors import UserError  # noqa: E402
 from teleop.avp import AvpConfig, AvpPoseSource  # noqa: E402
 from teleop.avp_server import (HandTrackingEmulator, ManualClock, float32_pose, yup_to_zup,  # noqa: E402
                                zup_head_to_yup)
-from teleop.kinematics import rot_y  # noqa: E402
+from ate_description.kinematics import rot_y  # noqa: E402
 from teleop_testkit import wrist_pose  # noqa: E402
 
 

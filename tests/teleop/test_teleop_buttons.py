@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from ate_policy.errors import UserError
+from ate_description.errors import UserError
 from teleop.buttons import (ButtonMap, ButtonMapConfig, JoyConConfig, JoyConSource, RawButtons,
                             ScriptedButtons, select_joycon)
 

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import yaml
 
-from ate_policy.errors import UserError
-from calibration.config import CalibrationConfig, default_calibration_path, load_calibration
+from ate_description.errors import UserError
+from ate_description.calibration import CalibrationConfig, default_calibration_path, load_calibration
 from calibration.wrist_rotation import estimate_from_known_pose, estimate_from_pairs
 from teleop.configuration_teleop import default_teleop_config_path, load_teleop_config
-from teleop.kinematics import fk, rot_z, rotation_exp, rotation_log
+from ate_description.kinematics import fk, rot_z, rotation_exp, rotation_log
 from teleop_testkit import HOME_Q, wrist_pose
 
 REPO = default_calibration_path().parents[4]

@@ -24,12 +24,12 @@ pytest.importorskip("avp_stream")
 pytest.importorskip("lerobot")
 
 from ate_drivers.safety import SafetyFilter  # noqa: E402
-from ate_policy import contract  # noqa: E402
+from ate_description import contract  # noqa: E402
 from ate_policy.recording.recorder import RecorderConfig  # noqa: E402
 from teleop.avp import AvpPoseSource  # noqa: E402
 from teleop.avp_server import ManualClock, float32_pose, zup_to_yup  # noqa: E402
 from teleop.buttons import ScriptedButtons  # noqa: E402
-from teleop.kinematics import fk, inv_transform, rotation_log  # noqa: E402
+from ate_description.kinematics import fk, inv_transform, rotation_log  # noqa: E402
 from teleop.session import DualTeleopSession  # noqa: E402
 from teleop_testkit import (aligned_wrist_rotation, calibration, teleop_config, tremor,  # noqa: E402
                             wrist_pose, yaw)

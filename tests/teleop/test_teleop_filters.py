@@ -10,7 +10,7 @@ import pytest
 
 from ate_drivers.safety import SafetyConfig, SafetyFilter
 from teleop.filters import FilterConfig, JointCommandFilter, OneEuroPoseFilter
-from teleop.kinematics import rotation_exp, rotation_log
+from ate_description.kinematics import rotation_exp, rotation_log
 from teleop_testkit import HOME_Q
 
 

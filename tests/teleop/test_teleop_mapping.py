@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from teleop.kinematics import fk, rotation_exp, rotation_log
+from ate_description.kinematics import fk, rotation_exp, rotation_log
 from teleop.mapping import FrameMapping, as_transform
 from teleop_testkit import HOME_Q, aligned_wrist_rotation, calibration, wrist_pose
 

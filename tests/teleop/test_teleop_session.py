@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from teleop.kinematics import rotation_log
+from ate_description.kinematics import rotation_log
 from teleop_testkit import HOME_Q, Rig, teleop_config
 
 pytest.importorskip("pinocchio")
@@ -248,7 +248,7 @@ def test_shared_episode_rules_with_the_real_recorder(tmp_path):
 
 
 def test_recording_without_a_task_is_refused_at_start(tmp_path):
-    from ate_policy.errors import UserError
+    from ate_description.errors import UserError
     from teleop.session import DualTeleopSession
     from teleop_testkit import calibration
 

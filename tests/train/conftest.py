@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ate_policy import contract
+from ate_description import contract
 from ate_policy.vae.configuration_vae import InfoVAEConfig
 from ate_policy.vae.modeling_vae import InfoVAE
 

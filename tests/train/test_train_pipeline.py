@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from ate_policy.config import load_yaml
-from ate_policy.errors import UserError
+from ate_description.errors import UserError
 from ate_policy.train import ATETrainConfig, GlobalBatchSampler, build_policy, run, stage_configs
 
 REPO = Path(__file__).resolve().parents[2]

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from ate_policy.data.chunks import ChunkDataset, Normalizer, load_action_source, split_episodes
-from ate_policy.errors import UserError
+from ate_description.errors import UserError
 
 
 def test_normaliser_matches_lerobots_normalizer_step():

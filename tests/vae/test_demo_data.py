@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from ate_policy import contract
+from ate_description import contract
 from ate_policy.data.demo import DemoSpec, write_demo_data
-from ate_policy.errors import UserError
+from ate_description.errors import UserError
 
 
 def _actions(root):

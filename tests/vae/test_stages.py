@@ -13,7 +13,7 @@ import torch
 
 from ate_policy.config import load_yaml
 from ate_policy.data.chunks import ChunkDataset
-from ate_policy.errors import UserError
+from ate_description.errors import UserError
 from ate_policy.vae.configuration_vae import VAETrainConfig
 from ate_policy.vae.modeling_vae import InfoVAE
 from ate_policy.vae.report import latent_report

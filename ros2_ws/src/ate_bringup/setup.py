@@ -15,7 +15,8 @@ setup(
         (f"share/{package_name}/config", glob("config/*.yaml")),
         (f"share/{package_name}/config/tasks", glob("config/tasks/*.yaml")),
     ],
-    install_requires=["setuptools"],
+    # Python dependencies, so a colcon build outside the project venv resolves them (pip) or names them.
+    install_requires=["setuptools", "ate_description", "ate_drivers", "ate_sim", "ate_deploy", "ate_teleop"],
     zip_safe=True,
     description="Launch files, configuration and graph descriptions of the dual-arm RealMan ATE stack.",
     license="Apache-2.0",

@@ -10,7 +10,9 @@ setup(
         ("share/ament_index/resource_index/packages", [f"resource/{package_name}"]),
         (f"share/{package_name}", ["package.xml"]),
     ],
-    install_requires=["setuptools"],
+    # Python dependencies, so a colcon build outside the project venv resolves them (pip) or names them.
+    install_requires=["setuptools", "numpy>=1.26", "pyyaml>=6", "ate_description"],
+    extras_require={"robot": ["robotic-arm>=1.1", "python-can>=4.4", "pyserial>=3.5", "pyrealsense2>=2.55", "opencv-python-headless>=4.9,<5"]},
     zip_safe=True,
     description="Drivers of the RealMan arms, OmniPicker grippers and RealSense cameras: backends, safety, emulators, thin ROS nodes.",
     license="Apache-2.0",

@@ -10,7 +10,8 @@ setup(
         ("share/ament_index/resource_index/packages", [f"resource/{package_name}"]),
         (f"share/{package_name}", ["package.xml"]),
     ],
-    install_requires=["setuptools"],
+    # Python dependencies, so a colcon build outside the project venv resolves them (pip) or names them.
+    install_requires=["setuptools", "numpy>=1.26", "mujoco>=3.1", "ate_description", "ate_drivers"],
     zip_safe=True,
     description="The simulated cell: a MuJoCo twin of the dual RM75-6s + OmniPicker + three cameras, behind the driver interfaces.",
     license="Apache-2.0",

@@ -10,7 +10,8 @@ setup(
         ("share/ament_index/resource_index/packages", [f"resource/{package_name}"]),
         (f"share/{package_name}", ["package.xml"]),
     ],
-    install_requires=["setuptools"],
+    # Python dependencies, so a colcon build outside the project venv resolves them (pip) or names them.
+    install_requires=["setuptools", "numpy>=1.26", "ate_description", "ate_drivers", "ate-realman[robot,train]"],
     zip_safe=True,
     description="The dual-operator teleop node: Vision Pro + Joy-Con per arm, IK, episode recording.",
     license="Apache-2.0",

@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ate_policy.contract import ARMS
+from ate_description.config import config_dir  # noqa: F401  (the bring-up's config folder)
+from ate_description.contract import ARMS
 
 ROBOT_MODES = ("real", "emulated", "sim")
 
@@ -69,18 +70,6 @@ class NodeSpec:
         return f"/{self.namespace}/{self.name}" if self.namespace else f"/{self.name}"
 
 
-def config_dir() -> Path:
-    """The installed share/ate_bringup/config when the ament index knows the package, else the source tree's."""
-    try:
-        from ament_index_python.packages import get_package_share_directory
-        p = Path(get_package_share_directory("ate_bringup")) / "config"
-        if p.is_dir():
-            return p
-    except Exception:  # no ament index (plain venv): the source tree
-        pass
-    return Path(__file__).resolve().parent.parent / "config"
-
-
 def default_drivers_config() -> str:
     return str(config_dir() / "drivers.yaml")
 
@@ -114,7 +103,7 @@ def drivers(args: dict | None = None) -> list[NodeSpec]:
             specs.append(NodeSpec("ate_drivers", "gripper_node", "ate_drivers.nodes.gripper_node",
                                   "gripper_driver", arm, {**common, "arm": arm}))
     if _bool(a.get("cameras", True)):
-        from ate_policy.contract import CAMERA_NAMES
+        from ate_description.contract import CAMERA_NAMES
         names = [s for s in str(a.get("camera_names", ",".join(CAMERA_NAMES))).split(",") if s]
         for cam in names:
             specs.append(NodeSpec("ate_drivers", "camera_node", "ate_drivers.nodes.camera_node", f"camera_{cam}",

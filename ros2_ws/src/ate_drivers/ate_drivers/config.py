@@ -1,5 +1,5 @@
 """The driver configuration (``ate_bringup/config/drivers.yaml``) as typed dataclasses, loaded with
-``ate_policy.config.load_yaml`` (the one config system).
+``ate_description.config.load_yaml`` (the one config system).
 
 ``robot`` picks the cell: ``real`` (the lab's hardware), ``emulated`` (the real SDK / python-can backends against
 in-process protocol emulators) or ``sim`` (the simulated cell). ``backends`` maps each to the registered backend
@@ -16,8 +16,8 @@ from ate_drivers.arm_driver import ReconnectConfig
 from ate_drivers.camera.configuration_cameras import CameraConfig
 from ate_drivers.gripper.configuration_omnipicker import OmniPickerConfig
 from ate_drivers.safety import SafetyConfig
-from ate_policy.config import load_yaml
-from ate_policy.errors import UserError
+from ate_description.config import load_yaml
+from ate_description.errors import UserError
 
 ROBOT_MODES = ("real", "emulated", "sim")
 

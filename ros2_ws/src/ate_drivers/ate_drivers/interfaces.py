@@ -2,7 +2,7 @@
 
 Pure Python, no rclpy: the ROS nodes hold one of these and never know which backend is behind it.
 Units: radians, metres, seconds (monotonic clock for capture times unless a backend says otherwise),
-gripper opening fraction 0 = closed .. 1 = open (ate_policy.contract).
+gripper opening fraction 0 = closed .. 1 = open (ate_description.contract).
 """
 
 from __future__ import annotations

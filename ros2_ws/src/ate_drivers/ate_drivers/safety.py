@@ -4,7 +4,7 @@ Every driver node that commands an arm or a gripper holds a :class:`SafetyFilter
 :class:`EStop` per process). It refuses, never repairs, a command that is:
 
 * malformed: wrong length, unknown or duplicated joint names, NaN/inf;
-* outside the joint limits shrunk by a margin (limits from ``ate_policy.contract``);
+* outside the joint limits shrunk by a margin (limits from ``ate_description.contract``);
 * too far from the reference in one tick (velocity cap); the reference is the last target sent while commands
   keep coming, otherwise the measured position, so a command after a pause is judged against where the arm is;
 * stale: stamped longer ago than the watchdog timeout (a late message is never replayed);
@@ -26,24 +26,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ate_policy.contract import JOINT_LIMITS_RAD, JOINT_MAX_SPEED_RAD_S, N_ARM_JOINTS, PERIOD_S, arm_joint_names
+from ate_description.contract import JOINT_LIMITS_RAD, N_ARM_JOINTS, arm_joint_names
+from ate_description.limits import SafetyConfig  # noqa: F401  (the limits live with the robot description)
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class SafetyConfig:
-    # Keeps commands this far inside the controller's own joint limits, so the controller never faults on a
-    # target that rounding or a calibration offset puts a hair outside.
-    joint_margin_rad: float = math.radians(2.0)
-    # Largest joint change accepted in one command (velocity cap): a fraction of what the slowest joint can do
-    # in one 20 Hz period, and well under the controller's 10 deg per movej_canfd frame.
-    max_step_rad: float = 0.5 * min(JOINT_MAX_SPEED_RAD_S) * PERIOD_S
-    # No fresh command for this long: hold, and judge the next command against the measured position.
-    watchdog_s: float = 0.25
-    # Gripper: opening fraction must lie in [0, 1]; force/speed fractions too.
-    gripper_min: float = 0.0
-    gripper_max: float = 1.0
 
 
 class Refused(ValueError):

@@ -18,9 +18,9 @@ import numpy as np
 
 from ate_drivers import registry
 from ate_drivers.interfaces import ArmState, Frame, GripperState
-from ate_policy import contract
+from ate_description import contract
 from ate_sim.cell import SimCell
-from teleop.kinematics import pose6_from_matrix
+from ate_description.kinematics import pose6_from_matrix
 
 _SHARED: SimCell | None = None
 _SHARED_LOCK = threading.Lock()

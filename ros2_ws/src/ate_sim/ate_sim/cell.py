@@ -29,7 +29,7 @@ import numpy as np
 import ate_sim  # noqa: F401  (chooses the GL backend before mujoco is imported)
 import mujoco
 
-from ate_policy import contract
+from ate_description import contract
 from ate_sim import render as _render
 from ate_sim.model import FINGER_MAX_M, TCP_OFFSET_M, CellConfig, SceneSpec, build_mjcf
 

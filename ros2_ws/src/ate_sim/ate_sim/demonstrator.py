@@ -1,5 +1,5 @@
 """Scripted demonstrations in the sim cell: waypoints of the grasp centre + damped-least-squares IK
-(``teleop.kinematics.solve_ik``, the same kinematics the teleop uses), streamed at 20 Hz like a teleoperator.
+(``ate_description.kinematics.solve_ik``, the same kinematics the teleop uses), streamed at 20 Hz like a teleoperator.
 
 A script is a list of phases; in a phase each arm runs its own list of steps at the same time (the right arm
 moves the bun while the left arm puts the lid aside) and the phase ends when both are done. Targets are
@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ate_policy import contract
+from ate_description import contract
 from ate_sim import scenes as sc
 from ate_sim.cell import HOME_Q, SimCell, tcp_offset
-from teleop import kinematics as kin
+from ate_description import kinematics as kin
 
 R_DOWN = np.array([[-1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, -1.0]])
 """Gripper pointing down, fingers closing along the world y axis (the lid's handle runs along x)."""

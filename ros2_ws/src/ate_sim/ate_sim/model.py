@@ -1,9 +1,12 @@
-"""The cell as MJCF, generated from the contract: two RM75-6s side by side on a table, an OmniPicker-like
+"""The cell as MJCF, generated from the robot description: two RM75-6s side by side on a table, an OmniPicker-like
 parallel gripper on each flange, an overhead camera behind the arms and a camera on each wrist.
 
-The arm chain is built from ``teleop.kinematics.joint_placements()`` (the DH table of ``ate_policy.contract``),
-so the sim's flange is where the teleop's FK says it is; joint ranges are the contract's limits. Both arms are
-the same model (not mirrored), translated along y, as in the lab's cell.
+The arm chain is built from ``ate_description.kinematics.joint_placements()`` (the DH table of
+``ate_description.contract``, the one the URDF is generated from), so the sim's flange is where the teleop's FK
+says it is; joint ranges are the contract's limits. The arm bases and the camera mounts are the calibration's
+(``ate_description.calibration``: the same placements the URDF shows), so the twin renders what the calibrated
+cameras see. Both arms are the same model (not mirrored). ``CellConfig.cell_origin_xy_m`` places the cell frame
+(the right arm's base) on the table.
 
 Geometry is deliberately simple (capsules, boxes, cylinders); masses are plausible for the RM75 (~7 kg arm).
 Arm links do not collide (with anything): the scripted demonstrations and teleop plan in free space, and the
@@ -18,32 +21,34 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ate_policy import contract
-from teleop.kinematics import joint_placements
+from ate_description import contract
+from ate_description.calibration import CalibrationConfig, load_calibration
+from ate_description.kinematics import joint_placements
 
 # Link masses (kg) for links 1..7 and the fixed base column; the RM75-6s weighs about 7.2 kg in total.
-LINK_MASS_KG = (1.2, 1.1, 1.0, 0.8, 0.7, 0.6, 0.3)
-BASE_MASS_KG = 1.5
-LINK_RADIUS_M = 0.042
-GRIPPER_MASS_KG = 0.6
-
-# Gripper geometry (along the flange z axis): palm, then two fingers closing along the gripper's y axis.
-PALM_LEN_M = 0.07
-FINGER_LEN_M = 0.06
-FINGER_HALF_THICK_M = 0.008
-TCP_OFFSET_M = PALM_LEN_M + 0.035
-"""Grasp centre (between the finger pads) along the flange z axis: where IK targets put the object."""
-FINGER_MAX_M = contract.GRIPPER_STROKE_M / 2.0  # each finger travels half the stroke
+LINK_MASS_KG = contract.ARM_LINK_MASS_KG
+BASE_MASS_KG = contract.ARM_BASE_MASS_KG
+LINK_RADIUS_M = contract.ARM_LINK_RADIUS_M
+# Gripper geometry: the description's (the URDF shows the same shapes).
+GRIPPER_MASS_KG = contract.GRIPPER_MASS_KG
+PALM_LEN_M = contract.GRIPPER_PALM_LEN_M
+FINGER_LEN_M = contract.GRIPPER_FINGER_LEN_M
+FINGER_HALF_THICK_M = contract.GRIPPER_FINGER_HALF_THICK_M
+TCP_OFFSET_M = contract.GRIPPER_TCP_OFFSET_M
+FINGER_MAX_M = contract.GRIPPER_FINGER_MAX_M
 
 
 @dataclass
 class CellConfig:
     """Layout and controller of the simulated cell (units: m, s, rad)."""
 
-    arm_base_y_m: float = 0.20
-    """Arm bases at y = +-this (left arm at +y, seen from behind the arms looking along +x)."""
+    cell_origin_xy_m: tuple[float, float] = (0.0, -0.20)
+    """Where the cell frame (the right arm's base) stands on the table; the left base is placed by the calibration
+    (nominally 0.40 m to the left, +y, seen from behind the arms looking along +x)."""
     pedestal_m: float = 0.10
     """Arms stand on risers: the shoulder sits closer to the height of the wrist over the table, more reach."""
+    calibration: CalibrationConfig | None = None
+    """Base placements and camera mounts; None: the bring-up's calibration.yaml (what the real cell measured)."""
     timestep_s: float = 0.002
     joint_kp: float = 3000.0
     """Position gain (Nm/rad) of the joint servos; stiff like an industrial arm's position loop."""
@@ -59,10 +64,20 @@ class CellConfig:
     """Largest camera image that can be rendered (sets MuJoCo's offscreen buffer)."""
     shadows: bool = False
     """Shadow maps roughly triple the cost of a frame with CPU rendering (OSMesa); on for nicer videos."""
+    # Vertical fields of view used while a camera's intrinsics are not calibrated (fy = 0).
     wrist_cam_fovy_deg: float = 58.0
     high_cam_fovy_deg: float = 50.0
-    high_cam_pos: tuple[float, float, float] = (-0.40, 0.0, 1.05)
-    high_cam_target: tuple[float, float, float] = (0.36, 0.0, 0.0)
+
+    def cell_calibration(self) -> CalibrationConfig:
+        if self.calibration is None:
+            self.calibration = load_calibration()
+        return self.calibration
+
+    def world_from_cell(self) -> np.ndarray:
+        """Pose of the cell frame (the right arm's base) in the sim's world frame."""
+        T = np.eye(4)
+        T[:3, 3] = (self.cell_origin_xy_m[0], self.cell_origin_xy_m[1], self.pedestal_m)
+        return T
 
 
 @dataclass
@@ -97,12 +112,27 @@ def look_at_xyaxes(pos, target, up=(0.0, 0.0, 1.0)) -> str:
     return _fmt(np.concatenate([right, y]))
 
 
-def _arm_xml(arm: str, y: float, cfg: CellConfig) -> str:
+def camera_xml_axes(T_parent_optical: np.ndarray) -> tuple[np.ndarray, str]:
+    """MJCF ``pos`` and ``xyaxes`` of a camera whose optical frame (x right, y down, z forward) is at ``T``
+    (MuJoCo cameras look along their -z with y up: x stays, y flips)."""
+    T = np.asarray(T_parent_optical, dtype=float)
+    return T[:3, 3], _fmt(np.concatenate([T[:3, 0], -T[:3, 1]]))
+
+
+def _fovy_deg(cam, default_deg: float) -> float:
+    """Vertical field of view of a calibrated camera (fy > 0), else the default."""
+    if cam.fy > 0 and cam.height > 0:
+        return math.degrees(2.0 * math.atan(cam.height / (2.0 * cam.fy)))
+    return default_deg
+
+
+def _arm_xml(arm: str, cfg: CellConfig) -> str:
     p = f"{arm}_"
     placements = joint_placements()
     lim = contract.JOINT_LIMITS_RAD
     col = "0.85 0.85 0.88 1" if arm == "left" else "0.80 0.82 0.90 1"
-    out = [f'<body name="{p}base" pos="0 {y:.4f} {cfg.pedestal_m:.4f}">',
+    B = cfg.world_from_cell() @ cfg.cell_calibration().t_cell_base(arm)
+    out = [f'<body name="{p}base" pos="{_fmt(B[:3, 3])}" quat="{_fmt(mat_to_quat(B[:3, :3]))}">',
            f'<geom type="cylinder" size="0.07 {cfg.pedestal_m / 2:.4f}" pos="0 0 {-cfg.pedestal_m / 2:.4f}" '
            f'rgba="0.3 0.3 0.32 1" contype="0" conaffinity="0" mass="0"/>',
            # The column below joint 1's frame (d1) is symmetric about J1's axis: it can live in the base.
@@ -138,19 +168,16 @@ def _gripper_xml(arm: str, cfg: CellConfig) -> str:
     p = f"{arm}_"
     fz = PALM_LEN_M + FINGER_LEN_M / 2
     fh = FINGER_HALF_THICK_M
-    # Wrist camera (D405) on the side of the palm, looking along the approach axis (+z of the flange),
-    # tilted a little towards the fingers so the grasp is in view. Camera looks along its -z.
-    tilt = math.radians(12.0)
-    view = np.array([0.0, math.sin(tilt), math.cos(tilt)])  # in the gripper frame
-    cam_pos = np.array([0.0, -0.055, 0.045])
+    # Wrist camera (D405) on the side of the palm at its calibrated mount (the gripper frame is the flange's).
+    cam = cfg.cell_calibration().camera(f"cam_{arm}_wrist")
+    cam_pos, cam_axes = camera_xml_axes(cam.transform())
     return f"""
 <body name="{p}gripper" pos="0 0 0" gravcomp="1">
   <geom name="{p}palm" type="box" size="0.035 0.045 {PALM_LEN_M / 2}" pos="0 0 {PALM_LEN_M / 2}"
         rgba="0.15 0.15 0.17 1" mass="{GRIPPER_MASS_KG}"/>
   <site name="{p}tcp" pos="0 0 {TCP_OFFSET_M}" size="0.006" rgba="1 0 0 0"/>
-  <camera name="cam_{arm}_wrist" pos="{_fmt(cam_pos)}" xyaxes="{look_at_xyaxes(cam_pos, cam_pos + view,
-                                                                             up=(-1.0, 0.0, 0.0))}"
-          fovy="{cfg.wrist_cam_fovy_deg}"/>
+  <camera name="cam_{arm}_wrist" pos="{_fmt(cam_pos)}" xyaxes="{cam_axes}"
+          fovy="{_fovy_deg(cam, cfg.wrist_cam_fovy_deg):.6g}"/>
   <body name="{p}finger_a" pos="0 {fh} {fz}" gravcomp="1">
     <joint name="{p}finger_a" type="slide" axis="0 1 0" range="0 {FINGER_MAX_M}" limited="true" damping="20"
            armature="0.05"/>
@@ -167,8 +194,10 @@ def _gripper_xml(arm: str, cfg: CellConfig) -> str:
 
 
 def high_camera_xml(cfg: CellConfig) -> str:
-    return (f'<camera name="cam_high" pos="{_fmt(cfg.high_cam_pos)}" '
-            f'xyaxes="{look_at_xyaxes(cfg.high_cam_pos, cfg.high_cam_target)}" fovy="{cfg.high_cam_fovy_deg}"/>')
+    cam = cfg.cell_calibration().camera("cam_high")
+    pos, axes = camera_xml_axes(cfg.world_from_cell() @ cam.transform())   # cam_high is mounted in the cell frame
+    return (f'<camera name="cam_high" pos="{_fmt(pos)}" xyaxes="{axes}" '
+            f'fovy="{_fovy_deg(cam, cfg.high_cam_fovy_deg):.6g}"/>')
 
 
 def build_mjcf(cfg: CellConfig | None = None, scene: SceneSpec | None = None) -> str:
@@ -176,7 +205,7 @@ def build_mjcf(cfg: CellConfig | None = None, scene: SceneSpec | None = None) ->
     cfg = cfg or CellConfig()
     scene = scene or SceneSpec()
     h, w = cfg.max_image_hw
-    arms = "\n".join(_arm_xml(a, y, cfg) for a, y in zip(contract.ARMS, (cfg.arm_base_y_m, -cfg.arm_base_y_m)))
+    arms = "\n".join(_arm_xml(a, cfg) for a in contract.ARMS)
     kp, kv = cfg.joint_kp, cfg.joint_kv
     lim = contract.JOINT_LIMITS_RAD
     actuators, equality, excludes = [], [], []

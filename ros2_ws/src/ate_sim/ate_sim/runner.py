@@ -24,7 +24,7 @@ from ate_drivers.config import DriversConfig
 from ate_drivers.gripper_driver import GripperDriver
 from ate_drivers.interfaces import ArmState, Frame, GripperState
 from ate_drivers.safety import EStop
-from ate_policy import contract
+from ate_description import contract
 from ate_sim.backends import SimArm, SimCamera, SimGripper
 from ate_sim.cell import SimCell
 

@@ -32,7 +32,7 @@ from ate_drivers.nodes.common import (COMMAND_QOS, IMAGE_QOS, STATE_QOS, desc, d
                                       spin, subscribe_estop)
 from ate_drivers.nodes.messages import (gripper_state_msg, image_msg, joint_state_msg, parse_gripper_command,
                                         stamp_ns, stamp_s, to_stamp, wrench_msg)
-from ate_policy.contract import ARMS, PERIOD_S, arm_joint_names
+from ate_description.contract import ARMS, PERIOD_S, arm_joint_names
 from ate_sim.runner import SimRunner
 
 

@@ -40,7 +40,7 @@ def teleop_overrides(instruction: str, dataset: str, left_ip: str, right_ip: str
 class TeleopNode(Node):
     def __init__(self):
         super().__init__("teleop")
-        from ate_policy.errors import UserError
+        from ate_description.errors import UserError
         from ate_policy.runtime import load_task
         from teleop.configuration_teleop import load_teleop_config
         from teleop.session import DualTeleopSession

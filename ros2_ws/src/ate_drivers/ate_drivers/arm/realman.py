@@ -15,7 +15,7 @@ import numpy as np
 from ate_drivers.arm.configuration_realman import RealmanArmConfig
 from ate_drivers.interfaces import ArmState
 from ate_drivers.registry import register_arm
-from ate_policy.contract import N_ARM_JOINTS
+from ate_description.contract import N_ARM_JOINTS
 
 RETURN_CODES = {0: "ok", 1: "refused by the controller", -1: "send failed", -2: "receive timeout",
                 -3: "reply could not be parsed"}

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import socket
 import threading
 import time
@@ -25,13 +26,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ate_policy.contract import JOINT_LIMITS_DEG, JOINT_MAX_SPEED_DEG_S, N_ARM_JOINTS
+from ate_description.contract import JOINT_LIMITS_DEG, JOINT_MAX_SPEED_DEG_S, N_ARM_JOINTS
 
 MAX_FRAME_STEP_DEG = 10.0
 """movej_canfd over Ethernet: a frame more than 10 deg from the previous one is refused by the controller."""
 
-_DH_D_UM = (240500, 0, 256000, 0, 210000, 0, 172500)
-_DH_ALPHA_MDEG = (0, -90000, 90000, -90000, 90000, -90000, 90000)
 
 
 @dataclass
@@ -141,7 +140,7 @@ class RealmanEmulator:
         self.q_deg = self.q_deg + np.clip(self.target_deg - self.q_deg, -step, step)
 
     def _pose(self) -> list[int]:
-        from teleop.kinematics import fk, pose6_from_matrix  # the one FK of the arm
+        from ate_description.kinematics import fk, pose6_from_matrix  # the one FK of the arm
         p = pose6_from_matrix(fk(np.radians(self.q_deg)))
         return [int(round(v * 1e6)) for v in p[:3]] + [int(round(v * 1e3)) for v in p[3:]]
 
@@ -242,6 +241,18 @@ class RealmanEmulator:
         self.target_deg = target
 
 
+def _dh_reply() -> dict:
+    """get_DH_data from the description's DH table (read at each call: the one source), in the wire's units:
+    per joint [a (0.001 mm), d (0.001 mm), alpha (0.001 deg), theta offset (0.001 deg)]."""
+    from ate_description import contract
+
+    rows = {}
+    for i, (a_m, alpha_rad, d_m, off_rad) in enumerate(contract.DH_MODIFIED):
+        rows[f"joint_{i + 1}"] = [int(round(a_m * 1e6)), int(round(d_m * 1e6)),
+                                  int(round(math.degrees(alpha_rad) * 1e3)), int(round(math.degrees(off_rad) * 1e3))]
+    return {"command": "get_DH_data", **rows}
+
+
 def _static(reply: dict):
     return lambda emu: reply
 
@@ -270,8 +281,7 @@ _QUERIES = {
     # RPM * 1000 of the joint: deg/s / 6
     "get_joint_max_speed": _static({"joint_speed": [int(round(v / 6 * 1000)) for v in JOINT_MAX_SPEED_DEG_S],
                                     "state": "joint_max_speed"}),
-    "get_DH_data": _static({"command": "get_DH_data", **{
-        f"joint_{i + 1}": [0, _DH_D_UM[i], _DH_ALPHA_MDEG[i], 0] for i in range(N_ARM_JOINTS)}}),
+    "get_DH_data": lambda emu: _dh_reply(),
 }
 
 

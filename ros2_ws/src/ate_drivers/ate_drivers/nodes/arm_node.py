@@ -17,7 +17,7 @@ from ate_drivers.nodes.common import (COMMAND_QOS, STATE_QOS, diagnostic_array, 
                                       stamp_to_monotonic, subscribe_estop)
 from ate_drivers.nodes.messages import joint_state_msg, wrench_msg
 from ate_drivers.safety import EStop
-from ate_policy.contract import arm_joint_names
+from ate_description.contract import arm_joint_names
 
 
 class ArmNode(Node):

@@ -23,7 +23,7 @@ from ate_drivers.lockstep import TICK_DONE_TOPIC, TickCollector, ack_frame_id
 from ate_drivers.nodes.common import COMMAND_QOS, IMAGE_QOS, STATE_QOS
 from ate_drivers.nodes.messages import (gripper_command_msg, image_array, joint_state_msg, stamp_ns, to_stamp,
                                         wrench_values)
-from ate_policy.contract import ARMS, CAMERA_NAMES, arm_joint_names
+from ate_description.contract import ARMS, CAMERA_NAMES, arm_joint_names
 
 
 @dataclass

@@ -83,7 +83,7 @@ def spin(node_factory) -> int:
     import rclpy
     from rclpy.executors import ExternalShutdownException
 
-    from ate_policy.errors import UserError
+    from ate_description.errors import UserError
     code = 0
     rclpy.init()
     node = None

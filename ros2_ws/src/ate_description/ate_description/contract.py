@@ -1,8 +1,8 @@
 """The data contract and the robot's fixed facts: one source for every module that needs them.
 
-Recorder, bag converter, trainer, policy node, drivers, sim and teleop all import from here
-(DESIGN.md sections 4, 7, 8). This module imports nothing heavier than the standard library so a
-robot PC without torch can use it.
+Recorder, bag converter, trainer, policy node, drivers, sim, teleop, the URDF and the kinematics all import from
+here (docs/architecture.md: data contract, hardware facts). This module imports nothing heavier than the
+standard library so a robot PC without torch can use it.
 """
 
 from __future__ import annotations
@@ -60,6 +60,21 @@ CAPTURE_STREAMS = ("state",) + CAMERA_NAMES
 # --- gripper ------------------------------------------------------------------------------------------------------
 GRIPPER_STROKE_M = 0.120
 """Gripper opening fraction: 0 = closed, 1 = fully open (120 mm)."""
+# OmniPicker geometry along the flange z axis (simple shapes for the URDF and the sim): a palm, then two fingers
+# closing symmetrically along the gripper's y axis, each travelling half the stroke.
+GRIPPER_PALM_LEN_M = 0.07
+GRIPPER_FINGER_LEN_M = 0.06
+GRIPPER_FINGER_HALF_THICK_M = 0.008
+GRIPPER_TCP_OFFSET_M = GRIPPER_PALM_LEN_M + 0.035
+"""Grasp centre (between the finger pads) along the flange z axis: where IK targets put the object."""
+GRIPPER_FINGER_MAX_M = GRIPPER_STROKE_M / 2.0
+"""Travel of each finger joint (``<arm>_finger_a``; ``_finger_b`` mirrors it): opening fraction x this."""
+GRIPPER_MASS_KG = 0.6
+
+# --- RM75-6s link shapes and masses (simple geometry for the URDF and the sim; the arm weighs about 7.2 kg) -------
+ARM_LINK_MASS_KG = (1.2, 1.1, 1.0, 0.8, 0.7, 0.6, 0.3)
+ARM_BASE_MASS_KG = 1.5
+ARM_LINK_RADIUS_M = 0.042
 
 # --- RM75-6s joint limits (DESIGN.md section 7) -------------------------------------------------------------------
 JOINT_LIMITS_DEG = (178.0, 130.0, 178.0, 135.0, 178.0, 128.0, 360.0)

@@ -1,6 +1,6 @@
 """Kinematics of the RM75-6s: THE one source of forward kinematics, Jacobian and IK of the arm.
 
-Everything is derived from ``ate_policy.contract.DH_MODIFIED`` (RealMan's published modified-DH table,
+Everything is derived from ``ate_description.contract.DH_MODIFIED`` (RealMan's published modified-DH table,
 Craig's convention: ``T_{i-1,i} = RotX(alpha) TransX(a) RotZ(theta + offset) TransZ(d)``), so the teleop IK,
 the simulated cell's MJCF model and the tests can never disagree about the arm's geometry.
 
@@ -10,7 +10,7 @@ the simulated cell's MJCF model and the tests can never disagree about the arm's
 * ``rotation_log`` / ``rotation_exp`` / ``inv_transform``: SO(3) / SE(3) helpers the teleop mapping and filters use.
 * ``pose6_from_matrix`` / ``matrix_from_pose6``: RealMan's pose vector ``[x, y, z, rx, ry, rz]``
   (metres, fixed-axis XYZ Euler angles, i.e. ``R = Rz(rz) Ry(ry) Rx(rx)``), what the SDK reports.
-* ``build_pinocchio_model()``: the same chain as a Pinocchio model (for the teleop's Pinocchio IK).
+* ``build_pinocchio_model()``: the same chain as a Pinocchio model, parsed from the description's URDF.
 
 Only numpy at import time; Pinocchio is imported when asked for.
 """
@@ -22,7 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ate_policy.contract import DH_MODIFIED, JOINT_LIMITS_RAD, N_ARM_JOINTS
+from ate_description import contract
+from ate_description.contract import JOINT_LIMITS_RAD, N_ARM_JOINTS
 
 Q_MIN = -np.asarray(JOINT_LIMITS_RAD)
 Q_MAX = np.asarray(JOINT_LIMITS_RAD)
@@ -54,8 +55,21 @@ def dh_link_transform(a: float, alpha: float, d: float, theta: float) -> np.ndar
 
 
 def joint_placements() -> list[np.ndarray]:
-    """Fixed part of each link transform (theta = offset): where joint i sits in frame i-1 at q_i = 0."""
-    return [dh_link_transform(a, alpha, d, off) for (a, alpha, d, off) in DH_MODIFIED]
+    """Fixed part of each link transform (theta = offset): where joint i sits in frame i-1 at q_i = 0.
+
+    Read from ``contract.DH_MODIFIED`` at each call (cached on its value), so every reader follows the one table.
+    """
+    return [P.copy() for P in _placements_of(tuple(tuple(r) for r in contract.DH_MODIFIED))]
+
+
+_PLACEMENT_CACHE: dict = {}
+
+
+def _placements_of(dh: tuple) -> list[np.ndarray]:
+    if dh not in _PLACEMENT_CACHE:
+        _PLACEMENT_CACHE.clear()
+        _PLACEMENT_CACHE[dh] = [dh_link_transform(a, alpha, d, off) for (a, alpha, d, off) in dh]
+    return _PLACEMENT_CACHE[dh]
 
 
 def _check_q(q) -> np.ndarray:
@@ -67,20 +81,15 @@ def _check_q(q) -> np.ndarray:
     return q
 
 
-_PLACEMENTS = None
-
-
 def fk_frames(q) -> list[np.ndarray]:
     """Base-frame poses of joint frames 1..7 (frame 7 is the flange: d7 is the flange offset)."""
-    global _PLACEMENTS
     q = _check_q(q)
-    if _PLACEMENTS is None:
-        _PLACEMENTS = joint_placements()
+    placements = _placements_of(tuple(tuple(r) for r in contract.DH_MODIFIED))
     # Each link transform is placement_i @ RotZ(q_i) (RotZ and TransZ commute); applying RotZ as a column mix
     # keeps this cheap enough for IK at every 20 Hz tick of both arms.
     T = np.eye(4)
     frames = []
-    for qi, P in zip(q, _PLACEMENTS):
+    for qi, P in zip(q, placements):
         T = T @ P
         c, s = math.cos(qi), math.sin(qi)
         x, y = T[:3, 0].copy(), T[:3, 1].copy()
@@ -227,26 +236,10 @@ FLANGE_FRAME = "flange"
 
 
 def build_pinocchio_model():
-    """The RM75-6s as a ``pinocchio.Model`` built from the same DH table (joints ``joint1..7``, frame ``flange``).
-
-    Placement of joint i in joint i-1 is the DH link transform at theta = offset; the revolute axis is z.
-    Inertias are rough (a uniform rod per link), enough for IK and gravity-free dynamics sketches.
-    """
+    """The RM75-6s as a ``pinocchio.Model`` parsed from the description's URDF (``urdf.arm_urdf()``, the same DH
+    table): joints ``joint1..7``, frames ``flange`` and ``tcp``. Pinocchio is imported here, on demand."""
     import pinocchio as pin
 
-    from ate_policy.contract import ARM_JOINT_NAMES
+    from ate_description.urdf import arm_urdf
 
-    model = pin.Model()
-    model.name = "rm75_6s"
-    parent = 0
-    placements = joint_placements()
-    for i, (name, M) in enumerate(zip(ARM_JOINT_NAMES, placements)):
-        placement = pin.SE3(M[:3, :3].copy(), M[:3, 3].copy())
-        jid = model.addJoint(parent, pin.JointModelRZ(), placement, name,
-                             np.array([1e3]), np.array([3.0]),  # effort, velocity: unused by IK
-                             np.array([Q_MIN[i]]), np.array([Q_MAX[i]]))
-        inertia = pin.Inertia.FromCylinder(1.0, 0.04, 0.1)
-        model.appendBodyToJoint(jid, inertia, pin.SE3.Identity())
-        parent = jid
-    model.addFrame(pin.Frame(FLANGE_FRAME, parent, 0, pin.SE3.Identity(), pin.FrameType.OP_FRAME))
-    return model
+    return pin.buildModelFromXML(arm_urdf())
