@@ -37,7 +37,7 @@ from teleop.avp import AvpConfig, AvpPoseSource
 from teleop.avp_server import HandTrackingEmulator, circle, zup_to_yup
 from teleop.buttons import ScriptedButtons
 from teleop.configuration_teleop import TeleopConfig
-from teleop.ik import PinocchioIK
+from ate_description.ik import PinocchioIK
 from ate_description.kinematics import fk
 from teleop.session import DualTeleopSession
 

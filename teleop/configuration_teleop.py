@@ -20,7 +20,7 @@ from ate_policy.recording.recorder import RecorderConfig
 from teleop.avp import AvpConfig
 from teleop.buttons import RAW_BUTTONS, ButtonMapConfig, JoyConConfig
 from teleop.filters import FilterConfig
-from teleop.ik import IK_EXTRA_MARGIN_RAD, IKConfig
+from ate_description.ik import IK_EXTRA_MARGIN_RAD, IKConfig
 
 GRIPPER_MODES = ("toggle", "hold", "stick", "pinch")
 

@@ -51,7 +51,7 @@ from ate_description.calibration import ArmCalibration, CalibrationConfig, load_
 from teleop.buttons import ButtonEvents, ButtonMap, ButtonSource, make_button_source
 from teleop.configuration_teleop import OperatorConfig, TeleopConfig
 from teleop.filters import JointCommandFilter, OneEuroPoseFilter
-from teleop.ik import IKSolution, PinocchioIK
+from ate_description.ik import IKSolution, PinocchioIK
 from ate_description.kinematics import fk
 from teleop.mapping import FrameMapping
 from teleop.pose_source import PoseSource, WristSample

@@ -61,12 +61,19 @@ def test_jacobian_matches_finite_differences():
 
 
 def test_ik_reaches_poses_of_nearby_joint_vectors():
+    from ate_description.ik import IKConfig, PinocchioIK
+
+    ik = PinocchioIK(IKConfig(max_iter=300))
     rng = np.random.default_rng(4)
     for q in _random_q(rng, 20) * 0.6:
-        q_goal = np.clip(q + rng.uniform(-0.3, 0.3, size=7), kin.Q_MIN, kin.Q_MAX)
-        res = kin.solve_ik(kin.fk(q_goal), q, max_iter=300)
+        q_goal = np.clip(q + rng.uniform(-0.3, 0.3, size=7), ik.q_min, ik.q_max)
+        res = ik.solve(kin.fk(q_goal), q)
         assert res.pos_err_m < 1e-3 and res.rot_err_rad < 1e-2
-        assert np.all(res.q >= kin.Q_MIN) and np.all(res.q <= kin.Q_MAX)
+        assert np.all(res.q >= ik.q_min) and np.all(res.q <= ik.q_max)
+        # With a tool: the flange @ tool frame lands on the target (the demonstrator aims the grasp centre).
+        tool = kin.matrix_from_pose6([0.0, 0.0, 0.105, 0.0, 0.0, 0.0])
+        res = ik.solve(kin.fk(q_goal) @ tool, q, tool=tool)
+        np.testing.assert_allclose(kin.fk(res.q) @ tool, kin.fk(q_goal) @ tool, atol=2e-3)
 
 
 def test_realman_pose_vector_round_trips():

@@ -8,6 +8,7 @@ from ate_drivers.interfaces import ArmBackend, CameraBackend, GripperBackend
 from ate_description import contract
 from ate_sim.cell import HOME_Q
 from ate_description import kinematics as kin
+from ate_description.ik import PinocchioIK
 
 
 @pytest.fixture
@@ -80,7 +81,7 @@ def test_wrench_shows_the_table_pushing_back_on_the_gripper(cell, devices):
     # Flange straight down, pushed 2 cm into the table top (z = 0 in the world; the base is on a 10 cm riser).
     T = kin.fk(HOME_Q)
     T[2, 3] = -cell.cfg.pedestal_m + 0.13 - 0.02
-    q = kin.solve_ik(T, HOME_Q).q
+    q = PinocchioIK().solve(T, HOME_Q).q
     arm.send_joint_targets(q)
     cell.step(1.5)
     f = arm.read_state().wrench

@@ -11,7 +11,7 @@ pytest.importorskip("pinocchio")
 
 from ate_drivers.safety import SafetyConfig  # noqa: E402
 from ate_description.contract import JOINT_LIMITS_RAD  # noqa: E402
-from teleop.ik import IKConfig, PinocchioIK  # noqa: E402
+from ate_description.ik import IKConfig, PinocchioIK  # noqa: E402
 from ate_description.kinematics import fk, rotation_exp, rotation_log  # noqa: E402
 
 SAFE_LIM = np.asarray(JOINT_LIMITS_RAD) - SafetyConfig().joint_margin_rad

@@ -1,4 +1,4 @@
-"""Per-tick inverse kinematics of one RM75-6s with Pinocchio, for teleoperation.
+"""THE inverse kinematics of one RM75-6s, with Pinocchio: the teleop's per-tick IK and the sim demonstrator's.
 
 ``PinocchioIK.solve(T_target, q_seed)`` runs a few damped-least-squares iterations on the model of
 ``ate_description.kinematics.build_pinocchio_model()`` (the one kinematics source, the same DH table as the sim):
@@ -15,7 +15,9 @@
 * **unreachable targets**: the solver returns the closest configuration it found (``converged=False`` with its
   residual); the caller decides to clamp (use it) or hold (see ``teleop.session``).
 
-Only the IK lives here; the joint-space filter and step limit are in ``teleop.filters``.
+``solve(T_target, q_seed, tool=None)`` targets the flange, or the frame ``flange @ tool`` (the demonstrator aims
+the gripper's grasp centre). Only the IK lives here; the teleop's joint-space filter and step limit are in
+``teleop.filters``. Pinocchio is imported when a solver is made.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import numpy as np
 
 from ate_description.limits import SafetyConfig
 from ate_description.contract import JOINT_LIMITS_RAD, N_ARM_JOINTS
-from ate_description.kinematics import FLANGE_FRAME, build_pinocchio_model
+from ate_description.kinematics import FLANGE_FRAME, build_pinocchio_model, inv_transform
 
 
 IK_EXTRA_MARGIN_RAD = 1e-4
@@ -112,11 +114,13 @@ class PinocchioIK:
         dq = Vt.T @ ((s / (s * s + lam2)) * (U.T @ e))
         return dq, smin, U, s, Vt, lam2
 
-    def solve(self, T_target: np.ndarray, q_seed) -> IKSolution:
+    def solve(self, T_target: np.ndarray, q_seed, tool: np.ndarray | None = None) -> IKSolution:
         cfg = self.cfg
         T_target = np.asarray(T_target, dtype=float)
         if T_target.shape != (4, 4) or not np.all(np.isfinite(T_target)):
             raise ValueError("T_target must be a finite 4x4 transform")
+        if tool is not None:   # aim flange @ tool at the target: the flange goes to target @ tool^-1
+            T_target = T_target @ inv_transform(np.asarray(tool, dtype=float))
         q = np.asarray(q_seed, dtype=float).reshape(-1)
         if q.shape != (N_ARM_JOINTS,) or not np.all(np.isfinite(q)):
             raise ValueError(f"q_seed must be {N_ARM_JOINTS} finite joint angles, got {q_seed!r}")

@@ -1,4 +1,4 @@
-"""Kinematics of the RM75-6s: THE one source of forward kinematics, Jacobian and IK of the arm.
+"""Kinematics of the RM75-6s: THE one source of forward kinematics and Jacobian of the arm (the IK: ``ate_description.ik``).
 
 Everything is derived from ``ate_description.contract.DH_MODIFIED`` (RealMan's published modified-DH table,
 Craig's convention: ``T_{i-1,i} = RotX(alpha) TransX(a) RotZ(theta + offset) TransZ(d)``), so the teleop IK,
@@ -6,7 +6,6 @@ the simulated cell's MJCF model and the tests can never disagree about the arm's
 
 * ``fk(q)``: flange pose (4x4) in the arm's base frame; ``fk_frames(q)``: every joint frame.
 * ``jacobian(q)``: geometric 6x7 Jacobian (linear; angular) of the flange in the base frame.
-* ``solve_ik(T_target, q0)``: damped least squares, joint limits respected.
 * ``rotation_log`` / ``rotation_exp`` / ``inv_transform``: SO(3) / SE(3) helpers the teleop mapping and filters use.
 * ``pose6_from_matrix`` / ``matrix_from_pose6``: RealMan's pose vector ``[x, y, z, rx, ry, rz]``
   (metres, fixed-axis XYZ Euler angles, i.e. ``R = Rz(rz) Ry(ry) Rx(rx)``), what the SDK reports.
@@ -18,7 +17,6 @@ Only numpy at import time; Pinocchio is imported when asked for.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -156,54 +154,6 @@ def pose_error(T_current: np.ndarray, T_target: np.ndarray) -> np.ndarray:
     dp = T_target[:3, 3] - T_current[:3, 3]
     dR = T_target[:3, :3] @ T_current[:3, :3].T
     return np.concatenate([dp, rotation_log(dR)])
-
-
-@dataclass
-class IKResult:
-    q: np.ndarray
-    success: bool
-    pos_err_m: float
-    rot_err_rad: float
-    iterations: int
-
-
-def solve_ik(T_target: np.ndarray, q0, tool: np.ndarray | None = None, max_iter: int = 200,
-             pos_tol_m: float = 2e-4, rot_tol_rad: float = 2e-3, damping: float = 0.05,
-             max_step_rad: float = 0.2, q_rest=None, rest_gain: float = 0.0) -> IKResult:
-    """Damped-least-squares IK from ``q0`` to the flange (or flange @ ``tool``) pose ``T_target``.
-
-    Damping keeps steps finite near singularities (the wrist is singular when J6 = 0); the step cap keeps
-    the solution on the branch of ``q0`` so a teleop or a scripted motion does not flip elbow or wrist.
-    ``q_rest``/``rest_gain`` pull the redundant (7th) degree of freedom towards a preferred posture in the
-    Jacobian's null space. Joint limits are enforced by clipping after every step.
-    """
-    q = _check_q(q0).copy()
-    T_target = np.asarray(T_target, dtype=float)
-    if T_target.shape != (4, 4) or not np.all(np.isfinite(T_target)):
-        raise ValueError("T_target must be a finite 4x4 homogeneous transform")
-    lam2 = damping ** 2
-    it = 0
-    for it in range(1, max_iter + 1):
-        T = fk(q) if tool is None else fk(q) @ tool
-        e = pose_error(T, T_target)
-        if np.linalg.norm(e[:3]) < pos_tol_m and np.linalg.norm(e[3:]) < rot_tol_rad:
-            it -= 1
-            break
-        J = jacobian(q, tool)
-        JJt = J @ J.T + lam2 * np.eye(6)
-        dq = J.T @ np.linalg.solve(JJt, e)
-        if q_rest is not None and rest_gain > 0.0:
-            # Null-space projector of the damped pseudo-inverse: posture pull without disturbing the pose.
-            N = np.eye(N_ARM_JOINTS) - J.T @ np.linalg.solve(JJt, J)
-            dq += N @ (rest_gain * (np.asarray(q_rest) - q))
-        n = np.max(np.abs(dq))
-        if n > max_step_rad:
-            dq *= max_step_rad / n
-        q = np.clip(q + dq, Q_MIN, Q_MAX)
-    T = fk(q) if tool is None else fk(q) @ tool
-    e = pose_error(T, T_target)
-    pe, re = float(np.linalg.norm(e[:3])), float(np.linalg.norm(e[3:]))
-    return IKResult(q, pe < pos_tol_m * 10 and re < rot_tol_rad * 10, pe, re, it)
 
 
 # --- RealMan pose vectors ------------------------------------------------------------------------------------------

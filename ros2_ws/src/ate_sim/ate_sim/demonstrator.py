@@ -1,5 +1,5 @@
 """Scripted demonstrations in the sim cell: waypoints of the grasp centre + damped-least-squares IK
-(``ate_description.kinematics.solve_ik``, the same kinematics the teleop uses), streamed at 20 Hz like a teleoperator.
+(``ate_description.ik.PinocchioIK``, the one IK, the teleop's too), streamed at 20 Hz like a teleoperator.
 
 A script is a list of phases; in a phase each arm runs its own list of steps at the same time (the right arm
 moves the bun while the left arm puts the lid aside) and the phase ends when both are done. Targets are
@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ate_description import contract
+from ate_description import kinematics as kin
+from ate_description.ik import IKConfig, PinocchioIK
 from ate_sim import scenes as sc
 from ate_sim.cell import HOME_Q, SimCell, tcp_offset
-from ate_description import kinematics as kin
 
 R_DOWN = np.array([[-1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, -1.0]])
 """Gripper pointing down, fingers closing along the world y axis (the lid's handle runs along x)."""
@@ -73,13 +74,15 @@ class Demonstrator:
             self.grip_cmd[arm] = 1.0
         self._base_inv = {arm: np.linalg.inv(self.cell.base_pose(arm)) for arm in contract.ARMS}
         self._tool = tcp_offset()
+        # The one IK of the stack (the teleop's); a scripted target far from the seed may take more iterations
+        # than a 20 Hz teleop step.
+        self._ik = PinocchioIK(IKConfig(max_iter=60))
 
     def ik(self, arm: str, p_world: np.ndarray, q_seed: np.ndarray) -> np.ndarray:
         T = np.eye(4)
         T[:3, :3] = R_DOWN
         T[:3, 3] = p_world
-        res = kin.solve_ik(self._base_inv[arm] @ T, q_seed, tool=self._tool, max_iter=60)
-        return res.q
+        return self._ik.solve(self._base_inv[arm] @ T, q_seed, tool=self._tool).q
 
     def tcp_of(self, arm: str, q: np.ndarray) -> np.ndarray:
         return (np.linalg.inv(self._base_inv[arm]) @ kin.fk(q) @ self._tool)[:3, 3]
