@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ate_description.config import config_dir, load_yaml
-from ate_description.contract import ARMS, CAMERA_NAMES, JOINT_LIMITS_RAD, N_ARM_JOINTS
+from ate_description.contract import ARMS, CAMERA_NAMES, GRIPPER_STROKE_M, JOINT_LIMITS_RAD, N_ARM_JOINTS
 from ate_description.errors import UserError
 from ate_description.limits import SafetyConfig, load_safety
 
@@ -73,6 +73,68 @@ def _check_transform(T, what: str) -> np.ndarray:
 
 
 @dataclass
+class GripperCalibration:
+    """The OmniPicker's stroke as measured by ``python -m calibration gripper``: at each ``command`` fraction (what
+    the gripper is sent, 0..1) the ``feedback`` fraction it reported and the finger gap the operator measured
+    (``gap_mm``). Empty lists = not calibrated: the gripper's fractions are taken as the contract's (linear,
+    0..120 mm). The data contract's opening fraction stays linear in mm (gap = fraction x 120 mm); only the gripper
+    driver maps through this table, and clips to the measured gaps (the stroke's limits)."""
+
+    command: list[float] = field(default_factory=list)
+    feedback: list[float] = field(default_factory=list)
+    gap_mm: list[float] = field(default_factory=list)
+    # The force fraction to grasp with (what holds a bun without crushing it): set by hand, see docs/calibration.md.
+    force: float = 1.0
+
+    def calibrated(self) -> bool:
+        return len(self.command) > 0
+
+    def command_for(self, opening: float) -> float:
+        """Command fraction that opens the fingers to ``opening`` (contract fraction, linear in mm)."""
+        if not self.calibrated():
+            return float(opening)
+        gap = float(opening) * GRIPPER_STROKE_M * 1e3
+        return float(np.interp(gap, self.gap_mm, self.command))   # np.interp clips to the measured stroke
+
+    def opening_from_feedback(self, position: float) -> float:
+        """Contract opening fraction (gap / 120 mm) from the gripper's feedback fraction."""
+        if not self.calibrated():
+            return float(position)
+        gap = float(np.interp(position, self.feedback, self.gap_mm))
+        return float(np.clip(gap / (GRIPPER_STROKE_M * 1e3), 0.0, 1.0))
+
+    def validate(self, arm: str) -> None:
+        n = len(self.command)
+        if not 0.0 < self.force <= 1.0:
+            raise UserError(f"calibration {arm}.gripper.force must be a fraction in (0, 1], got {self.force}")
+        if n == 0 and not self.feedback and not self.gap_mm:
+            return
+        if n < 2 or len(self.feedback) != n or len(self.gap_mm) != n:
+            raise UserError(f"calibration {arm}.gripper needs command, feedback and gap_mm of one length >= 2, got "
+                            f"{n}, {len(self.feedback)}, {len(self.gap_mm)}")
+        for key in ("command", "feedback", "gap_mm"):
+            v = np.asarray(getattr(self, key), dtype=float)
+            if not np.all(np.isfinite(v)) or np.any(np.diff(v) <= 0):
+                raise UserError(f"calibration {arm}.gripper.{key} must increase strictly (a monotonic stroke), "
+                                f"got {v.tolist()}")
+        if min(self.command + self.feedback) < 0.0 or max(self.command + self.feedback) > 1.0:
+            raise UserError(f"calibration {arm}.gripper command/feedback are fractions in [0, 1]")
+        if self.gap_mm[0] < 0.0:
+            raise UserError(f"calibration {arm}.gripper.gap_mm must be >= 0, got {self.gap_mm[0]}")
+
+
+@dataclass
+class ProcedureRecord:
+    """What one ``python -m calibration`` procedure did: when, with which inputs, how well (its residuals), and
+    the report it wrote beside the YAML."""
+
+    date: str = ""
+    inputs: dict[str, str] = field(default_factory=dict)
+    residuals: dict[str, float] = field(default_factory=dict)
+    report: str = ""
+
+
+@dataclass
 class ArmCalibration:
     t_rotation: list[list[float]] = field(default_factory=_default_t_rotation)
     home_q_rad: list[float] = field(default_factory=lambda: list(HOME_Q_RAD))   # reset-to-home target
@@ -83,6 +145,7 @@ class ArmCalibration:
     gripper_closed: float = 0.0
     # The arm base's pose in the cell frame (the right arm's base frame); `python -m calibration bases` measures it.
     t_cell_base: list[list[float]] | None = None
+    gripper: GripperCalibration = field(default_factory=GripperCalibration)
 
     def rotation(self) -> np.ndarray:
         return np.asarray(self.t_rotation, dtype=float)
@@ -101,6 +164,11 @@ class CameraCalibration:
     # `<arm>_flange`.
     frame: str = ""
     t_frame_camera: list[list[float]] = field(default_factory=lambda: np.eye(4).tolist())
+    # OpenCV distortion k1 k2 p1 p2 k3 at width x height; where the intrinsics came from ("factory": the
+    # RealSense's own calibration, "estimated": from board views, "": not calibrated); the pose's residuals.
+    dist: list[float] = field(default_factory=lambda: [0.0] * 5)
+    intrinsics_source: str = ""
+    residuals: dict[str, float] = field(default_factory=dict)
 
     def transform(self) -> np.ndarray:
         return np.asarray(self.t_frame_camera, dtype=float)
@@ -114,11 +182,18 @@ def _default_cameras() -> dict[str, CameraCalibration]:
                                                  t_frame_camera=[list(r) for r in _NOMINAL_CAM_WRIST])}
 
 
+CALIBRATION_VERSION = 1
+"""Schema version of calibration.yaml; a procedure writes it, a reader refuses a newer one."""
+
+
 @dataclass
 class CalibrationConfig:
+    version: int = CALIBRATION_VERSION
     left: ArmCalibration = field(default_factory=ArmCalibration)
     right: ArmCalibration = field(default_factory=ArmCalibration)
     cameras: dict[str, CameraCalibration] = field(default_factory=_default_cameras)
+    # One record per procedure that wrote into this file (cameras, bases, gripper, wrist-rotation).
+    procedures: dict[str, ProcedureRecord] = field(default_factory=dict)
 
     def arm(self, name: str) -> ArmCalibration:
         if name not in ARMS:
@@ -138,6 +213,9 @@ class CalibrationConfig:
     def validate(self, safety: SafetyConfig | None = None) -> None:
         """Check shapes and ranges; postures must lie inside ``safety``'s joint limits (drivers.yaml's)."""
         safety = safety or load_safety()
+        if self.version > CALIBRATION_VERSION:
+            raise UserError(f"calibration version {self.version} is newer than this code reads "
+                            f"({CALIBRATION_VERSION}): update the software")
         lim = np.asarray(JOINT_LIMITS_RAD) - safety.joint_margin_rad
         for arm in ARMS:
             c = self.arm(arm)
@@ -161,6 +239,7 @@ class CalibrationConfig:
                 raise UserError(f"calibration {arm}: need 0 <= gripper_closed < gripper_open <= 1, got "
                                 f"{c.gripper_closed}, {c.gripper_open}")
             _check_transform(self.t_cell_base(arm), f"{arm}.t_cell_base")
+            c.gripper.validate(arm)
         if not np.allclose(self.t_cell_base("right"), np.eye(4), atol=1e-9):
             raise UserError("calibration right.t_cell_base must be the identity: the cell frame is the right arm's "
                             "base frame (express the left base relative to it)")
@@ -174,6 +253,8 @@ class CalibrationConfig:
                 raise UserError(f"calibration cameras.{name}.frame must be {expected!r} (where that camera is "
                                 f"mounted), got {cam.frame!r}")
             _check_transform(cam.t_frame_camera, f"cameras.{name}.t_frame_camera")
+            if len(cam.dist) != 5 or not np.all(np.isfinite(cam.dist)):
+                raise UserError(f"calibration cameras.{name}.dist needs 5 finite numbers (k1 k2 p1 p2 k3)")
 
 
 def default_calibration_path() -> Path:

@@ -67,6 +67,9 @@ class CellConfig:
     # Vertical fields of view used while a camera's intrinsics are not calibrated (fy = 0).
     wrist_cam_fovy_deg: float = 58.0
     high_cam_fovy_deg: float = 50.0
+    extra_xml: dict[str, str] = field(default_factory=dict)
+    """MJCF a caller adds to the cell (calibration targets: ``python -m calibration``): keys ``asset``,
+    ``worldbody``, ``left_gripper`` / ``right_gripper`` (inside that gripper's body, i.e. in the flange frame)."""
 
     def cell_calibration(self) -> CalibrationConfig:
         if self.calibration is None:
@@ -190,6 +193,7 @@ def _gripper_xml(arm: str, cfg: CellConfig) -> str:
     <geom name="{p}finger_b" type="box" size="0.012 {fh} {FINGER_LEN_M / 2}" rgba="0.2 0.2 0.2 1" mass="0.05"
           friction="1.5 0.02 0.001" condim="4"/>
   </body>
+  {cfg.extra_xml.get(f"{arm}_gripper", "")}
 </body>"""
 
 
@@ -238,6 +242,7 @@ def build_mjcf(cfg: CellConfig | None = None, scene: SceneSpec | None = None) ->
              height="256"/>
     <material name="floor" texture="grid" texrepeat="6 6"/>
     <material name="table" rgba="0.72 0.6 0.45 1"/>
+    {cfg.extra_xml.get("asset", "")}
   </asset>
   <worldbody>
     <light pos="0.3 0 1.6" dir="0 0 -1" diffuse="0.45 0.45 0.45" specular="0.1 0.1 0.1"/>
@@ -246,6 +251,7 @@ def build_mjcf(cfg: CellConfig | None = None, scene: SceneSpec | None = None) ->
     {high_camera_xml(cfg)}
     {arms}
     {scene.worldbody_xml}
+    {cfg.extra_xml.get("worldbody", "")}
   </worldbody>
   <contact>{''.join(excludes)}</contact>
   <equality>{''.join(equality)}</equality>
