@@ -1,4 +1,4 @@
-"""``ate_policy train``: the whole ATE pipeline (DESIGN.md sections 1 and 5, paper appendix F Alg. 1-3).
+"""``ate_policy train``: the whole ATE pipeline (docs/architecture.md (workflows, ATE as implemented), paper appendix F Alg. 1-3).
 
     Stage 1  pre-training action InfoVAE + latent statistics   (ate_policy.vae.train.train_stage)
     Stage 2  adaptation InfoVAE aligned by the reverse KL       (ate_policy.vae.train.train_stage)

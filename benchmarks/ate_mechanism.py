@@ -140,7 +140,7 @@ def sample_time(n: int, g: torch.Generator) -> torch.Tensor:
 
 
 def flow_step(policy, opt, a, g, encoder=None, lam: float = 0.0, clip: float = 0.1) -> dict:
-    """One training step; the target is u + lambda*G, as PI0ATEPolicy builds it (DESIGN.md section 5)."""
+    """One training step; the target is u + lambda*G, as PI0ATEPolicy builds it (docs/architecture.md (ATE as implemented))."""
     eps = torch.randn(a.shape, generator=g)
     t = sample_time(len(a), g)
     xi = torch.randn(len(a), vae_config().width, generator=g)  # drawn for every lambda: identical streams

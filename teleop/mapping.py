@@ -1,4 +1,4 @@
-"""Wrist-to-flange frame mapping of one operator (paper appendix I, DESIGN.md section 8).
+"""Wrist-to-flange frame mapping of one operator (paper appendix I; docs/architecture.md, hardware facts).
 
 At the initialise (or clutch) moment the current wrist pose ``T_vision_init`` (avp_stream's Z-up frame) and
 the arm's current flange pose ``T_ee_init`` (base frame) give

@@ -50,7 +50,7 @@ def _per_arm(fmt: str) -> dict[str, str]:
 
 @dataclass
 class TopicsConfig:
-    """Topic of each feature (DESIGN.md section 6 names by default). Empty dict = feature not in the bags."""
+    """Topic of each feature (docs/architecture.md (bring-up graph) names by default). Empty dict = feature not in the bags."""
 
     joint_states: dict[str, str] = field(default_factory=lambda: _per_arm("/{arm}/joint_states"))
     gripper_states: dict[str, str] = field(default_factory=lambda: _per_arm("/{arm}/gripper/state"))

@@ -2,7 +2,7 @@
 
 Two datasets are written through LeRobot's own writer:
 
-* ``demo_dual``: the dual-arm data contract (DESIGN.md section 4): 16-dim state/action at 20 Hz, effort,
+* ``demo_dual``: the dual-arm data contract (docs/architecture.md (data contract)): 16-dim state/action at 20 Hz, effort,
   per-stream capture times, three small camera streams as video, one task string. Trajectories are smooth
   (sums of low-frequency sines inside the joint limits, gripper open/close ramps); the state follows the
   commanded action with the lag of a position controller; the images show where the arms are.

@@ -1,5 +1,5 @@
 """Tiny, randomly initialised LeRobot PI0 / Diffusion policies and an offline tokenizer, for tests, benchmarks and
-the CPU quick start (nothing is downloaded: DESIGN.md section 3).
+the CPU quick start (nothing is downloaded: docs/architecture.md (environment facts)).
 
 PI0's sizes are fixed variants (``gemma_2b`` / ``gemma_300m``), so the tiny PI0 is the *unchanged* LeRobot
 ``PI0Policy`` built inside ``tiny_pi0_patches()``, which swaps, for the duration of the block:
@@ -24,7 +24,7 @@ from pathlib import Path
 from ate_description import contract
 
 TINY_WIDTH = 64
-TINY_HEADS = 8  # LeRobot's PI0 attention reshape assumes 8 heads (DESIGN.md section 3)
+TINY_HEADS = 8  # LeRobot's PI0 attention reshape assumes 8 heads (docs/architecture.md (environment facts))
 TINY_VOCAB = 384
 TINY_IMAGE = 32  # square input of the tiny SigLIP tower
 TINY_PATCH = 8  # -> 16 image tokens per camera

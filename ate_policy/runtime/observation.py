@@ -1,6 +1,6 @@
 """What the runtime is given each tick: the newest joint/gripper state and camera frames, with capture times.
 
-Pure numpy. The contract (``ate_description.contract``, DESIGN.md section 4) fixes the layout: ``state`` is the
+Pure numpy. The contract (``ate_description.contract``, docs/architecture.md (data contract)) fixes the layout: ``state`` is the
 16-vector ``[left_j1..7, left_gripper, right_j1..7, right_gripper]`` (radians, opening fraction), ``images``
 the three cameras by their contract names as (H, W, 3) uint8 RGB, and ``stamps_s`` the capture time of every
 stream (``contract.CAPTURE_STREAMS``: ``state`` and each camera) on the same clock as the ``now_s`` given to

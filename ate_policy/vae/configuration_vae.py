@@ -1,6 +1,6 @@
 """Configuration of the action InfoVAE and of its two training stages.
 
-Defaults are the authors' (DESIGN.md section 5, paper appendix C/E). YAML recipes live in
+Defaults are the authors' (docs/architecture.md (ATE as implemented), paper appendix C/E). YAML recipes live in
 ``ate_policy/configs/`` and are parsed with draccus, LeRobot's config library: ``--config_path FILE`` plus
 dotted overrides such as ``--model.width=64``.
 """

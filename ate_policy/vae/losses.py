@@ -1,4 +1,4 @@
-"""Loss terms of the action InfoVAE (DESIGN.md section 5): reconstruction, KL in both directions, IMQ-kernel MMD.
+"""Loss terms of the action InfoVAE (docs/architecture.md (ATE as implemented)): reconstruction, KL in both directions, IMQ-kernel MMD.
 
 Every KL returns one value per sample (summed over latent dims); the caller averages over the batch.
 """

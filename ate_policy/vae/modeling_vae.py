@@ -1,4 +1,4 @@
-"""The action InfoVAE (paper appendix C, DESIGN.md section 5).
+"""The action InfoVAE (paper appendix C, docs/architecture.md (ATE as implemented)).
 
 Encoder: a Transformer over the action chunk with two learnable tokens prepended whose outputs are the
 mean and log-variance of one chunk-level latent (dim = model width). Decoder: L zero queries plus a learned

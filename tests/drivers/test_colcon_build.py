@@ -1,4 +1,4 @@
-"""``colcon build`` of ros2_ws works with colcon from the registry and no ROS install (DESIGN.md section 3)."""
+"""``colcon build`` of ros2_ws works with colcon from the registry and no ROS install (docs/architecture.md (environment facts))."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Graph descriptions of the cell (DESIGN.md section 6): pure Python, no launch import.
+"""Graph descriptions of the cell (docs/architecture.md (bring-up graph)): pure Python, no launch import.
 
 ``drivers(args)``, ``policy(args)`` and ``teleop_dual(args)`` return the nodes of a graph as :class:`NodeSpec`
 (package, executable, name, namespace, parameters, remappings). The launch files map them to ``launch_ros``

@@ -76,7 +76,7 @@ ARM_LINK_MASS_KG = (1.2, 1.1, 1.0, 0.8, 0.7, 0.6, 0.3)
 ARM_BASE_MASS_KG = 1.5
 ARM_LINK_RADIUS_M = 0.042
 
-# --- RM75-6s joint limits (DESIGN.md section 7) -------------------------------------------------------------------
+# --- RM75-6s joint limits (docs/architecture.md (safety rules)) -------------------------------------------------------------------
 JOINT_LIMITS_DEG = (178.0, 130.0, 178.0, 135.0, 178.0, 128.0, 360.0)
 JOINT_LIMITS_RAD = tuple(math.radians(d) for d in JOINT_LIMITS_DEG)
 # Max joint speeds: 180 deg/s on J1-J2, 225 deg/s on J3-J7.

@@ -81,7 +81,7 @@ class SimSettings:
 class DriversConfig:
     robot: str = "real"
     backends: dict[str, BackendNames] = field(default_factory=_default_backends)
-    # joint_states publish rate; DESIGN asks >= 50 Hz so a 20 Hz consumer always has a state < 1 tick old.
+    # joint_states publish rate; at >= 50 Hz so a 20 Hz consumer always has a state < 1 tick old.
     state_rate_hz: float = 100.0
     # The force sensor is queried every n-th state tick (each query is one more TCP round trip).
     wrench_every_n: int = 5

@@ -2,7 +2,7 @@
 
 In lockstep the simulated time advances only when every consumer (the policy node, the teleop node) is done
 with the current tick, so slow CPU rendering or inference costs wall time only and a run is the same on any
-machine (DESIGN.md section 1, docs/sim.md). Over ROS 2 it goes like this, once per 20 Hz tick k at simulated
+machine (docs/architecture.md (workflows), docs/sim.md). Over ROS 2 it goes like this, once per 20 Hz tick k at simulated
 time t_k:
 
 1. the sim node publishes ``/clock`` = t_k, then every observation stream (joint states, gripper states,

@@ -1,7 +1,7 @@
 """A protocol-level emulator of the RealMan arm controller: JSON over TCP, what SDK 1.1.6's ``libapi_c.so`` parses.
 
 Tests drive the real ``Robotic_Arm`` SDK (and its C library) against it, so the bytes on the wire are the ones a
-real Gen-3 controller exchanges (DESIGN.md section 8). Reply formats were established against SDK 1.1.6: every
+real Gen-3 controller exchanges (docs/architecture.md (hardware facts)). Reply formats were established against SDK 1.1.6: every
 query of the connect sequence must be answered, ``get_current_arm_state`` in the ``"err": [..]`` form, and
 ``movej_canfd`` gets no reply. Units on the wire: joints 0.001 deg, positions 0.001 mm, angles 0.001 rad,
 force 0.001 N.

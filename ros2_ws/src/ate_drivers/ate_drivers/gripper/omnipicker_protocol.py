@@ -1,4 +1,4 @@
-"""THE byte layout of the AgiBot OmniPicker's CAN frames (DESIGN.md section 8), in one place.
+"""THE byte layout of the AgiBot OmniPicker's CAN frames (docs/architecture.md (hardware facts)), in one place.
 
 No public official protocol document was found; this layout is what the lab's grippers were seen to speak.
 If a firmware differs, only this module changes.

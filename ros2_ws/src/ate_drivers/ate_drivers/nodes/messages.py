@@ -1,7 +1,7 @@
 """Message conversions every node of the cell shares (driver nodes, the sim node, the policy and teleop nodes).
 
 One place for how a joint state, a gripper state or command, a wrench and an image look on the wire
-(DESIGN.md section 6), so producers and consumers cannot drift apart:
+(docs/architecture.md (bring-up graph)), so producers and consumers cannot drift apart:
 
 * ``joint_states`` / ``joint_command``: sensor_msgs/JointState with the contract's named joints, radians;
 * ``gripper/state`` / ``gripper/command``: sensor_msgs/JointState with the one joint ``<arm>_gripper``:
