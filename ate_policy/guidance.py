@@ -1,15 +1,26 @@
-"""ATE latent guidance (the "Steer" half; docs/architecture.md (ATE as implemented), paper Eq. 7 / Eq. 10, appendix F Alg. 2-3).
+"""ATE latent guidance (the "Steer" half; DESIGN.md section 5, paper Eq. 7 / Eq. 10, appendix F Alg. 2-3).
 
-During fine-tuning only, a frozen Stage-2 action encoder ``E`` (eval mode) pulls the noisy chunk ``x_t`` towards
-the latent of the clean chunk ``a``. With one perturbation ``xi ~ N(0, I)`` shared by both encodings:
+During fine-tuning only, a frozen Stage-2 action encoder ``E`` (eval mode) compares the noisy chunk ``x_t`` with
+the clean chunk ``a`` in its latent space. With one perturbation ``xi ~ N(0, I)`` shared by both encodings:
 
     z_t = mu(x_t) + sigma(x_t) * xi,   z_0 = mu(a) + sigma(a) * xi
     g   = grad_{x_t} [ -mean_latent((z_t - z_0)^2) ]        (detached: no graph through it)
-    G   = clamp(c * g, -clip, clip)                         (elementwise; zero on padded dims and time steps)
+    G   = clamp(c * g, -clip, clip)                         (elementwise; zero on padded dims)
 
 with ``c = t / (1 - t)`` for flow matching in LeRobot's convention (``x_t = t*eps + (1-t)*a``, t = 1 is noise)
-and ``c = sqrt(1 - abar_k)`` for epsilon-prediction diffusion. The policy then regresses ``u + lambda*G``
-(flow) or ``eps + lambda*G`` (diffusion). Nothing here runs at inference time.
+and ``c = sqrt(1 - abar_k)`` for epsilon-prediction diffusion. ``g`` itself points from ``x_t`` towards the clean
+chunk's latent (a step along it lowers the latent distance). The policy then regresses ``u + lambda*G`` (flow) or
+``eps + lambda*G`` (diffusion), as the paper's Eq. 10 / Eq. 7 and the authors' code do. What that means for the
+sampler, in LeRobot's flow convention (Euler steps ``x <- x + dt * v`` with ``dt = -1/N``): with ``lambda > 0``
+the learned velocity carries ``+lambda*G``, so each step moves ``x`` *against* G, away from the clean chunk's
+latent, and the implied clean estimate ``x_t - t*v = a - t*lambda*G`` is pulled back towards ``x_t``. A negative
+``lambda`` is the "towards" variant (each step moves along G) for the sign ablation; tests pin both
+(tests/train/test_guidance.py, one Euler step). Nothing here runs at inference time.
+
+What the frozen encoder reads is exactly what it was trained on (``ate_policy.data.chunks``): the real action dims,
+zeros on padded dims (``dim_mask``; PI0 draws its flow noise over all 32 dims, so ``x_t`` is zeroed there first),
+and whole windows only: a sample whose chunk runs past its episode (any ``pad_mask`` step) gets ``G = 0`` on every
+element, because the InfoVAEs never see such chunks; it still trains with the plain flow/diffusion loss.
 
 ``reduction``: ``sample`` (default) takes the latent mean per sample, so g does not depend on the batch size or
 on how a batch is split across GPUs; ``batch`` also averages over the (per-device) batch as the authors'
@@ -34,7 +45,8 @@ _MIN_ONE_MINUS_T = 1e-6
 class GuidanceConfig:
     # Off = plain LeRobot loss (the guidance code does not run at all).
     enable: bool = True
-    # lambda: weight of the guidance in the regression target (paper's best 2.0; the authors' code uses 3.0).
+    # lambda: weight of the guidance in the regression target u + lambda*G (paper's best 2.0; the authors' code
+    # uses 3.0). > 0 is the paper's sign: sampling moves against G; < 0 is the "towards" variant (module doc).
     lam: float = 2.0
     # Elementwise clamp of c*g: keeps the target shift bounded where c = t/(1-t) explodes near pure noise.
     clip: float = 0.1
@@ -68,11 +80,13 @@ def freeze_encoder(vae: nn.Module) -> nn.Module:
 
 
 @torch.no_grad()
-def _zero_masked(x: Tensor, dim_mask: Tensor | None, pad_mask: Tensor | None) -> Tensor:
+def _zero_masked(x: Tensor, dim_mask: Tensor | None, sample_mask: Tensor | None) -> Tensor:
+    """``x`` (B, L, A) with the non-real dims (``dim_mask`` False) and unguided samples (``sample_mask`` False)
+    zeroed."""
     if dim_mask is not None:
         x = x * dim_mask.to(x.dtype).reshape(-1 if dim_mask.ndim == 2 else 1, 1, x.shape[-1])
-    if pad_mask is not None:
-        x = x * (~pad_mask.bool()).to(x.dtype)[:, :, None]
+    if sample_mask is not None:
+        x = x * sample_mask.to(x.dtype)[:, None, None]
     return x
 
 
@@ -94,12 +108,16 @@ def latent_guidance(
     x_t, actions: (B, L, A) normalised chunks; A may be smaller than the encoder's action dim (e.g. Diffusion
         Policy's unpadded 16-dim actions): they are zero-padded for the encoder as the VAE saw them in training.
     factor: (B,) c(t) or c_k (``flow_factor`` / ``diffusion_factor``).
-    dim_mask: (A,) or (B, A) bool, True on real action dims; G is zero elsewhere. None = all real.
-    pad_mask: (B, L) bool, True on padded time steps (past an episode's end); G is zero there. None = none.
+    dim_mask: (A,) or (B, A) bool, True on real action dims. The encoder reads ``x_t`` and ``actions`` with the
+        other dims zeroed (as in its training data, whatever noise the policy drew there), and G is zero there.
+        None = all real.
+    pad_mask: (B, L) bool, True on padded time steps (past an episode's end). A sample with any padded step gets
+        G = 0 everywhere: the encoder was trained on whole windows only. None = none.
     xi: (B, D) shared perturbation; drawn from N(0, I) when None.
 
     Stats (floats): ``guidance_norm_raw`` / ``guidance_norm`` = mean over samples of the L2 norm of c*g before /
-    G after the clamp; ``guidance_clamped_frac`` = fraction of real elements the clamp changed.
+    G after the clamp; ``guidance_clamped_frac`` = fraction of guided elements the clamp changed;
+    ``guidance_unguided_frac`` = fraction of samples left unguided because their chunk is padded.
     """
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
@@ -117,18 +135,18 @@ def latent_guidance(
     encoder.eval()
     enc_param = next(encoder.parameters())
     dtype, device = enc_param.dtype, enc_param.device
+    dims = None if dim_mask is None else dim_mask.to(device).bool()
+    guided = None if pad_mask is None else ~pad_mask.to(device).bool().any(dim=1)  # (B,) whole windows only
 
-    def pad(x: Tensor) -> Tensor:
-        x = x.detach().to(device=device, dtype=dtype)
+    def encoder_input(x: Tensor) -> Tensor:
+        x = _zero_masked(x.detach().to(device=device, dtype=dtype), dims, None)
         return torch.nn.functional.pad(x, (0, enc_dim - a_dim)) if a_dim < enc_dim else x
 
-    enc_pad = None if pad_mask is None else pad_mask.to(device).bool()
     with torch.enable_grad():
-        x = pad(x_t).requires_grad_(True)
+        x = encoder_input(x_t).requires_grad_(True)
         # One encoder pass over [x_t; a] (the clean half carries no gradient): cheaper than two, and both halves
         # take the same kernels, so x_t = a gives exactly z_t = z_0 (no fast-path rounding differences).
-        both_pad = None if enc_pad is None else torch.cat([enc_pad, enc_pad])
-        mu, logvar = encoder.encode(torch.cat([x, pad(actions)]), both_pad)
+        mu, logvar = encoder.encode(torch.cat([x, encoder_input(actions)]))
         mu_t, mu0, logvar_t, logvar0 = mu[:b], mu[b:].detach(), logvar[:b], logvar[b:].detach()
         xi = torch.randn_like(mu0) if xi is None else xi.to(device=device, dtype=dtype)
         z_t = mu_t + (0.5 * logvar_t).exp() * xi
@@ -138,13 +156,13 @@ def latent_guidance(
         (g,) = torch.autograd.grad(total, x)
     g = g[..., :a_dim].detach()
 
-    raw = factor.to(device=device, dtype=dtype)[:, None, None] * g
-    raw = _zero_masked(raw, None if dim_mask is None else dim_mask.to(device), enc_pad)
+    raw = _zero_masked(factor.to(device=device, dtype=dtype)[:, None, None] * g, dims, guided)
     G = raw.clamp(-clip, clip)
-    real = _zero_masked(torch.ones_like(raw), None if dim_mask is None else dim_mask.to(device), enc_pad)
+    real = _zero_masked(torch.ones_like(raw), dims, guided)
     stats = {
         "guidance_norm_raw": raw.flatten(1).norm(dim=1).mean().item(),
         "guidance_norm": G.flatten(1).norm(dim=1).mean().item(),
         "guidance_clamped_frac": ((raw.abs() > clip).to(dtype) * real).sum().item() / max(real.sum().item(), 1.0),
+        "guidance_unguided_frac": 0.0 if guided is None else 1.0 - guided.float().mean().item(),
     }
     return G.to(device=x_t.device, dtype=x_t.dtype), stats

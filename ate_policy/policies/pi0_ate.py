@@ -1,6 +1,6 @@
 """PI0 steered by ATE latent guidance: LeRobot's ``PI0Policy`` with only the training loss changed.
 
-Nothing of LeRobot is copied or changed (DESIGN.md section 5). With ``x_t = t*eps + (1-t)*a`` and ``u = eps - a``,
+Nothing of LeRobot is copied or changed (docs/architecture.md (ATE as implemented)). With ``x_t = t*eps + (1-t)*a`` and ``u = eps - a``,
 passing ``noise' = eps + (1-t)*lambda*G`` and ``actions' = a - t*lambda*G`` with the same ``t`` to LeRobot's model
 forward leaves ``x_t`` unchanged and makes the regression target ``u + lambda*G``: the paper's Eq. 10 in LeRobot's
 convention. The subclass has no extra parameters, so a checkpoint it saves is a plain LeRobot PI0 checkpoint
@@ -55,6 +55,8 @@ class PI0ATEPolicy(PI0Policy):
             cfg: GuidanceConfig = self.__dict__["_ate_cfg"]
             t = time[:, None, None]
             x_t = t * noise + (1 - t) * actions
+            # PI0 pads actions to max_action_dim and draws noise over all of it: x_t holds t*eps on the padded
+            # dims, which latent_guidance zeroes (dim_mask) so the encoder reads what it was trained on.
             dim_mask = torch.arange(actions.shape[-1], device=actions.device) < original_action_dim
             G, stats = latent_guidance(self.__dict__["_ate_encoder"], x_t, actions, flow_factor(time),
                                        clip=cfg.clip, reduction=cfg.reduction, dim_mask=dim_mask,

@@ -1,4 +1,4 @@
-"""ATE guidance G (DESIGN.md section 5) on cases whose answer can be worked out by hand."""
+"""ATE guidance G (docs/architecture.md (ATE as implemented)) on cases whose answer can be worked out by hand."""
 
 from __future__ import annotations
 
@@ -61,17 +61,47 @@ def test_factor_scales_and_clamp_bounds_elementwise():
     assert stats["guidance_norm"] == pytest.approx((0.1 + 0.01) / 2, rel=1e-5)
 
 
-def test_padded_dims_and_padded_time_steps_get_zero_guidance():
-    b, length, a_dim = 2, 4, 6
+def test_padded_dims_and_padded_chunks_get_zero_guidance():
+    b, length, a_dim = 3, 4, 6
     enc = LinearEncoder(length, a_dim)
     x_t, a = torch.randn(b, length, a_dim), torch.zeros(b, length, a_dim)
     dim_mask = torch.tensor([True] * 4 + [False] * 2)
     pad_mask = torch.zeros(b, length, dtype=torch.bool)
-    pad_mask[1, 2:] = True
-    G, _ = latent_guidance(enc, x_t, a, torch.ones(b), clip=10.0, dim_mask=dim_mask, pad_mask=pad_mask)
+    pad_mask[1, 2:] = True  # sample 1's chunk runs past its episode's end
+    G, stats = latent_guidance(enc, x_t, a, torch.ones(b), clip=10.0, dim_mask=dim_mask, pad_mask=pad_mask)
     assert (G[..., 4:] == 0).all()
-    assert (G[1, 2:] == 0).all()
-    assert (G[0, :, :4] != 0).all() and (G[1, :2, :4] != 0).all()
+    # The InfoVAEs train on whole windows only: a padded chunk gets no guidance at all, not even on its real steps.
+    assert (G[1] == 0).all()
+    assert (G[0, :, :4] != 0).all() and (G[2, :, :4] != 0).all()
+    assert stats["guidance_unguided_frac"] == pytest.approx(1 / 3)
+    # The other samples' guidance is what they get on their own (closed form of LinearEncoder, D = 24 inputs).
+    expected = -2 * x_t[[0, 2], :, :4] / (length * a_dim)
+    torch.testing.assert_close(G[[0, 2], :, :4], expected)
+
+
+def test_encoder_reads_zeros_on_padded_dims_whatever_the_noise_there():
+    """PI0 draws its flow noise over all 32 dims; the VAE was trained with zeros on the dims past the robot's 16."""
+    torch.manual_seed(0)
+    vae = InfoVAE(InfoVAEConfig(width=32, n_heads=4, ffn_dim=64, n_layers=1), chunk_len=5)
+    dim_mask = torch.arange(32) < 16
+    a = torch.nn.functional.pad(torch.randn(3, 5, 16), (0, 16))
+    x_t = a + 0.5 * torch.randn_like(a)
+    xi, c = torch.randn(3, 32), torch.full((3,), 2.0)
+    noisy_pad = x_t.clone()
+    noisy_pad[..., 16:] = torch.randn(3, 5, 16)  # differs from x_t only on the padded dims
+    G1, s1 = latent_guidance(vae, x_t, a, c, clip=1e9, dim_mask=dim_mask, xi=xi)
+    G2, s2 = latent_guidance(vae, noisy_pad, a, c, clip=1e9, dim_mask=dim_mask, xi=xi)
+    torch.testing.assert_close(G1, G2, rtol=0, atol=0)
+    # Expected value built by hand: the same chunk with its padded dims zeroed, no mask given.
+    hand = x_t.clone()
+    hand[..., 16:] = 0
+    G3, _ = latent_guidance(vae, hand, a, c, clip=1e9, xi=xi)
+    torch.testing.assert_close(G1[..., :16], G3[..., :16], rtol=0, atol=0)
+    # x_t equal to a on the real dims: z_t == z_0 exactly, so no guidance whatever sits on the padded dims.
+    same = a.clone()
+    same[..., 16:] = 3.0 * torch.randn(3, 5, 16)
+    G0, s0 = latent_guidance(vae, same, a, c, clip=1e9, dim_mask=dim_mask, xi=xi)
+    assert G0.abs().max() == 0 and s0["guidance_norm_raw"] == 0
 
 
 def test_clamped_fraction_counts_only_real_elements():
@@ -108,7 +138,7 @@ def test_real_infovae_frozen_eval_shared_xi_and_detached():
     assert not vae.training
     assert not G1.requires_grad and x_t.grad is None
     assert all(p.grad is None for p in vae.parameters())
-    # With x_t = a the shared xi makes z_t = z_0 exactly: no pull, whatever xi is.
+    # With x_t = a the shared xi makes z_t = z_0 exactly: G = 0, whatever xi is.
     G0, _ = latent_guidance(vae, a, a, torch.ones(3), clip=1e9)
     assert G0.abs().max() == 0
     # g ascends -distance: a small step along it brings z(x_t) closer to z(a).
@@ -132,6 +162,39 @@ def test_unpadded_actions_are_padded_for_the_encoder():
     G32, _ = latent_guidance(vae, pad(x16), pad(a16), torch.ones(2), clip=1e9, xi=xi)
     assert G16.shape == (2, 4, 16)
     torch.testing.assert_close(G16, G32[..., :16])
+
+
+def test_one_euler_step_moves_against_g_and_the_clean_estimate_towards_x_t():
+    """Pins what the regression target ``u + lambda*G`` does at sampling (paper Eq. 10, the authors' code).
+
+    LinearEncoder makes it exact: x_t - a = t*u, g = -2 (x_t - a) / D, so G = -k*u with k = 2*c*t/D > 0 and an Euler
+    step of LeRobot's sampler (``x <- x + dt*v``, dt = -1/N) from x_t with the learned v = u + lambda*G lands at
+    a + (t + dt + |dt|*lambda*k) * u: lambda > 0 ends farther from the clean chunk (and its latent) than plain flow
+    matching, lambda < 0 (the "towards" variant) closer.
+    """
+    length, a_dim, t, dt = 4, 3, 0.6, -0.1
+    enc = LinearEncoder(length, a_dim)
+    g = torch.Generator().manual_seed(0)
+    a, eps = torch.randn(1, length, a_dim, generator=g), torch.randn(1, length, a_dim, generator=g)
+    x_t = t * eps + (1 - t) * a
+    u = eps - a
+    factor = flow_factor(torch.tensor([t]))
+    G, _ = latent_guidance(enc, x_t, a, factor, clip=1e9)
+    k = 2 * (t / (1 - t)) * t / (length * a_dim)
+    torch.testing.assert_close(G, -k * u)  # G points from x_t back towards a
+
+    def latent_distance(x):  # the encoder's own distance: mu = x flattened
+        return (x - a).pow(2).mean().item()
+
+    dist = {}
+    for lam in (2.0, 0.0, -2.0):
+        v = u + lam * G  # what the fine-tuned network learns to predict at (x_t, t)
+        x_next = x_t + dt * v
+        torch.testing.assert_close(x_next - a, (t + dt - dt * lam * k) * u)
+        # The clean estimate implied by v is pulled back towards x_t for lambda > 0: a - t*lambda*G.
+        torch.testing.assert_close(x_t - t * v, a - t * lam * G)
+        dist[lam] = latent_distance(x_next)
+    assert dist[2.0] > dist[0.0] > dist[-2.0]
 
 
 def test_factors():

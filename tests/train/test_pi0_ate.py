@@ -55,6 +55,41 @@ def test_positive_lambda_regresses_u_plus_lambda_g_at_the_same_x_t(pi0_pair, vae
     assert not torch.allclose(loss, unguided)
 
 
+def test_frozen_encoder_reads_zeros_on_pi0s_padded_dims(pi0_pair, vae, make_batch):
+    """PI0 pads actions to 32 dims and draws noise over all 32: the encoder must still see zeros past dim 16."""
+    ours, _ = pi0_pair
+    ours.attach_guidance(vae, GuidanceConfig(lam=2.0, clip=1e9))
+    batch = make_batch()
+    batch["action_is_pad"][:] = False
+    a = torch.nn.functional.pad(batch["action"], (0, 16))
+    g = torch.Generator().manual_seed(1)
+    eps = torch.randn(a.shape, generator=g)
+    eps_other = eps.clone()
+    eps_other[..., 16:] = torch.randn(2, CHUNK, 16, generator=g)  # the same draw except on the padded dims
+    t, xi = torch.tensor([0.3, 0.8]), torch.randn(2, vae.latent_dim, generator=g)
+    seen = []
+    encode = vae.encode
+    vae.encode = lambda x, pad_mask=None: (seen.append(x.detach().clone()), encode(x, pad_mask))[1]
+    try:
+        _, logs = ours.forward(batch, noise=eps, time=t, xi=xi)
+        _, logs_other = ours.forward(batch, noise=eps_other, time=t, xi=xi)
+        # x_t equal to a on the real dims (eps = a there; t = 0.5 keeps t*a + (1-t)*a == a exact in floats),
+        # anything on the padded dims: z_t == z_0, no guidance.
+        eps_same = eps.clone()
+        eps_same[..., :16] = a[..., :16]
+        _, logs_same = ours.forward(batch, noise=eps_same, time=torch.tensor([0.5, 0.5]), xi=xi)
+    finally:
+        del vae.encode
+    # What the encoder read for x_t, against a hand-built x_t with its padded dims zeroed.
+    hand = t[:, None, None] * eps + (1 - t[:, None, None]) * a
+    hand[..., 16:] = 0
+    torch.testing.assert_close(seen[0][:2], hand)
+    torch.testing.assert_close(seen[1][:2], hand)
+    assert logs["guidance_norm_raw"] > 0
+    assert logs_other["guidance_norm_raw"] == logs["guidance_norm_raw"]  # G is blind to the padded-dim noise
+    assert logs_same["guidance_norm_raw"] == 0.0
+
+
 def test_guidance_gradient_trains_only_the_policy(pi0_pair, vae, make_batch):
     ours, _ = pi0_pair
     ours.attach_guidance(vae, GuidanceConfig(lam=2.0))
