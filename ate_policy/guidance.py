@@ -1,4 +1,4 @@
-"""ATE latent guidance (the "Steer" half; DESIGN.md section 5, paper Eq. 7 / Eq. 10, appendix F Alg. 2-3).
+"""ATE latent guidance (the "Steer" half; docs/architecture.md (ATE as implemented), paper Eq. 7 / Eq. 10, appendix F Alg. 2-3).
 
 During fine-tuning only, a frozen Stage-2 action encoder ``E`` (eval mode) compares the noisy chunk ``x_t`` with
 the clean chunk ``a`` in its latent space. With one perturbation ``xi ~ N(0, I)`` shared by both encodings:

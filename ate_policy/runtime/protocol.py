@@ -1,6 +1,6 @@
 """The one interface between the runtime and a policy: ``select_chunk(obs) -> (L, 16)`` absolute targets.
 
-The runtime (queue, merging, freshness, timing) never imports a model class (STYLE.md, after openpi): anything
+The runtime (queue, merging, freshness, timing) never imports a model class (after openpi): anything
 callable with an :class:`~ate_policy.runtime.observation.Observation` that returns an (L, 16) array of
 absolute joint/gripper targets in the contract's order will do: the LeRobot checkpoint wrapper of
 ``policy.py``, a scripted fake in tests, a remote client. For LeRobot's real-time chunking the callable also
