@@ -34,8 +34,8 @@ DEMO_TASK = "cook the bun: put the bun in the steamer and close the lid"
 PRETRAIN_TASK = "pick up the object"
 PRETRAIN_FPS = 10
 PRETRAIN_DIM = 7
-# SVT-AV1, LeRobot's default video encoder, dies with SIGFPE on frames narrower than 32 px (seen with 24 px)
-# and we have only checked heights down to 16 px.
+# SVT-AV1, LeRobot's default video encoder (and what LeRobot's tools may re-encode with), dies with SIGFPE on
+# frames narrower than 32 px (seen with 24 px) and we have only checked heights down to 16 px.
 MIN_VIDEO_W, MIN_VIDEO_H = 32, 16
 
 
@@ -128,54 +128,54 @@ def dual_episode(rng: np.random.Generator, frames: int) -> dict[str, np.ndarray]
     return {"action": action, "state": state, "effort": effort, "capture": capture}
 
 
-def write_dual_dataset(root: Path, spec: DemoSpec, rng: np.random.Generator) -> Path:
-    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+def _writer(root: Path, repo_id: str, fps: int, features: dict, robot_type: str):
+    """The project's one episode writer (offline: blocks, never drops a frame, verifies each episode's videos)."""
+    from ate_policy.recording.writer import EpisodeWriter, WriterConfig
 
+    return EpisodeWriter(WriterConfig(root=str(root), repo_id=repo_id, fps=fps, features=features,
+                                      robot_type=robot_type, vcodec="auto", durable=False,
+                                      on_video_mismatch="raise"))
+
+
+def write_dual_dataset(root: Path, spec: DemoSpec, rng: np.random.Generator) -> Path:
     h, w = spec.image_hw
-    ds = LeRobotDataset.create(
-        repo_id=f"local/{DUAL_NAME}", fps=contract.FPS, root=root,
-        features=contract.features(image_shape=(h, w, 3)), robot_type=contract.ROBOT_TYPE, use_videos=True,
-    )
-    for _ in _progress(range(spec.episodes), f"{DUAL_NAME} episodes"):
-        ep = dual_episode(rng, spec.frames)
-        for i in range(spec.frames):
-            frame = {
-                contract.STATE_KEY: ep["state"][i].astype(np.float32),
-                contract.ACTION_KEY: ep["action"][i].astype(np.float32),
-                contract.EFFORT_KEY: ep["effort"][i].astype(np.float32),
-                contract.CAPTURE_TIME_KEY: ep["capture"][i].astype(np.float32),
-                "task": DEMO_TASK,
-            }
-            for cam, img in render_views(ep["state"][i], (h, w)).items():
-                frame[f"observation.images.{cam}"] = img
-            ds.add_frame(frame)
-        ds.save_episode()
-    ds.finalize()
+    with _writer(root, f"local/{DUAL_NAME}", contract.FPS, contract.features(image_shape=(h, w, 3)),
+                 contract.ROBOT_TYPE) as writer:
+        for _ in _progress(range(spec.episodes), f"{DUAL_NAME} episodes"):
+            ep = dual_episode(rng, spec.frames)
+            for i in range(spec.frames):
+                frame = {
+                    contract.STATE_KEY: ep["state"][i].astype(np.float32),
+                    contract.ACTION_KEY: ep["action"][i].astype(np.float32),
+                    contract.EFFORT_KEY: ep["effort"][i].astype(np.float32),
+                    contract.CAPTURE_TIME_KEY: ep["capture"][i].astype(np.float32),
+                    "task": DEMO_TASK,
+                }
+                for cam, img in render_views(ep["state"][i], (h, w)).items():
+                    frame[f"observation.images.{cam}"] = img
+                writer.put_frame(frame)
+            writer.save({"source": "demo", "task": DEMO_TASK, "flagged": False, "dropped_frames": 0})
     return root
 
 
 def write_pretrain_dataset(root: Path, spec: DemoSpec, rng: np.random.Generator) -> Path:
-    from lerobot.datasets.lerobot_dataset import LeRobotDataset
-
     names = [f"joint{i}" for i in range(1, PRETRAIN_DIM)] + ["gripper"]
     feats = {
         "observation.state": {"dtype": "float32", "shape": (PRETRAIN_DIM,), "names": names},
         "action": {"dtype": "float32", "shape": (PRETRAIN_DIM,), "names": names},
     }
-    ds = LeRobotDataset.create(repo_id=f"local/{PRETRAIN_NAME}", fps=PRETRAIN_FPS, root=root, features=feats,
-                               robot_type="synthetic_single_arm", use_videos=False)
-    for _ in _progress(range(spec.pretrain_episodes), f"{PRETRAIN_NAME} episodes"):
-        n = spec.pretrain_frames
-        action = np.zeros((n, PRETRAIN_DIM))
-        action[:, :6] = smooth_trajectory(rng, n, 6, PRETRAIN_FPS, amp=rng.uniform(0.5, 1.5, size=6),
-                                          center=rng.normal(0, 0.3, size=6), max_freq_hz=0.5, n_terms=4)
-        action[:, 6] = gripper_profile(rng, n, PRETRAIN_FPS)
-        state = follow(action, alpha=0.8)
-        for i in range(n):
-            ds.add_frame({"observation.state": state[i].astype(np.float32),
-                          "action": action[i].astype(np.float32), "task": PRETRAIN_TASK})
-        ds.save_episode()
-    ds.finalize()
+    with _writer(root, f"local/{PRETRAIN_NAME}", PRETRAIN_FPS, feats, "synthetic_single_arm") as writer:
+        for _ in _progress(range(spec.pretrain_episodes), f"{PRETRAIN_NAME} episodes"):
+            n = spec.pretrain_frames
+            action = np.zeros((n, PRETRAIN_DIM))
+            action[:, :6] = smooth_trajectory(rng, n, 6, PRETRAIN_FPS, amp=rng.uniform(0.5, 1.5, size=6),
+                                              center=rng.normal(0, 0.3, size=6), max_freq_hz=0.5, n_terms=4)
+            action[:, 6] = gripper_profile(rng, n, PRETRAIN_FPS)
+            state = follow(action, alpha=0.8)
+            for i in range(n):
+                writer.put_frame({"observation.state": state[i].astype(np.float32),
+                                  "action": action[i].astype(np.float32), "task": PRETRAIN_TASK})
+            writer.save({"source": "demo", "task": PRETRAIN_TASK, "flagged": False, "dropped_frames": 0})
     return root
 
 

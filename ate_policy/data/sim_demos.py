@@ -48,7 +48,7 @@ def observe(cell) -> tuple[np.ndarray, np.ndarray]:
 
 def record_sim_demos(task: str, output: str | Path, episodes: int, image_hw: tuple[int, int] = (48, 64),
                      seed: int = 0, overwrite: bool = False, max_attempts: int | None = None,
-                     vcodec: str = "libsvtav1") -> dict:
+                     vcodec: str = "auto") -> dict:
     """Record ``episodes`` successful scripted episodes of ``task``; returns a summary dict."""
     SimCell, demonstrator, scenes = _sim_modules()
     from ate_policy.recording.recorder import EpisodeRecorder, RecorderConfig
@@ -72,9 +72,9 @@ def record_sim_demos(task: str, output: str | Path, episodes: int, image_hw: tup
     root.parent.mkdir(parents=True, exist_ok=True)
     cell = SimCell(task=task, seed=seed, clock="lockstep")
     instruction = cell.scene.instruction
-    # Lockstep: nothing is real time, so the hand-off queue may hold a whole episode (never drop a frame).
+    # Lockstep: nothing is real time, so the recorder waits for its writer instead of dropping a frame.
     cfg = RecorderConfig(root=str(root), repo_id=f"local/sim_{task}", task=instruction, image_height=h,
-                         image_width=w, queue_size=100_000, vcodec=vcodec)
+                         image_width=w, blocking=True, vcodec=vcodec)
     attempts, kept, failed_seeds = 0, [], []
     max_attempts = max_attempts or 3 * episodes
     from tqdm import tqdm

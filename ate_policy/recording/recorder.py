@@ -1,76 +1,47 @@
 """Episode recorder: asynchronous robot/camera streams -> crash-safe 20 Hz LeRobot v3.0 dataset.
 
-Used by the teleop node (which only wires topics to it) and by tests/benchmarks directly. Threads:
+Used by the teleop node (which only wires topics to it), the sim demonstrations and tests/benchmarks. Threads:
 
 * **producers** (driver callbacks) call ``put_state`` / ``put_image``: they only store the newest sample;
 * the **control loop** calls ``tick(action, now_s)`` at 20 Hz: it assembles a frame (``sync.FrameAssembler``:
-  newest sample per stream, freshness limit, stale accounting) and puts it on a *bounded* queue without ever
-  blocking; when the queue is full the frame is dropped and counted (and the episode flagged), never silently;
-* one **writer thread** owns the ``LeRobotDataset``: ``add_frame`` (LeRobot's streaming encoder encodes video in
-  its own threads, or PNG staging + encoding at save time), ``save_episode``, discard, and the crash-safe commit
-  of ``durable.py``. Episode control calls travel through the same queue, so they apply in order.
+  newest sample per stream, freshness limit, stale accounting) and hands it to the episode writer without ever
+  blocking; when the writer's queue is full the frame is dropped and counted (and the episode flagged);
+* the **episode writer** (``writer.EpisodeWriter``, the one writer of every dataset we produce) owns the
+  ``LeRobotDataset`` on its own thread: back-pressure against LeRobot's video encoder, verified saves, the
+  crash-safe commit of ``durable.py``.
+
+**Time stays true.** A tick the loop missed (the timer fired late: a busy CPU) and a frame dropped on a full
+queue would each shorten the episode by one period, so a policy trained on it would learn the motion too fast.
+By default (``missed_tick_policy: repeat``) each becomes a *repeated frame*: the previous frame written again,
+with its old capture times (so it is stale, not passed off as new), counted in ``missed_ticks`` /
+``dropped_frames`` / ``repeated_frames``. The loop's achieved rate is reported live (``live_status()``, a warning
+log line and ``add_rate_listener``) the moment it falls below the configured rate, before the episode is saved.
 
 Every saved episode gets a line in ``meta/ate_episodes.jsonl`` (ticks, stale ticks per stream, sync error
-percentiles, dropped frames, flag) that ``ate_policy inspect`` reads.
+percentiles, dropped / missed / repeated frames, video check, flag) that ``ate_policy inspect`` reads.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import logging
-import queue
 import threading
 import time
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
 from ate_description import contract
 from ate_description.errors import UserError
-from ate_policy.recording import durable
-from ate_policy.recording.sync import EpisodeSyncStats, FrameAssembler
+from ate_policy.recording.rate import RateMonitor
+from ate_policy.recording.sync import EpisodeSyncStats, FrameAssembler, TickResult, is_stale
+from ate_policy.recording.writer import (  # noqa: F401  (re-exported: the codec choice is part of the recorder's API)
+    HARDWARE_VCODECS, SOFTWARE_PRESET, SOFTWARE_VCODEC, EpisodeWriter, WriterConfig, resolve_encoder)
 
 log = logging.getLogger(__name__)
 
 STATE_STREAM = "state"
 STREAMS = contract.CAPTURE_STREAMS  # ("state", cam_high, cam_left_wrist, cam_right_wrist)
-
-# vcodec "auto": the first of these that really encodes a frame of the cameras' size on this machine ...
-HARDWARE_VCODECS = ("h264_nvenc", "hevc_nvenc")
-# ... else this software encoder and preset, chosen from the options that benchmarks/recorder_throughput.py
-# measures side by side (docs/data.md, "Benchmark").
-SOFTWARE_VCODEC, SOFTWARE_PRESET = "h264", "ultrafast"
-
-
-def _can_encode(vcodec: str, width: int, height: int) -> bool:
-    """Open ``vcodec`` and encode one frame in memory: the only test that NVENC is really usable here."""
-    import av
-
-    try:
-        ctx = av.CodecContext.create(vcodec, "w")
-        ctx.width, ctx.height, ctx.pix_fmt = width, height, "yuv420p"
-        ctx.time_base = Fraction(1, contract.FPS)
-        ctx.open()
-        frame = av.VideoFrame.from_ndarray(np.zeros((height, width, 3), np.uint8), format="rgb24")
-        frame.pts = 0
-        ctx.encode(frame.reformat(format="yuv420p"))
-        ctx.encode(None)
-        return True
-    except Exception as e:  # noqa: BLE001  (no device, no driver, unsupported size: all mean "not here")
-        log.debug("video encoder %s unusable here: %s", vcodec, e)
-        return False
-
-
-def resolve_encoder(vcodec: str, preset, width: int, height: int) -> tuple[str, object]:
-    """(codec, preset) the recorder will use; only "auto" is resolved, by trying the hardware encoders."""
-    if vcodec != "auto":
-        return vcodec, preset
-    for cand in HARDWARE_VCODECS:
-        if _can_encode(cand, width, height):
-            return cand, preset
-    return SOFTWARE_VCODEC, SOFTWARE_PRESET if preset is None else preset
 
 
 @dataclass
@@ -104,6 +75,13 @@ class RecorderConfig:
     encoder_preset: str | int | None = None
     encoder_threads: int | None = None         # per camera; None = the codec decides
     image_writer_threads: int = 4              # PNG staging threads when streaming_encoding is off
+    # repeat: a tick the loop missed, or a frame dropped on a full queue, becomes a repeated frame so the
+    # episode's duration equals the real time (see the module doc); skip: leave it out (time shrinks).
+    missed_tick_policy: str = "repeat"
+    # Offline producers (lockstep sim): tick() waits for the writer instead of dropping a frame.
+    blocking: bool = False
+    # Below this share of fps (over the last second) the loop's rate is reported as too low.
+    min_rate_share: float = 0.95
 
     def validate(self) -> None:
         if self.fps <= 0 or self.max_age_ms <= 0 or self.queue_size < 1:
@@ -115,6 +93,10 @@ class RecorderConfig:
             raise UserError(f"unknown required_streams {sorted(unknown)}; streams are {list(STREAMS)}")
         if not 0.0 <= self.max_stale_share <= 1.0:
             raise UserError("max_stale_share must be within [0, 1]")
+        if self.missed_tick_policy not in ("repeat", "skip"):
+            raise UserError(f"missed_tick_policy must be 'repeat' or 'skip', got {self.missed_tick_policy!r}")
+        if not 0.0 < self.min_rate_share <= 1.0:
+            raise UserError("min_rate_share must be within (0, 1]")
 
     def features(self) -> dict:
         return contract.features(image_shape=(self.image_height, self.image_width, 3))
@@ -133,33 +115,6 @@ class EpisodeReport:
     sync: dict
 
 
-class _Command:
-    def __init__(self, kind: str, payload=None):
-        self.kind = kind
-        self.payload = payload
-        self.future: concurrent.futures.Future = concurrent.futures.Future()
-
-
-def _check_features(existing: dict, wanted: dict, root: Path) -> None:
-    problems = []
-    for key, ft in wanted.items():
-        have = existing.get(key)
-        if have is None:
-            problems.append(f"missing feature {key}")
-        elif have["dtype"] != ft["dtype"] or tuple(have["shape"]) != tuple(ft["shape"]):
-            problems.append(f"{key}: dataset has {have['dtype']} {tuple(have['shape'])}, "
-                            f"recorder writes {ft['dtype']} {tuple(ft['shape'])}")
-        elif ft.get("names") and have.get("names") and list(have["names"]) != list(ft["names"]):
-            problems.append(f"{key}: names differ")
-    from lerobot.utils.constants import DEFAULT_FEATURES
-
-    extra = set(existing) - set(wanted) - set(DEFAULT_FEATURES)
-    if extra:
-        problems.append(f"extra features {sorted(extra)}")
-    if problems:
-        raise UserError(f"cannot resume {root}: its features do not match the recorder's: " + "; ".join(problems))
-
-
 class EpisodeRecorder:
     """Record episodes into a LeRobot v3.0 dataset; see the module docstring for the threading model."""
 
@@ -170,17 +125,21 @@ class EpisodeRecorder:
         self.max_age_s = cfg.max_age_ms / 1000.0
         self.period_s = 1.0 / cfg.fps
         self._assembler = FrameAssembler(STREAMS, self.max_age_s)
-        self._queue: queue.Queue = queue.Queue(maxsize=cfg.queue_size)
-        self._error: BaseException | None = None
         self._lock = threading.Lock()
         self._recording = False
         self._task = cfg.task
         self._t0: float | None = None
+        self._last_tick_s: float | None = None
+        self._prev: TickResult | None = None
         self._frames = 0
         self._dropped = 0
+        self._missed = 0
+        self._pending_repeats = 0
         self._waiting_ticks = 0
         self._stats: EpisodeSyncStats | None = None
-        self.recovery: dict | None = None
+        # The loop's achieved rate, live: add_rate_listener() for a warning line the moment it falls too low.
+        self.rate = RateMonitor(cfg.fps, min_share=cfg.min_rate_share, name="recording loop")
+        self.rate.add_listener(lambda line: log.warning("%s", line))
         exists = (self.root / "meta" / "info.json").exists()
         if resume is None:
             resume = exists
@@ -188,133 +147,26 @@ class EpisodeRecorder:
             raise UserError(f"cannot resume {self.root}: no LeRobot dataset there (meta/info.json missing)")
         if not resume and self.root.exists() and any(self.root.iterdir()):
             raise UserError(f"{self.root} exists and is not empty; resume it or choose another root")
-        self.vcodec, self.encoder_preset = resolve_encoder(cfg.vcodec, cfg.encoder_preset, cfg.image_width,
-                                                           cfg.image_height)
-        if self.vcodec != "libsvtav1" and (cfg.image_width % 2 or cfg.image_height % 2):
-            # yuv420p halves the chroma planes: x264, x265 and NVENC refuse odd sizes at the first frame
-            raise UserError(f"{self.vcodec} video needs even image sizes, got "
-                            f"{cfg.image_height}x{cfg.image_width}: resize in the camera node or set "
-                            "vcodec: libsvtav1")
-        self._ds = self._open(resume)
-        self._thread = threading.Thread(target=self._writer_loop, name="episode-writer", daemon=True)
-        self._thread.start()
+        self._writer = EpisodeWriter(WriterConfig(
+            root=str(self.root), repo_id=cfg.repo_id, fps=cfg.fps, features=cfg.features(), vcodec=cfg.vcodec,
+            encoder_preset=cfg.encoder_preset, encoder_threads=cfg.encoder_threads,
+            streaming_encoding=cfg.streaming_encoding, image_writer_threads=cfg.image_writer_threads,
+            queue_size=cfg.queue_size, durable=True, on_video_mismatch="flag"), resume=resume)
+        self.vcodec, self.encoder_preset = self._writer.vcodec, self._writer.encoder_preset
+        self.recovery = self._writer.recovery
 
-    # ---- dataset handling (writer thread after __init__) -----------------------------------------------------
-    def _writer_kwargs(self) -> dict:
-        from lerobot.configs import RGBEncoderConfig
+    # The writer's dataset and queue, for tests and benchmarks that reach inside.
+    @property
+    def _ds(self):
+        return self._writer.dataset
 
-        kw = dict(rgb_encoder=RGBEncoderConfig(vcodec=self.vcodec, preset=self.encoder_preset),
-                  encoder_threads=self.cfg.encoder_threads, streaming_encoding=self.cfg.streaming_encoding)
-        if not self.cfg.streaming_encoding:
-            kw["image_writer_threads"] = self.cfg.image_writer_threads
-        return kw
+    @property
+    def _queue(self):
+        return self._writer._queue
 
-    def _open(self, resume: bool):
-        from lerobot.datasets.lerobot_dataset import LeRobotDataset
-
-        if resume:
-            self.recovery = durable.recover(self.root)
-            if self.recovery["rolled_back"] or self.recovery["removed_staging"]:
-                log.warning("recovered %s after an interrupted recording: %s", self.root, self.recovery)
-            ds = LeRobotDataset.resume(self.cfg.repo_id, root=self.root, **self._writer_kwargs())
-            if ds.meta.fps != self.cfg.fps:
-                raise UserError(f"cannot resume {self.root}: dataset is {ds.meta.fps} Hz, recorder {self.cfg.fps} Hz")
-            _check_features(ds.meta.features, self.cfg.features(), self.root)
-            return ds
-        return LeRobotDataset.create(repo_id=self.cfg.repo_id, fps=self.cfg.fps, root=self.root,
-                                     features=self.cfg.features(), robot_type=contract.ROBOT_TYPE,
-                                     use_videos=True, **self._writer_kwargs())
-
-    def _reopen(self) -> None:
-        from lerobot.datasets.lerobot_dataset import LeRobotDataset
-
-        self._ds = LeRobotDataset.resume(self.cfg.repo_id, root=self.root, **self._writer_kwargs())
-
-    def _writer_loop(self) -> None:
-        while True:
-            item = self._queue.get()
-            if isinstance(item, _Command):
-                try:
-                    result = self._run_command(item)
-                    item.future.set_result(result)
-                except BaseException as e:  # noqa: BLE001  (handed to the caller through the future)
-                    log.exception("episode writer: %s failed", item.kind)
-                    item.future.set_exception(e)
-                if item.kind == "close":
-                    return
-                continue
-            if self._error is not None:
-                continue  # the episode is already broken; its discard/stop will report the error
-            try:
-                self._wait_for_encoders()
-                self._ds.add_frame(item)
-            except BaseException as e:  # noqa: BLE001
-                log.exception("episode writer: add_frame failed")
-                self._error = e
-
-    # LeRobot's streaming encoder has its own bounded queue per camera and, when one stays full for 0.1 s,
-    # drops the frame with only a log line: the video would then be shorter than the episode's parquet rows.
-    # The writer thread (the only producer of those queues) therefore waits for room before each add_frame:
-    # a slow encoder backs up into our queue, where tick() drops and counts. Private attributes of LeRobot
-    # 0.6.1; if they move, the wait is skipped and the count after the save (_encoder_drops) still reports
-    # such drops.
-    def _encoder(self):
-        return getattr(getattr(self._ds, "writer", None), "_streaming_encoder", None)
-
-    def _wait_for_encoders(self) -> None:
-        enc = self._encoder()
-        queues = getattr(enc, "_frame_queues", None) or {}
-        threads = getattr(enc, "_threads", None) or {}
-        deadline = time.monotonic() + 10.0  # never hang on a stopped encoder: LeRobot then drops, we count
-        for key, q in list(queues.items()):
-            thread = threads.get(key)
-            # A dead encoder thread never makes room: add_frame then raises LeRobot's "crashed" error instead.
-            while q.full() and (thread is None or thread.is_alive()) and time.monotonic() < deadline:
-                time.sleep(0.002)
-
-    def _encoder_drops(self) -> int:
-        return int(sum((getattr(self._encoder(), "_dropped_frames", None) or {}).values()))
-
-    def _run_command(self, cmd: _Command):
-        if cmd.kind == "discard":
-            if self._ds.has_pending_frames():
-                self._ds.clear_episode_buffer()
-            self._error = None
-            return None
-        if cmd.kind == "save":
-            if self._error is not None:
-                err, self._error = self._error, None
-                self._ds.clear_episode_buffer()
-                raise RuntimeError(f"episode could not be written and was discarded: {err}") from err
-            record = cmd.payload
-            durable.begin(self.root)
-            self._ds.save_episode()
-            lost = self._encoder_drops()
-            if lost:  # frames missing from the videos (see _wait_for_encoders): counted and flagged
-                log.error("LeRobot's video encoder dropped %d frame(s) of this episode", lost)
-                record["encoder_dropped_frames"] = lost
-                record["dropped_frames"] += lost
-                record["flagged"] = True
-            self._ds.finalize()      # closes the parquet footers: from here the episode is durable
-            index = self._ds.meta.total_episodes - 1
-            record["episode_index"] = index
-            durable.append_sidecar(self.root, record)
-            durable.end(self.root)
-            self._reopen()           # next episode goes to new files; nothing finished is reopened for writing
-            return index
-        if cmd.kind == "close":
-            if self._ds.has_pending_frames():
-                self._ds.clear_episode_buffer()
-            self._ds.finalize()
-            return None
-        raise ValueError(cmd.kind)
-
-    def _submit(self, kind: str, payload=None, wait: bool = True):
-        if not self._thread.is_alive():
-            raise RuntimeError("episode writer thread is not running (recorder closed?)")
-        cmd = _Command(kind, payload)
-        self._queue.put(cmd)  # control commands are never dropped: block until there is room
-        return cmd.future.result() if wait else cmd.future
+    def add_rate_listener(self, fn) -> None:
+        """``fn(line)`` is called when the recording loop's achieved rate falls below the configured rate."""
+        self.rate.add_listener(fn)
 
     # ---- producers -------------------------------------------------------------------------------------------
     def put_state(self, state: np.ndarray, effort: np.ndarray, capture_time_s: float) -> None:
@@ -342,7 +194,7 @@ class EpisodeRecorder:
 
     @property
     def num_episodes(self) -> int:
-        return self._ds.meta.total_episodes
+        return self._writer.num_episodes
 
     def start_episode(self, task: str | None = None) -> None:
         with self._lock:
@@ -352,16 +204,22 @@ class EpisodeRecorder:
             if not task:
                 raise ValueError("an episode needs a task string (RecorderConfig.task or start_episode(task))")
             self._task = task
-            self._t0 = None
-            self._frames = self._dropped = self._waiting_ticks = 0
+            self._t0 = self._last_tick_s = self._prev = None
+            self._frames = self._dropped = self._missed = self._pending_repeats = self._waiting_ticks = 0
             self._stats = EpisodeSyncStats(STREAMS, self.cfg.required_streams, self.cfg.max_stale_share)
+            self.rate.reset()
             self._recording = True
 
     def tick(self, action: np.ndarray, now_s: float | None = None) -> str:
-        """One 20 Hz control tick: returns "idle", "waiting", "recorded", "stale" or "dropped". Never blocks."""
+        """One 20 Hz control tick: returns "idle", "waiting", "recorded", "stale" or "dropped".
+
+        Never blocks (unless ``cfg.blocking``, for offline producers). A gap of more than one period since the
+        previous tick counts the ticks in between as missed (and, by default, fills them with repeated frames).
+        """
         now_s = time.monotonic() if now_s is None else now_s
         if not self._recording:
             return "idle"
+        missed = self.rate.tick(now_s)
         res = self._assembler.assemble(now_s)
         if res.missing:
             # Before every stream has delivered once there is no frame to record; the episode starts later.
@@ -372,31 +230,57 @@ class EpisodeRecorder:
             raise ValueError(f"action must have {contract.ACTION_DIM} values, got {action.shape}")
         if self._t0 is None:
             self._t0 = now_s
+        elif missed and self._prev is not None:
+            self._missed += missed
+            if self.cfg.missed_tick_policy == "repeat":
+                self._account_repeats(missed)
+        self._last_tick_s = now_s
         self._stats.add(res)
+        self._prev = res
         state, effort = res.values[STATE_STREAM]
         capture = np.array([res.capture_times_s[s] - self._t0 for s in STREAMS], dtype=np.float32)
         frame = {contract.STATE_KEY: state, contract.ACTION_KEY: action, contract.EFFORT_KEY: effort,
                  contract.CAPTURE_TIME_KEY: capture, "task": self._task}
         for cam, key in zip(contract.CAMERA_NAMES, contract.IMAGE_KEYS):
             frame[key] = res.values[cam]
-        try:
-            self._queue.put_nowait(frame)
-        except queue.Full:
+        if not self._writer.put_frame(frame, self._pending_repeats, block=self.cfg.blocking):
             self._dropped += 1
+            if self.cfg.missed_tick_policy == "repeat":
+                self._pending_repeats += 1   # the next frame that gets through is preceded by a repeat
             return "dropped"
-        self._frames += 1
+        self._frames += 1 + self._pending_repeats
+        self._pending_repeats = 0
         return "stale" if res.stale else "recorded"
+
+    def _account_repeats(self, n: int) -> None:
+        """``n`` missed ticks become repeats of the previous frame: counted in the sync statistics as the stale
+        ticks they are (the previous samples, aged by one more period each)."""
+        prev = self._prev
+        for j in range(1, n + 1):
+            t = self._last_tick_s + j * self.period_s
+            stale = {s for s, c in prev.capture_times_s.items() if is_stale(t, c, self.max_age_s)}
+            self._stats.add(TickResult(t, prev.values, prev.capture_times_s, stale))
+        self._pending_repeats += n
+
+    def live_status(self) -> dict:
+        """What the operator should see while recording: achieved loop rate (and warning), frames so far,
+        missed ticks, drops and repeats."""
+        return {**self.rate.status(), "recording": self._recording, "frames": self._frames + self._pending_repeats,
+                "missed_ticks": self._missed, "dropped_frames": self._dropped,
+                "repeated_frames": self._missed + self._dropped if self.cfg.missed_tick_policy == "repeat" else 0}
 
     def _episode_record(self) -> dict:
         summary = self._stats.summary()
         return {"source": "recorder", "frames": self._frames, "dropped_frames": self._dropped,
+                "missed_ticks": self._missed, "missed_tick_policy": self.cfg.missed_tick_policy,
                 "waiting_ticks": self._waiting_ticks, "max_age_ms": self.cfg.max_age_ms,
                 "task": self._task, **summary, "flagged": summary["flagged"] or self._dropped > 0}
 
     def stop_and_save(self) -> EpisodeReport:
         """End the episode and save it (or drop it if flagged and ``flagged_policy == 'drop'``).
 
-        Blocks until the episode is durable on disk (video encoding finished, parquet closed, commit done).
+        Blocks until the episode is durable on disk (video encoding finished and verified, parquet closed,
+        commit done).
         """
         with self._lock:
             if not self._recording:
@@ -404,21 +288,24 @@ class EpisodeRecorder:
             self._recording = False
             rec = self._episode_record()
         if self._frames == 0:
-            self._submit("discard")
+            self._writer.discard()
             return EpisodeReport(False, None, 0, self._dropped, rec["flagged"], "no frames recorded", rec)
         if rec["flagged"] and self.cfg.flagged_policy == "drop":
-            self._submit("discard")
+            self._writer.discard()
             why = (f"flagged ({rec['stale_ticks']}/{rec['ticks']} stale ticks, {self._dropped} dropped frames) "
                    "and flagged_policy is 'drop'")
             return EpisodeReport(False, None, self._frames, self._dropped, True, why, rec)
-        index = self._submit("save", rec)  # the writer adds drops inside LeRobot's encoder to rec, if any
-        return EpisodeReport(True, index, self._frames, rec["dropped_frames"], rec["flagged"], "saved", rec)
+        # The writer adds trailing repeats, drops inside LeRobot's encoder and the video check to the record.
+        rec = self._writer.save(rec, repeat_after=self._pending_repeats)
+        self._pending_repeats = 0
+        return EpisodeReport(True, rec["episode_index"], rec["frames"], rec["dropped_frames"], rec["flagged"],
+                             "saved", rec)
 
     def discard(self) -> None:
         """Throw the current episode away (operator pressed 'discard')."""
         with self._lock:
             self._recording = False
-        self._submit("discard")
+        self._writer.discard()
 
     def rerecord(self, task: str | None = None) -> None:
         """Discard the current episode and start it again."""
@@ -427,11 +314,9 @@ class EpisodeRecorder:
 
     def close(self) -> None:
         """Discard an unfinished episode and release the writer. Saved episodes are already durable."""
-        if self._thread.is_alive():
-            with self._lock:
-                self._recording = False
-            self._submit("close")
-            self._thread.join(timeout=60)
+        with self._lock:
+            self._recording = False
+        self._writer.close()
 
     def __enter__(self):
         return self

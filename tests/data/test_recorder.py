@@ -174,10 +174,17 @@ def test_a_full_queue_drops_frames_counts_them_and_never_blocks_the_control_loop
         out += [feed_tick(rec, T0 + k * P, k) for k in range(1, 10)]
         gate.set()
         rep = rec.stop_and_save()
-    # one frame is held by the stalled writer, three wait in the queue, the other six are dropped and counted
+    # one frame is held by the stalled writer, three wait in the queue, the other six are dropped and counted;
+    # each dropped tick still takes its period (a repeat of the last frame that got through): 10 ticks, 10 rows
     assert out.count("dropped") == 6 and out[:4] == ["recorded"] * 4
-    assert rep.saved and rep.frames == 4 and rep.dropped_frames == 6 and rep.flagged
-    assert durable.read_sidecar(small_recorder_cfg.root)[0]["dropped_frames"] == 6
+    assert rep.saved and rep.frames == 10 and rep.dropped_frames == 6 and rep.flagged
+    side = durable.read_sidecar(small_recorder_cfg.root)[0]
+    assert side["dropped_frames"] == 6 and side["repeated_frames"] == 6
+    ds = load(small_recorder_cfg.root)
+    assert len(ds) == 10
+    # the repeats carry the capture times of the frame they repeat (tick 3's), not new ones
+    cap = np.stack([ds[k][contract.CAPTURE_TIME_KEY].numpy() for k in range(10)])
+    np.testing.assert_allclose(cap[4:, 1:], 3 * P - 0.010, atol=1e-5)
 
 
 def test_bad_inputs_give_clear_errors(small_recorder_cfg):
@@ -236,14 +243,14 @@ def test_a_slow_video_encoder_backs_up_into_counted_drops_never_into_a_short_vid
             threading.Event().wait(0.005)
         rep = rec.stop_and_save()
     assert rep.saved and rep.dropped_frames == out.count("dropped") > 0 and rep.flagged
-    assert rep.frames + rep.dropped_frames == ticks
+    assert rep.frames == ticks  # every dropped tick became a repeated frame: time stays true
     for key in contract.IMAGE_KEYS:
         assert _video_frames(small_recorder_cfg.root, 0, key) == rep.frames
     assert load(small_recorder_cfg.root).num_frames == rep.frames
 
 
 def test_auto_codec_uses_nvenc_only_where_it_really_encodes(monkeypatch):
-    from ate_policy.recording import recorder as r
+    from ate_policy.recording import writer as r
 
     # LeRobot's own "auto" picks h264_nvenc wherever FFmpeg was built with it (always, with the PyAV wheel).
     from lerobot.configs import RGBEncoderConfig
@@ -255,3 +262,37 @@ def test_auto_codec_uses_nvenc_only_where_it_really_encodes(monkeypatch):
     monkeypatch.setattr(r, "_can_encode", lambda vcodec, w, h: vcodec == "hevc_nvenc")
     assert r.resolve_encoder("auto", None, 960, 540) == ("hevc_nvenc", None)
     assert r.resolve_encoder("libsvtav1", None, 960, 540) == ("libsvtav1", None)  # explicit codecs untouched
+
+
+def test_a_loop_that_misses_ticks_keeps_dataset_time_true_with_counted_repeats_and_warns_live(
+        small_recorder_cfg):
+    """A 20 Hz loop that skips every third tick (a busy CPU): the dataset still spans the wall time, each missed
+    tick is a repeated frame (counted, with the old capture times), and the rate warning fires while recording."""
+    warnings = []
+    n = 31  # ticks 0..30; the last one runs (30 % 3 == 0)
+    with EpisodeRecorder(small_recorder_cfg) as rec:
+        rec.add_rate_listener(warnings.append)
+        rec.start_episode()
+        live = []
+        for k in range(n):
+            if k % 3 == 2:
+                continue  # the timer callback for this tick never ran
+            feed_tick(rec, T0 + k * P, k)
+            live.append(rec.live_status())
+        assert warnings and "below its 20 Hz" in warnings[0]       # reported before the episode is saved
+        assert not live[-1]["rate_ok"] and live[-1]["achieved_hz"] < 15
+        rep = rec.stop_and_save()
+    skipped = len([k for k in range(n) if k % 3 == 2])              # 10
+    assert rep.frames == n and rep.sync["missed_ticks"] == skipped and rep.sync["repeated_frames"] == skipped
+    ds = load(small_recorder_cfg.root)
+    assert len(ds) == n
+    # dataset duration (rows / fps) equals the loop's wall duration (last tick - first tick + one period)
+    assert len(ds) / ds.fps == pytest.approx((n - 1) * P + P)
+    # a repeated row holds the previous tick's frame: its capture time and image are tick k-1's
+    for k in (2, 5, 29):
+        item = ds[k]
+        assert item[contract.CAPTURE_TIME_KEY].numpy()[0] == pytest.approx((k - 1) * P - 0.002, abs=1e-5)
+        assert abs(item[contract.IMAGE_KEYS[0]].numpy().mean() * 255 - image_at(k - 1, 0).mean()) < 6
+    # and it is counted as what it is: a stale, repeated frame
+    assert rep.sync["streams"]["cam_high"]["stale_ticks"] == skipped and rep.flagged
+    assert durable.read_sidecar(small_recorder_cfg.root)[0]["repeated_frames"] == skipped
