@@ -44,7 +44,8 @@ _FINGER_RGBA = "0.2 0.2 0.2 1"
 
 
 def _f(v) -> str:
-    return " ".join(f"{float(x):.12g}" for x in np.asarray(v, dtype=float).reshape(-1))
+    # Rounding noise of the DH products (1e-17) is written as 0, so the file reads like the table.
+    return " ".join(f"{(float(x) if abs(x) > 1e-12 else 0.0):.12g}" for x in np.asarray(v, dtype=float).reshape(-1))
 
 
 def _origin(T: np.ndarray) -> str:
