@@ -20,5 +20,7 @@ setup(
     zip_safe=True,
     description="Launch files, configuration and graph descriptions of the dual-arm RealMan ATE stack.",
     license="Apache-2.0",
-    entry_points={"console_scripts": []},
+    entry_points={"console_scripts": [
+        "description_node = ate_bringup.description_node:main",
+    ]},
 )
