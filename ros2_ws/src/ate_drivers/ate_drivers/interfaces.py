@@ -29,8 +29,10 @@ class ArmBackend(Protocol):
     @property
     def is_connected(self) -> bool: ...
     def read_state(self) -> ArmState: ...
-    def send_joint_targets(self, q_rad: np.ndarray) -> None:
-        """Stream one joint target (no reply awaited); the caller has already applied the safety layer."""
+    def send_joint_targets(self, q_rad: np.ndarray) -> bool:
+        """Stream one joint target (no reply awaited); the caller has already applied the safety layer. True: sent;
+        False: dropped because it came sooner than the controller accepts frames (the driver counts it and sends a
+        later one), never queued."""
     def stop(self) -> None:
         """Fastest stop the controller offers."""
     def set_tool_voltage(self, volts: int) -> None: ...

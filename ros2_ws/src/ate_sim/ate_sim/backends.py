@@ -81,9 +81,10 @@ class SimArm:
             pose = pose6_from_matrix(self.cell.flange_pose(self.arm))
             return ArmState(q_rad=q, pose=pose, stamp_s=self.cell.sim_time, wrench=self.cell.wrench(self.arm))
 
-    def send_joint_targets(self, q_rad: np.ndarray) -> None:
+    def send_joint_targets(self, q_rad: np.ndarray) -> bool:
         self._require()
         self.cell.set_joint_targets(self.arm, q_rad)
+        return True   # the sim takes a target at any rate
 
     def stop(self) -> None:
         self._require()
