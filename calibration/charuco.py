@@ -22,10 +22,10 @@ class BoardSpec:
     """A printed ChArUco board. Measure the printed square with a calliper: the metric scale of every result
     comes from ``square_m``."""
 
-    squares_x: int = 5
-    squares_y: int = 4
-    square_m: float = 0.06
-    marker_m: float = 0.045
+    squares_x: int = 7
+    squares_y: int = 5
+    square_m: float = 0.04
+    marker_m: float = 0.03
     dictionary: str = "DICT_4X4_50"
 
     def validate(self) -> None:
@@ -125,11 +125,12 @@ def project(points_cam_board: np.ndarray, T_cam_board: np.ndarray, intr: Intrins
     return px.reshape(-1, 2)
 
 
-def board_pose(det: Detection, spec: BoardSpec, intr: Intrinsics) -> tuple[np.ndarray, float]:
-    """``(T_cam_board, rms_px)``: the board's pose in the camera's optical frame from one view (PnP, refined)."""
+def board_pose(det: Detection, corners_m: np.ndarray, intr: Intrinsics) -> tuple[np.ndarray, float]:
+    """``(T_cam_board, rms_px)``: the board's pose in the camera's optical frame from one view (PnP, refined);
+    ``corners_m`` is ``BoardSpec.corners_m()``."""
     import cv2
 
-    obj = spec.corners_m()[det.ids]
+    obj = corners_m[det.ids]
     ok, rvec, tvec = cv2.solvePnP(obj, det.corners, intr.K, intr.D, flags=cv2.SOLVEPNP_IPPE)
     if not ok:
         raise UserError("the board's pose could not be solved from a view (corners degenerate?)")
