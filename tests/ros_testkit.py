@@ -21,11 +21,13 @@ def node_log(log_dir: Path, fq_name: str, tail: int = 2000) -> str:
 
 @contextlib.contextmanager
 def running_graph(specs, env: dict, tmp: Path, probe_name: str = "probe", stop_timeout_s: float = 60.0):
-    """Start ``specs`` as processes (logs in ``tmp/logs``) and an rclpy probe node; yields (graph, node). At the
-    end every process is interrupted like Ctrl-C and must exit cleanly (the tail of a failing node's log is in
-    the message); the timeout is generous for several processes shutting down on a loaded 2-core machine."""
+    """Start ``specs`` as processes in one process group, as ``ros2 launch`` runs them (logs in ``tmp/logs``),
+    and an rclpy probe node; yields (graph, node). At the end the graph is interrupted as a Ctrl-C under launch
+    does it (SIGINT to the group, then one to each node): every node must exit with code 0 and print no
+    traceback (the tail of a failing node's log is in the message); the timeout is generous for several
+    processes shutting down on a loaded 2-core machine."""
     log_dir = Path(tmp) / "logs"
-    g = ProcessGraph(specs, env=env, log_dir=str(log_dir)).start()
+    g = ProcessGraph(specs, env=env, log_dir=str(log_dir), process_group=True).start()
     rclpy.init()
     node = rclpy.create_node(probe_name)
     try:
@@ -33,9 +35,14 @@ def running_graph(specs, env: dict, tmp: Path, probe_name: str = "probe", stop_t
     finally:
         node.destroy_node()
         rclpy.shutdown()
-        codes = g.stop(timeout_s=stop_timeout_s)
-        bad = {n: c for n, c in codes.items() if c not in (0, -2)}
-        assert not bad, (bad, {n: node_log(log_dir, n) for n in bad})
+        assert_clean_exit(g, log_dir, g.interrupt_like_launch(timeout_s=stop_timeout_s))
+
+
+def assert_clean_exit(g: ProcessGraph, log_dir: Path, codes: dict[str, int]) -> None:
+    """Every node ended with exit code 0 and its log holds no traceback."""
+    bad = {n: c for n, c in codes.items() if c != 0}
+    tracebacks = [n for n in codes if "Traceback (most recent call last)" in node_log(log_dir, n, tail=10**6)]
+    assert not bad and not tracebacks, (bad, tracebacks, {n: node_log(log_dir, n) for n in {*bad, *tracebacks}})
 
 
 class Probe:

@@ -84,8 +84,14 @@ class RuntimeConfig:
     warmup_runs: int = 2
     # Stop sending targets after this much episode time (s); null = no limit (the caller ends the episode).
     episode_time_limit_s: float | None = None
-    # Lockstep: wall-clock seconds a tick waits for its chunk before giving up with an error (a hung policy).
+    # Lockstep: wall-clock seconds a tick waits for its chunk before the call is abandoned and the runtime holds
+    # (inference_deadline; a hung policy must not hang the cell).
     lockstep_timeout_s: float = 300.0
+    # Realtime: an inference call still running after this many wall seconds is abandoned (its result will be
+    # discarded, the worker replaced) and the runtime holds with reason inference_deadline, an error that the
+    # policy node escalates to the cell supervisor. A 4090 takes ~70 ms per PI0 chunk; the plan covers
+    # queue_threshold_ticks (0.4 s) by then, so a call this late has already starved the arms.
+    inference_deadline_s: float = 1.0
     # Recent ticks kept for the latency / jitter percentiles in stats().
     stats_window: int = 2000
     blending: BlendConfig = field(default_factory=BlendConfig)
@@ -106,6 +112,8 @@ class RuntimeConfig:
         if self.episode_time_limit_s is not None and not self.episode_time_limit_s > 0:
             raise ValueError("runtime.episode_time_limit_s must be > 0 or null, got "
                              f"{self.episode_time_limit_s}")
+        if not self.inference_deadline_s > 0:
+            raise ValueError(f"runtime.inference_deadline_s must be > 0, got {self.inference_deadline_s}")
         if self.stats_window < 10:
             raise ValueError(f"runtime.stats_window must be >= 10, got {self.stats_window}")
 

@@ -44,6 +44,10 @@ class TaskConfig:
     sim_task: str | None = None
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     device: DeviceOptions = field(default_factory=DeviceOptions)
+    # This task's overrides of drivers.yaml's `safety` section (the one per-task override of the cell's limits),
+    # e.g. {coupling: independent} for a task whose arms never work together. The bring-up hands them to every
+    # driver node and to the cell supervisor; `ate_policy eval` applies them too.
+    safety: dict = field(default_factory=dict)
 
     def __post_init__(self):
         if self.image_hw is not None:

@@ -10,6 +10,7 @@ sim)::
         res = rt.tick(obs, now_s)    # res.action: (16,) absolute targets, or None and res.reason says why
         if res.action is not None: send it (through the drivers' safety layer)
     rt.pause() / rt.resume() / rt.reset() / rt.stats() / rt.diagnostics() / rt.close()
+    rt.hold(reason, detail)          # the cell supervisor held the arms: flush, hold until resume()
 
 Each tick, in this order:
 
@@ -26,6 +27,13 @@ Each tick, in this order:
 A chunk with NaN/inf is refused whole (counted); the plan then runs out and the ticks hold. A tick that holds
 because the plan ran out while the episode runs is a *missed tick*; with a threshold >= the inference latency
 in ticks there are none.
+
+Escalation, never waiting forever: an inference call running past ``inference_deadline_s`` (realtime) or
+``lockstep_timeout_s`` (lockstep) is abandoned (its result discarded, the worker thread replaced so the next call
+does not queue behind it) and the runtime *holds* (state ``held``, reason ``inference_deadline``, diagnostics
+error); so does :meth:`PolicyRuntime.hold` (the cell supervisor held the arms). A hold flushes the plan and every
+chunk in flight and lasts until an explicit :meth:`PolicyRuntime.resume`. After any flush a call still running is
+left behind on its own thread: the recovery request starts at once on a fresh worker.
 """
 
 from __future__ import annotations
@@ -57,6 +65,8 @@ WARMING_UP = "warming_up"
 STARVED = "starved"
 REFUSED_NONFINITE = "refused_nonfinite"
 INFERENCE_ERROR = "inference_error"
+INFERENCE_DEADLINE = "inference_deadline"
+HELD = "held"
 TIME_LIMIT = "time_limit"
 _MISSED = (STARVED, REFUSED_NONFINITE, INFERENCE_ERROR)
 
@@ -85,6 +95,7 @@ class _Pending:
     k0: int
     ready_k: int
     future: concurrent.futures.Future
+    t_submit: float = 0.0     # wall clock (perf_counter) of the request
 
 
 def _pct(values, q: float) -> float | None:
@@ -118,7 +129,9 @@ class PolicyRuntime:
                         self.cfg.queue_threshold_ticks, self.cfg.lockstep_delay_ticks,
                         self.cfg.lockstep_delay_ticks - self.cfg.queue_threshold_ticks)
         self._lock = threading.RLock()
-        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="ate-inference")
+        self._pool = self._new_pool()
+        self._hold: tuple[str, str] | None = None   # (reason, detail) while held
+        self.workers_replaced = 0
         self._plan = ActionPlan(contract.ACTION_DIM)
         self._gen = 0
         self._pending: list[_Pending] = []
@@ -146,13 +159,44 @@ class PolicyRuntime:
         for d in (self._latencies, self._tick_compute, self._lockstep_wait, self._intervals):
             d.clear()
 
+    @staticmethod
+    def _new_pool() -> concurrent.futures.ThreadPoolExecutor:
+        return concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="ate-inference")
+
     def _flush(self) -> None:
-        """Forget the plan and every chunk in flight (their results will be ignored)."""
+        """Forget the plan and every chunk in flight (their results will be ignored). A call still running is
+        left on its thread and a fresh worker takes the next request, which must not queue behind a stale one."""
+        if any(not p.future.done() for p in self._pending):
+            self._replace_worker()
         self._plan.clear()
         self._gen += 1
         self._pending.clear()
         self._had_chunk = False
         self._failure = None
+
+    def _replace_worker(self) -> None:
+        old, self._pool = self._pool, self._new_pool()
+        old.shutdown(wait=False, cancel_futures=True)   # a running call ends on its own; its result is ignored
+        self.workers_replaced += 1
+        self.counters["workers_replaced"] += 1
+
+    def hold(self, reason: str = HELD, detail: str = "") -> None:
+        """Hold the arms (the cell supervisor held them, or an escalation): flush the plan and every chunk in
+        flight; every tick holds with ``reason`` until :meth:`resume`. Idempotent; a hold before start() also
+        keeps the next start() from moving the arms until resume()."""
+        with self._lock:
+            if self._hold is None:
+                log.error("runtime holds: %s%s", reason, f" ({detail})" if detail else "")
+                self.counters["holds_escalated"] += 1
+            self._hold = (reason, detail)
+            self._flush()
+            if self._state in ("running", PAUSED):
+                self._state = HELD
+
+    @property
+    def held(self) -> tuple[str, str] | None:
+        """(reason, detail) while the runtime holds, else None."""
+        return self._hold
 
     def warmup(self, obs: Observation | None = None, runs: int | None = None) -> list[float]:
         """Run inference ``runs`` (default ``warmup_runs``) times on the worker thread before the first tick;
@@ -179,13 +223,14 @@ class PolicyRuntime:
         return out
 
     def start(self) -> None:
-        """Begin (or continue after reset) an episode; its clock starts at the next tick."""
+        """Begin (or continue after reset) an episode; its clock starts at the next tick. While held (see
+        :meth:`hold`) the episode begins held: only :meth:`resume` lets targets out."""
         with self._lock:
             if self._state == IDLE:
                 self._reset_episode()
                 self._flush()
                 self._episodes += 1
-            self._state = "running"
+            self._state = HELD if self._hold is not None else "running"
 
     def pause(self) -> None:
         """Hold the arms; the plan is dropped (the next chunk starts from the observation at resume)."""
@@ -195,13 +240,21 @@ class PolicyRuntime:
                 self._flush()
 
     def resume(self) -> None:
+        """Continue after pause() or a hold (the operator's explicit resume: a hold never ends by itself)."""
         with self._lock:
-            if self._state == PAUSED:
+            if self._hold is not None:
+                log.warning("runtime resumed after a hold (%s)", self._hold[0])
+                self._hold = None
+                self._flush()
+            if self._state in (PAUSED, HELD):
                 self._state = "running"
 
-    def reset(self) -> None:
-        """End the episode: hold, drop everything planned; counters restart at the next start()."""
+    def reset(self, clear_hold: bool = False) -> None:
+        """End the episode: hold, drop everything planned; counters restart at the next start(). A hold of the
+        cell outlives the episode unless ``clear_hold`` (a new simulated world, ``ate_policy eval``)."""
         with self._lock:
+            if clear_hold:
+                self._hold = None
             self._state = IDLE
             self._flush()
             self._t0 = None
@@ -243,7 +296,7 @@ class PolicyRuntime:
             rtc = RTCRequest(left, self._delay_estimate_ticks(), self.blending.rtc_execution_horizon)
         fut = self._pool.submit(self._timed_call, self._with_task(obs), rtc, self._gen)
         ready = k + self.cfg.lockstep_delay_ticks if self.cfg.clock == "lockstep" else k
-        self._pending.append(_Pending(self._gen, k, ready, fut))
+        self._pending.append(_Pending(self._gen, k, ready, fut, time.perf_counter()))
         self.counters["requests"] += 1
 
     def _collect(self, k: int) -> bool:
@@ -259,19 +312,31 @@ class PolicyRuntime:
                     continue
                 t = time.perf_counter()
                 try:
-                    p.future.result(timeout=self.cfg.lockstep_timeout_s)
+                    p.future.result(timeout=max(0.0, self.cfg.lockstep_timeout_s - (t - p.t_submit)))
                 except concurrent.futures.TimeoutError:
-                    raise RuntimeError(f"lockstep: the chunk requested at tick {p.k0} took longer than "
-                                       f"{self.cfg.lockstep_timeout_s} s of wall time") from None
+                    self._deadline(p, self.cfg.lockstep_timeout_s)
+                    return merged
                 except Exception:  # noqa: BLE001  (the policy's own error: handled below)
                     pass
                 self._lockstep_wait.append(time.perf_counter() - t)
             elif not p.future.done():
+                if time.perf_counter() - p.t_submit > self.cfg.inference_deadline_s:
+                    self._deadline(p, self.cfg.inference_deadline_s)
+                    return merged
                 keep.append(p)
                 continue
             merged |= self._use(p, k)
         self._pending = keep
         return merged
+
+    def _deadline(self, p: _Pending, limit_s: float) -> None:
+        """An inference call past its deadline: abandon it (the worker is replaced, its result never used) and
+        hold until an explicit resume."""
+        self.counters["inference_deadlines"] += 1
+        detail = (f"the chunk requested at tick {p.k0} is still computing after {limit_s:g} s: call abandoned, "
+                  "worker replaced")
+        self._hold = None   # hold() below logs it once
+        self.hold(INFERENCE_DEADLINE, detail)
 
     def _use(self, p: _Pending, k: int) -> bool:
         try:
@@ -323,7 +388,7 @@ class PolicyRuntime:
                 self._tick_compute.append(time.perf_counter() - wall)
             return res
 
-    def _hold(self, k: int, now_s: float, reason: str, detail: str = "",
+    def _held(self, k: int, now_s: float, reason: str, detail: str = "",
               new_chunk: bool = False) -> TickResult:
         return TickResult(k, now_s, None, reason, detail, self._plan.remaining_after(k), None, new_chunk)
 
@@ -345,17 +410,19 @@ class PolicyRuntime:
         self._last_k, self._last_now = k, now_s
 
         new_chunk = self._collect(k)
+        if self._hold is not None:
+            return self._held(k, now_s, *self._hold)
         if self._state == PAUSED:
-            return self._hold(k, now_s, PAUSED)
+            return self._held(k, now_s, PAUSED)
         limit = self.cfg.episode_time_limit_s
         if limit is not None and now_s - self._t0 >= limit - 1e-9:
             if self._pending or len(self._plan):
                 self._flush()
-            return self._hold(k, now_s, TIME_LIMIT, f"episode time limit {limit} s reached")
+            return self._held(k, now_s, TIME_LIMIT, f"episode time limit {limit} s reached")
         check = check_observation(obs, now_s, self.cfg.max_age_ms / 1e3, self.streams)
         if not check.ok:
             self._flush()
-            return self._hold(k, now_s, check.reason, check.detail, new_chunk)
+            return self._held(k, now_s, check.reason, check.detail, new_chunk)
 
         if not self._pending and self._plan.remaining_after(k) < self.cfg.queue_threshold_ticks:
             self._request(k, obs)
@@ -368,13 +435,13 @@ class PolicyRuntime:
         self._min_depth = depth if self._min_depth is None else min(self._min_depth, depth)
         if action is None:
             if self._failure is not None:
-                return self._hold(k, now_s, *self._failure, new_chunk=new_chunk)
+                return self._held(k, now_s, *self._failure, new_chunk=new_chunk)
             if not self._had_chunk:
-                return self._hold(k, now_s, WARMING_UP, "waiting for the first chunk", new_chunk)
-            return self._hold(k, now_s, STARVED, "the plan ran out before the next chunk", new_chunk)
+                return self._held(k, now_s, WARMING_UP, "waiting for the first chunk", new_chunk)
+            return self._held(k, now_s, STARVED, "the plan ran out before the next chunk", new_chunk)
         if not np.all(np.isfinite(action)):  # merged chunks are finite; never send what is not
             self.counters["actions_refused_nonfinite"] += 1
-            return self._hold(k, now_s, REFUSED_NONFINITE, "target holds NaN/inf", new_chunk)
+            return self._held(k, now_s, REFUSED_NONFINITE, "target holds NaN/inf", new_chunk)
         return TickResult(k, now_s, action, OK, "", depth, src, new_chunk)
 
     # --- diagnostics ----------------------------------------------------------------------------------------
@@ -400,7 +467,9 @@ class PolicyRuntime:
                 "overtaken_actions": c["overtaken_actions"], "dropped_late_actions": c["dropped_late"],
                 "chunks_refused_nonfinite": c["chunks_refused_nonfinite"],
                 "actions_refused_nonfinite": c["actions_refused_nonfinite"],
-                "inference_errors": c["inference_errors"],
+                "inference_errors": c["inference_errors"], "inference_deadlines": c["inference_deadlines"],
+                "workers_replaced": self.workers_replaced,
+                "held": self._hold[0] if self._hold else "", "held_detail": self._hold[1] if self._hold else "",
                 "last_reason": last.reason if last else None, "last_detail": last.detail if last else "",
                 "queue_depth": last.queue_depth if last else 0, "queue_depth_min": self._min_depth,
                 "inference_ms": {"last": _ms(lat[-1] if lat else None), "p50": _ms(_pct(lat, 50)),
@@ -428,7 +497,12 @@ class PolicyRuntime:
                 flat[key] = str(v)
         reason = s["last_reason"] or s["state"]
         msg = reason if not s["last_detail"] else f"{reason}: {s['last_detail']}"
-        if reason in (INFERENCE_ERROR, REFUSED_NONFINITE) or reason.startswith("bad_observation"):
+        if self._hold is not None:
+            reason, detail = self._hold
+            level, msg = 2, f"HOLD ({reason}: {detail})" if detail else f"HOLD ({reason})"
+            return level, msg + "; needs an explicit resume", flat
+        if reason in (INFERENCE_ERROR, REFUSED_NONFINITE, INFERENCE_DEADLINE) or \
+                reason.startswith("bad_observation"):
             level = 2
         elif reason in (STARVED,) or reason.split(":")[0] in ("stale", "missing", "future"):
             level = 1

@@ -38,7 +38,8 @@ LAUNCH_ARGS: dict[str, dict[str, tuple[str, str]]] = {
         "task": ("cook_bun", "tasks/<task>.yaml (instruction, checkpoint, rate, chunking, limits) or a YAML path"),
         "checkpoint": ("", "policy checkpoint (a LeRobot pretrained_model folder); empty: the task YAML's"),
         "device": ("", "cuda | cpu | auto; empty: the task YAML's"),
-        "autostart": ("true", "start the first episode once the policy is warm (else call /policy/start)"),
+        "autostart": ("", "start the first episode once the policy is warm; empty: true for robot:=sim, false "
+                          "otherwise (an operator starts it: /policy/start); refused with robot:=real"),
         "sim_clock": ("lockstep", "robot:=sim: lockstep (any machine; time waits for the policy) | realtime"),
         "sim_seed": ("", "robot:=sim: object randomisation seed; empty: drivers.yaml sim.seed"),
     },
@@ -64,6 +65,10 @@ class NodeSpec:
     namespace: str = ""
     parameters: dict = field(default_factory=dict)
     remappings: list[tuple[str, str]] = field(default_factory=list)
+    # The graph cannot work without this node: its exit ends the whole launch, with the reason (launch: on_exit
+    # Shutdown; the process launcher the same). Every node of our graphs is: a driver that gave up, a policy or
+    # teleop node that could not start, or an e-stop node that died must not leave the rest running.
+    essential: bool = True
 
     @property
     def fq_name(self) -> str:
@@ -88,14 +93,18 @@ def drivers(args: dict | None = None) -> list[NodeSpec]:
     a = dict(args or {})
     robot = _robot(a)
     config = str(a.get("config") or default_drivers_config())
+    safety = str(a.get("safety", "") or "")   # JSON: the task's overrides of drivers.yaml's safety section
+    # The e-stop node also runs the cell supervisor (ate_drivers.supervisor): it reads the safety section too.
+    estop = NodeSpec("ate_drivers", "estop_node", "ate_drivers.nodes.estop_node", "estop", "",
+                     {"config_file": config, "robot": robot, "safety": safety})
     if robot == "sim":
-        return [NodeSpec("ate_drivers", "estop_node", "ate_drivers.nodes.estop_node", "estop"), sim_cell(a, config)]
+        return [estop, sim_cell(a, config)]
     arms = [s for s in str(a.get("arms", ",".join(ARMS))).split(",") if s]
     for arm in arms:
         if arm not in ARMS:
             raise ValueError(f"unknown arm {arm!r} in arms:={a.get('arms')}; expected {ARMS}")
-    common = {"config_file": config, "robot": robot}
-    specs = [NodeSpec("ate_drivers", "estop_node", "ate_drivers.nodes.estop_node", "estop")]
+    common = {"config_file": config, "robot": robot, "safety": safety}
+    specs = [estop]
     for arm in arms:
         specs.append(NodeSpec("ate_drivers", "arm_node", "ate_drivers.nodes.arm_node", "arm_driver", arm,
                               {**common, "arm": arm}))
@@ -123,7 +132,8 @@ def sim_cell(args: dict, config: str) -> NodeSpec:
         raise ValueError(f"sim_clock:={clock} must be realtime or lockstep")
     seed = str(args.get("sim_seed", "") or "")  # "" = drivers.yaml's (the node's -1)
     params = {"config_file": config, "robot": "sim", "task": str(args.get("task", "") or ""), "clock": clock,
-              "seed": int(seed) if seed else -1, "consumers": str(args.get("lockstep_consumers", "") or "")}
+              "seed": int(seed) if seed else -1, "consumers": str(args.get("lockstep_consumers", "") or ""),
+              "safety": str(args.get("safety", "") or "")}
     return NodeSpec("ate_sim", "sim_node", "ate_sim.sim_node", "sim_cell", "", params)
 
 
@@ -134,9 +144,23 @@ def _robot(a: dict) -> str:
     return robot
 
 
+def task_safety(task: str) -> str:
+    """The task file's ``safety`` section (its overrides of drivers.yaml's, e.g. ``coupling: independent``) as
+    the JSON every driver node and the e-stop node's supervisor take as their ``safety`` parameter."""
+    if not task:
+        return ""
+    import json
+
+    from ate_policy.runtime.configuration_task import load_task
+
+    over = load_task(task).safety
+    return json.dumps(over, sort_keys=True) if over else ""
+
+
 def _with_consumer(a: dict, consumer: str, default_clock: str) -> tuple[dict, bool]:
     """Driver args for a graph whose ``consumer`` node drives the cell; whether the sim runs in lockstep."""
     d = dict(a)
+    d["safety"] = task_safety(str(a.get("task") or ""))
     if _robot(a) != "sim":
         return d, False
     clock = str(a.get("sim_clock") or default_clock)
@@ -157,8 +181,13 @@ def policy(args: dict | None = None) -> list[NodeSpec]:
     d, lockstep = _with_consumer({**a, "task": task}, "policy", "lockstep")
     robot = _robot(a)
     specs = drivers(d)
+    autostart = str(a.get("autostart", "") or "")
+    if autostart and _bool(autostart) and robot == "real":
+        raise ValueError("autostart:=true with robot:=real: the arms must not move without an operator; start the "
+                         "policy with /policy/start (or python -m ate_deploy.operator)")
     params = {"task": task, "checkpoint": str(a.get("checkpoint", "") or ""), "device": str(a.get("device", "") or ""),
-              "robot": robot, "lockstep": lockstep, "autostart": _bool(a.get("autostart", True)),
+              "robot": robot, "lockstep": lockstep,
+              "autostart": _bool(autostart) if autostart else robot == "sim",
               "use_sim_time": robot == "sim"}
     specs.append(NodeSpec("ate_deploy", "policy_node", "ate_deploy.policy_node", "policy", "", params))
     return specs

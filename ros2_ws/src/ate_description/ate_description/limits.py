@@ -32,6 +32,13 @@ class SafetyConfig:
     # Gripper: opening fraction must lie in [0, 1]; force/speed fractions too.
     gripper_min: float = 0.0
     gripper_max: float = 1.0
+    # Cell supervisor (ate_drivers.supervisor): a refusal, fault, tracking violation or stale input on one arm
+    # holds "coupled" both arms (a handover must not go on with one arm frozen) or "independent" only that arm;
+    # either way until an operator calls /cell/resume. A task that never couples the arms may choose independent.
+    coupling: str = "coupled"
+    # The e-stop node's heartbeat must reach every driver within this; a silent e-stop node latches the drivers'
+    # e-stop (an e-stop that is not running cannot stop anything). 0 = no check (unit tests of one driver only).
+    estop_timeout_s: float = 1.0
 
     def joint_limits_rad(self) -> tuple[float, ...]:
         """The joint limits commands must stay within: the RM75-6s limits shrunk by the margin."""

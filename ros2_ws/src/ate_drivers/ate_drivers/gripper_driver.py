@@ -1,4 +1,13 @@
-"""The gripper driver's logic, without ROS: safety check, connect with back-off, fault reporting."""
+"""The gripper driver's logic, without ROS: safety check, hold, connect and reconnect with back-off, faults.
+
+* **Hold** (the e-stop, and a cell hold of the supervisor): the gripper is commanded to its *measured* opening
+  and further commands are refused. The OmniPicker has position commands only: there is no "stop", and opening it
+  would drop what it holds (the bun in a handover), so holding where it is is the only safe stop.
+* **Connection**: a CAN error on a command or in the feedback (adapter unplugged, bus-off) marks the gripper
+  disconnected (``connected`` False, reported in diagnostics), the bus is closed and reopened after ``retry_s``;
+  feedback that stays away longer than the backend's ``max_feedback_age_s`` is reported as "no feedback".
+* The state carries the feedback's capture time (``GripperState.stamp_s``, monotonic), never the publish time.
+"""
 
 from __future__ import annotations
 
@@ -22,8 +31,13 @@ class GripperDriver:
         self.connected = False
         self.state: GripperState | None = None
         self.last_error = ""
+        self.comm_errors = 0
+        self.reconnects = 0
+        self.holds_sent = 0          # hold commands (measured opening) that went out
         self._next_attempt = -math.inf
+        self.estop.add_listener(self.hold)
 
+    # --- connection ----------------------------------------------------------------------------------------
     def ensure_connected(self) -> bool:
         if self.connected:
             return True
@@ -36,13 +50,34 @@ class GripperDriver:
             self.last_error = str(e)
             self._next_attempt = now + self.retry_s
             return False
+        if self.comm_errors:
+            self.reconnects += 1
+            log.warning("[%s gripper] reconnected", self.arm)
         self.connected = True
         return True
 
+    def _lost(self, err: Exception) -> None:
+        self.comm_errors += 1
+        self.last_error = str(err)
+        if self.connected:
+            log.error("[%s gripper] connection lost: %s", self.arm, err)
+        self.connected = False
+        self.state = None
+        try:
+            self.backend.disconnect()
+        except Exception:  # noqa: BLE001  (closing a broken bus may fail too)
+            pass
+        self._next_attempt = self.clock() + self.retry_s
+
+    # --- loop ----------------------------------------------------------------------------------------------
     def tick(self) -> GripperState | None:
         if not self.ensure_connected():
             return None
-        self.state = self.backend.read_state()
+        try:
+            self.state = self.backend.read_state()
+        except Exception as e:
+            self._lost(e)
+            return None
         return self.state
 
     def on_command(self, position: float, force: float = 1.0, speed: float = 1.0) -> bool:
@@ -56,18 +91,39 @@ class GripperDriver:
         try:
             self.backend.command(p, f, s)
         except Exception as e:
-            self.last_error = str(e)
+            self._lost(e)
             return False
         return True
 
+    def hold(self) -> bool:
+        """Keep the jaw where it is: command the measured opening (True when that command went out)."""
+        st = self.state
+        if not self.connected or st is None:
+            return False
+        try:
+            self.backend.command(min(max(st.position, 0.0), 1.0), 1.0, 1.0)
+        except Exception as e:
+            self._lost(e)
+            return False
+        self.holds_sent += 1
+        return True
+
+    def close(self) -> None:
+        self.hold()
+        try:
+            self.backend.disconnect()
+        finally:
+            self.connected = False
+
     def diagnostics(self) -> tuple[int, str, dict[str, str]]:
         d = self.safety.diagnostics()
-        d["connected"] = str(self.connected)
-        d["last_error"] = self.last_error
+        d.update(connected=str(self.connected), last_error=self.last_error, comm_errors=str(self.comm_errors),
+                 reconnects=str(self.reconnects), holds_sent=str(self.holds_sent))
         st = self.state
         if st is not None:
             d.update(position=f"{st.position:.3f}", state=STATES.get(st.state, str(st.state)),
-                     fault=FAULTS.get(st.fault, f"unknown fault {st.fault}"), fault_code=str(st.fault))
+                     fault=FAULTS.get(st.fault, f"unknown fault {st.fault}"), fault_code=str(st.fault),
+                     feedback_age_s=f"{max(0.0, self.clock() - st.stamp_s):.3f}")
         if not self.connected:
             return 2, f"disconnected: {self.last_error}", d
         if st is None:

@@ -8,7 +8,12 @@ in the same simulated world (a camera has to see the arm move). That process hol
   their clock, so a command the real driver would refuse is refused here too;
 * the cameras are the sim backends, rendered at the configured size;
 * ``step()`` advances simulated time (lockstep) and ``advance_to_wall()`` keeps pace with the wall clock
-  (realtime).
+  (realtime);
+* the cell supervisor (``ate_drivers.supervisor.CellSupervisor``) lives here, in the process of both arms: a
+  refusal, fault or stale command on either arm holds both (``safety.coupling: coupled``) at once, without a
+  message on the way; commands to a held arm are refused (``held``) until :meth:`resume` (or a new episode,
+  :meth:`reset`: a fresh world). ``ate_policy eval`` reads it (a hold fails the episode); the sim node also
+  publishes its events for the cell's supervisor and follows ``/cell/hold``.
 
 Everything it reports is stamped with simulated time.
 """
@@ -24,6 +29,7 @@ from ate_drivers.config import DriversConfig
 from ate_drivers.gripper_driver import GripperDriver
 from ate_drivers.interfaces import ArmState, Frame, GripperState
 from ate_drivers.safety import EStop
+from ate_drivers.supervisor import CellSupervisor, DriverWatch, HoldEvent, apply_holds, gate
 from ate_description import contract
 from ate_sim.backends import SimArm, SimCamera, SimGripper
 from ate_sim.cell import SimCell
@@ -51,6 +57,11 @@ class SimRunner:
         self.grippers = {arm: GripperDriver(arm, SimGripper(self.cell, arm), cfg.safety, self.estop, clock=clock)
                          for arm in contract.ARMS}
         self.cameras = {name: SimCamera(self.cell, name, (s.image_height, s.image_width)) for name in cameras}
+        self.supervisor = CellSupervisor(cfg.safety.coupling, clock=clock, name="sim")
+        apply_holds(self.supervisor, [*self.arms.items(), *self.grippers.items()])
+        self._watches = [DriverWatch("arm", a, d) for a, d in self.arms.items()] + \
+            [DriverWatch("gripper", a, d) for a, d in self.grippers.items()]
+        self._event_listeners: list = []
         self.ticks = 0
         self._wall_anchor: tuple[float, float] | None = None
         self._t_offset = 0.0  # simulated time before the last reset: time never runs backwards for listeners
@@ -74,6 +85,7 @@ class SimRunner:
         """A fresh episode: home posture, objects re-randomised; commands judged afresh. Time goes on."""
         for drv in self.arms.values():
             drv.hold()  # nothing deferred from the last episode may reach the new one
+        self.supervisor.clear()   # a new episode is a fresh world: the last one's hold does not carry over
         with self.cell.lock:
             self._t_offset += self.cell.sim_time
             self.cell.reset(seed)
@@ -97,6 +109,7 @@ class SimRunner:
         for st in (*arms.values(), *grippers.values()):
             if st is not None:
                 st.stamp_s = t
+        self.poll()
         return CellReading(t, arms, grippers)
 
     def render(self, names=None) -> dict[str, Frame]:
@@ -124,10 +137,37 @@ class SimRunner:
 
     # --- commands (through the drivers' safety layer) --------------------------------------------------------
     def command_arm(self, arm: str, names, positions, stamp_s: float | None) -> bool:
-        return self.arms[arm].on_command(names, positions, stamp_s)
+        drv = self.arms[arm]
+        ok = gate(self.supervisor, arm, drv.safety) and drv.on_command(names, positions, stamp_s)
+        self.poll()
+        return ok
 
     def command_gripper(self, arm: str, position: float, force: float = 1.0, speed: float = 1.0) -> bool:
-        return self.grippers[arm].on_command(position, force, speed)
+        drv = self.grippers[arm]
+        ok = gate(self.supervisor, arm, drv.safety) and drv.on_command(position, force, speed)
+        self.poll()
+        return ok
+
+    # --- the cell supervisor ---------------------------------------------------------------------------------
+    def poll(self) -> list[HoldEvent]:
+        """What the drivers decided since the last poll, as hold events: the supervisor holds on each."""
+        out = []
+        t = self.sim_time()
+        for w in self._watches:
+            for ev in w.poll(t):
+                self.supervisor.report(ev)
+                out.append(ev)
+                for fn in list(self._event_listeners):
+                    fn(ev)
+        return out
+
+    def add_event_listener(self, fn) -> None:
+        """``fn(HoldEvent)`` for each event the drivers raise (the sim node publishes them on /cell/events)."""
+        self._event_listeners.append(fn)
+
+    def resume(self, blocked_by: str = "") -> tuple[bool, str]:
+        """The operator's explicit resume (``/cell/resume`` reaches it through the cell's supervisor)."""
+        return self.supervisor.resume(blocked_by or ("e-stop latched: reset it first" if self.estop.latched else ""))
 
     # --- time ------------------------------------------------------------------------------------------------
     def step(self, duration_s: float = contract.PERIOD_S) -> float:
@@ -159,4 +199,9 @@ class SimRunner:
             out.append((f"arm/{arm}", *drv.diagnostics()))
         for arm, drv in self.grippers.items():
             out.append((f"gripper/{arm}", *drv.diagnostics()))
+        for i, (name, level, message, values) in enumerate(out):
+            arm = name.split("/")[1]
+            values.update({"cell_held": str(self.supervisor.held(arm)), "cell_hold_reason": self.supervisor.reason()})
+            if self.supervisor.held(arm) and level < 2:
+                out[i] = (name, 2, f"cell hold: {self.supervisor.reason()}; call /cell/resume", values)
         return out

@@ -6,8 +6,13 @@ of the cell (``ate_sim.runner.SimRunner``). One process, because a camera must s
 
 Out: ``/<arm>/joint_states``, ``/<arm>/wrench``, ``/<arm>/gripper/state``, ``/cameras/<name>/image_raw``,
 ``/diagnostics``, ``/clock`` (simulated time: the other nodes of a sim graph run with ``use_sim_time``).
-In: ``/<arm>/joint_command``, ``/<arm>/gripper/command``, ``/estop``, ``/sim/tick_done`` (lockstep acks).
-Service: ``/sim/reset`` (std_srvs/Trigger): a new episode of the task scene, objects re-randomised.
+In: ``/<arm>/joint_command``, ``/<arm>/gripper/command``, ``/estop``, ``/estop/heartbeat``, ``/cell/hold``,
+``/sim/tick_done`` (lockstep acks). Service: ``/sim/reset`` (std_srvs/Trigger): a new episode of the task scene,
+objects re-randomised (and the last episode's cell hold forgotten).
+
+Cell supervisor: both arms live here, so the runner's supervisor holds both at once on a refusal, fault or stale
+command of either; its events also go to ``/cell/events`` (the e-stop node's supervisor, which publishes
+``/cell/hold``, which this node follows: a ``/cell/resume`` there resumes the arms here).
 
 Clocks (``sim.clock`` in drivers.yaml or the ``clock`` parameter): ``realtime`` steps the physics at wall pace
 and renders each camera at ``camera_fps`` as far as the CPU allows; ``lockstep`` runs the protocol of
@@ -28,8 +33,8 @@ from std_msgs.msg import Header
 from std_srvs.srv import Trigger
 
 from ate_drivers.lockstep import CLOCK_TOPIC, TICK_DONE_TOPIC, TickGate
-from ate_drivers.nodes.common import (COMMAND_QOS, IMAGE_QOS, STATE_QOS, desc, diagnostic_array, load_config,
-                                      spin, subscribe_estop)
+from ate_drivers.nodes.common import (COMMAND_QOS, IMAGE_QOS, STATE_QOS, CellLink, desc, diagnostic_array,
+                                      load_config, spin)
 from ate_drivers.nodes.messages import (gripper_state_msg, image_msg, joint_state_msg, parse_gripper_command,
                                         stamp_ns, stamp_s, to_stamp, wrench_msg)
 from ate_description.contract import ARMS, PERIOD_S, arm_joint_names
@@ -72,7 +77,9 @@ class SimNode(Node):
         self.pub_img = {n: self.create_publisher(Image, f"/cameras/{n}/image_raw", IMAGE_QOS)
                         for n in self.runner.cameras}
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        subscribe_estop(self, self.runner.estop)
+        # /estop, the e-stop node's heartbeat, /cell/hold; the runner's supervisor raises the events itself
+        self.cell = CellLink(self, self.runner.estop, self.runner.supervisor, [], self.cfg.safety)
+        self.runner.add_event_listener(self.cell.publish_event)
         self.create_service(Trigger, "/sim/reset", self.on_reset)
         self.episodes = 0
         self.republishes = 0
@@ -151,7 +158,8 @@ class SimNode(Node):
     # --- commands --------------------------------------------------------------------------------------------
     def on_joint_command(self, arm: str, msg: JointState) -> None:
         t = stamp_s(msg.header.stamp)
-        self.runner.command_arm(arm, list(msg.name), list(msg.position), t if t > 0 else None)
+        if self.cell.heartbeat_gate(self.runner.arms[arm].safety):
+            self.runner.command_arm(arm, list(msg.name), list(msg.position), t if t > 0 else None)
         self.gate.on_command(stamp_ns(msg.header.stamp))
         self.maybe_step()
 
@@ -161,7 +169,8 @@ class SimNode(Node):
         except ValueError as e:
             self.runner.grippers[arm].safety.refuse("wrong_length", str(e))
         else:
-            self.runner.command_gripper(arm, position, force, speed)
+            if self.cell.heartbeat_gate(self.runner.grippers[arm].safety):
+                self.runner.command_gripper(arm, position, force, speed)
         self.gate.on_command(stamp_ns(msg.header.stamp))
         self.maybe_step()
 
@@ -169,12 +178,16 @@ class SimNode(Node):
         self.episodes += 1
         seed = self.sim.seed + self.episodes
         self.runner.reset(seed)
+        if self.cell.last_state is not None:   # a new episode forgets its own holds, not the cell's
+            self.runner.supervisor.follow(self.cell.last_state)
         resp.success, resp.message = True, f"episode {self.episodes}: scene reset with seed {seed}"
         return resp
 
     # --- diagnostics -----------------------------------------------------------------------------------------
     def on_diagnostics(self) -> None:
+        link = self.cell.diagnostics()
         for name, level, message, values in self.runner.diagnostics():
+            values.update(link)
             self.pub_diag.publish(diagnostic_array(self, name, level, message, values))
         success = self.runner.success()
         values = {"clock": self.sim.clock, "sim_time_s": f"{self.runner.sim_time():.3f}",

@@ -13,8 +13,8 @@ from sensor_msgs.msg import JointState
 
 from ate_drivers import registry
 from ate_drivers.arm_driver import ArmDriver
-from ate_drivers.nodes.common import (COMMAND_QOS, STATE_QOS, diagnostic_array, load_config, spin,
-                                      stamp_to_monotonic, subscribe_estop)
+from ate_drivers.nodes.common import (COMMAND_QOS, STATE_QOS, diagnostic_array, link_cell, load_config, spin,
+                                      stamp_to_monotonic)
 from ate_drivers.nodes.messages import joint_state_msg, wrench_msg
 from ate_drivers.safety import EStop
 from ate_description.contract import arm_joint_names
@@ -35,7 +35,8 @@ class ArmNode(Node):
         self.pub_wrench = self.create_publisher(WrenchStamped, "wrench", STATE_QOS)
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_subscription(JointState, "joint_command", self.on_command, COMMAND_QOS)
-        subscribe_estop(self, self.estop)
+        # /estop, the e-stop node's heartbeat and the cell supervisor (a hold of either arm stops this one)
+        self.cell = link_cell(self, self.estop, self.cfg.safety, [("arm", self.arm, self.driver)])
         self._tick_n = 0
         self._t_start = time.monotonic()
         self._tool_power_done = False
@@ -46,6 +47,7 @@ class ArmNode(Node):
     def on_tick(self) -> None:
         self._tick_n += 1
         st = self.driver.tick(read_wrench=self._tick_n % max(self.cfg.wrench_every_n, 1) == 0)
+        self.cell.poll()
         if st is None:
             if (self.driver.reconnects == 0 and self.cfg.robot == "real"
                     and time.monotonic() - self._t_start > self.cfg.fail_fast_s):
@@ -65,10 +67,18 @@ class ArmNode(Node):
             self.pub_wrench.publish(wrench_msg(self.arm, st.wrench, now))
 
     def on_command(self, msg: JointState) -> None:
-        self.driver.on_command(list(msg.name), list(msg.position), stamp_to_monotonic(self, msg.header.stamp))
+        if self.cell.gate(self.arm, self.driver.safety):
+            self.driver.on_command(list(msg.name), list(msg.position), stamp_to_monotonic(self, msg.header.stamp))
+        self.cell.poll()
 
     def on_diagnostics(self) -> None:
         level, message, values = self.driver.diagnostics()
+        values.update(self.cell.diagnostics())
+        emu = getattr(self.driver.backend, "emulator", None)
+        if emu is not None:   # robot:=emulated: what the emulated controller received (tests assert on the device)
+            values["emulator_stops_received"] = str(len(emu.commands("set_arm_stop")))
+        if self.cell.supervisor.held(self.arm) and level < 2:
+            level, message = 2, f"cell hold: {self.cell.supervisor.reason()}; call /cell/resume"
         self.pub_diag.publish(diagnostic_array(self, f"arm/{self.arm}", level, message, values))
 
     def close(self) -> None:

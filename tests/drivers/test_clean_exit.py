@@ -1,0 +1,85 @@
+"""Start and stop as ``ros2 launch`` does it: the process launcher (``python -m ate_bringup.launcher``) with its
+nodes in one process group, interrupted by a Ctrl-C (SIGINT to the group, then the launcher's own SIGINT to each
+node): the launcher and every node end with exit code 0 and print no traceback. An essential node that dies
+ends its graph, with the reason.
+
+(The DDS graph tests check the same clean exit for every node of the driver, sim, policy and teleop graphs:
+``ros_testkit.running_graph`` interrupts each graph like launch and asserts it.)
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+rclpy = pytest.importorskip("rclpy")
+
+from ate_bringup import graph  # noqa: E402
+from ate_drivers.config import load_drivers_config  # noqa: E402
+from ate_description.config import dump_yaml  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+def _launcher(args: list[str], env: dict) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "ate_bringup.launcher", *args], env={**os.environ, **env},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, process_group=0, text=True)
+
+
+def _wait_for_topic(topic: str, timeout_s: float) -> bool:
+    from sensor_msgs.msg import JointState
+
+    rclpy.init()
+    node = rclpy.create_node("clean_exit_probe")
+    got = []
+    node.create_subscription(JointState, topic, got.append, 10)
+    end = time.monotonic() + timeout_s
+    try:
+        while not got and time.monotonic() < end:
+            rclpy.spin_once(node, timeout_sec=0.1)
+    finally:
+        node.destroy_node()
+        rclpy.shutdown()
+    return bool(got)
+
+
+def test_ctrl_c_ends_the_launcher_and_every_node_with_exit_0_and_no_traceback(ros_env):
+    p = _launcher(["drivers", "robot:=emulated", "cameras:=false"], ros_env)
+    try:
+        assert _wait_for_topic("/right/joint_states", 90.0), "driver graph did not come up"
+        time.sleep(1.0)   # the grippers' serial links and the e-stop heartbeat are up too
+        os.killpg(p.pid, signal.SIGINT)          # the terminal's Ctrl-C: launcher and every node
+        out, _ = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+    assert p.returncode == 0, out[-4000:]
+    assert "Traceback" not in out, out[-4000:]
+    assert "started: /estop, /left/arm_driver, /left/gripper_driver, /right/arm_driver" in out
+
+
+def test_an_essential_node_that_dies_ends_its_graph_with_the_reason(ros_env, tmp_path):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    dead = s.getsockname()[1]
+    s.close()
+    cfg = load_drivers_config(graph.default_drivers_config(), robot="real")
+    cfg.left.realman.ip, cfg.left.realman.port, cfg.fail_fast_s = "127.0.0.1", dead, 2.0
+    path = tmp_path / "drivers.yaml"
+    dump_yaml(cfg, path)
+    p = _launcher(["drivers", "robot:=real", f"config:={path}", "arms:=left", "grippers:=false",
+                   "cameras:=false"], ros_env)
+    try:
+        out, _ = p.communicate(timeout=90)
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+    # the arm node gave up (no controller, code 3): the launcher stopped the e-stop node too and says why
+    assert "stopping the graph: /left/arm_driver exited with code 3" in out, out[-4000:]
+    assert p.returncode == 3 and "Traceback" not in out, out[-4000:]
