@@ -157,7 +157,7 @@ class SimRig(Rig):
             a = SimArm(self.cell, arm)
             driver = ArmDriver(arm, a, estop=estop, clock=lambda: self.cell.sim_time)
             driver.ensure_connected()
-            self.arms[arm] = ArmMover(driver, lambda: self.cell.step(PERIOD_S))
+            self.arms[arm] = ArmMover(driver, lambda: self.cell.step(PERIOD_S), speed_rad_s=1.0)
             g = SimGripper(self.cell, arm)
             g.connect()
             self.grippers[arm] = g
@@ -226,6 +226,22 @@ class SimRig(Rig):
         if not sol.converged:
             raise UserError(f"sim operator: no posture puts cam_{arm}_wrist over the board ({sol.pos_err_m:.3f} m)")
         for other in ARMS:   # the other arm parked out of the way first (both reach over the same board)
+            if other != arm:
+                self.arms[other].move_to(PARKED_Q[other])
+        self.arms[arm].move_to(sol.q)
+
+    def touch(self, arm: str, point_cell, tip_m: float, yaw_rad: float = 0.0) -> None:
+        """Jog ``arm`` until a pointer ``tip_m`` along its flange z touches ``point_cell`` (gripper pointing down,
+        turned by ``yaw_rad``); the other arm is parked first."""
+        from ate_description.ik import IKConfig, PinocchioIK
+
+        p = (inv_transform(self.calibration.t_cell_base(arm)) @ np.append(np.asarray(point_cell, float), 1.0))[:3]
+        R = np.diag([-1.0, 1.0, -1.0]) @ rot_z(yaw_rad)
+        F = make_transform(R, p) @ make_transform(np.eye(3), (0.0, 0.0, -tip_m))
+        sol = PinocchioIK(IKConfig(max_iter=300)).solve(F, HOME_Q)
+        if not sol.converged:
+            raise UserError(f"sim operator: the {arm} arm cannot touch {np.round(point_cell, 3).tolist()}")
+        for other in ARMS:
             if other != arm:
                 self.arms[other].move_to(PARKED_Q[other])
         self.arms[arm].move_to(sol.q)
