@@ -7,6 +7,9 @@
   disconnected (``connected`` False, reported in diagnostics), the bus is closed and reopened after ``retry_s``;
   feedback that stays away longer than the backend's ``max_feedback_age_s`` is reported as "no feedback".
 * The state carries the feedback's capture time (``GripperState.stamp_s``, monotonic), never the publish time.
+* **Stroke mapping** (``mapping``, the calibration's ``GripperCalibration`` from ``python -m calibration gripper``):
+  commands and states stay the data contract's opening fraction (linear in mm, 1 = 120 mm); only here are they
+  mapped to and from the gripper's own command/feedback fractions. None: the gripper's fractions are used as they are.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from __future__ import annotations
 import logging
 import math
 import time
+
+from dataclasses import replace
 
 from ate_drivers.gripper.omnipicker_protocol import FAULTS, STATES
 from ate_drivers.interfaces import GripperBackend, GripperState
@@ -24,8 +29,9 @@ log = logging.getLogger(__name__)
 
 class GripperDriver:
     def __init__(self, arm: str, backend: GripperBackend, safety: SafetyConfig | None = None,
-                 estop: EStop | None = None, retry_s: float = 1.0, clock=time.monotonic):
+                 estop: EStop | None = None, retry_s: float = 1.0, clock=time.monotonic, mapping=None):
         self.arm, self.backend, self.clock, self.retry_s = arm, backend, clock, retry_s
+        self.mapping = mapping if mapping is not None and mapping.calibrated() else None
         self.estop = estop or EStop()
         self.safety = SafetyFilter(arm, safety, self.estop)
         self.connected = False
@@ -74,11 +80,17 @@ class GripperDriver:
         if not self.ensure_connected():
             return None
         try:
-            self.state = self.backend.read_state()
+            st = self.backend.read_state()
         except Exception as e:
             self._lost(e)
             return None
+        if st is not None and self.mapping is not None:
+            st = replace(st, position=self.mapping.opening_from_feedback(st.position))
+        self.state = st
         return self.state
+
+    def _gripper_fraction(self, opening: float) -> float:
+        return opening if self.mapping is None else self.mapping.command_for(opening)
 
     def on_command(self, position: float, force: float = 1.0, speed: float = 1.0) -> bool:
         if not self.connected:
@@ -89,7 +101,7 @@ class GripperDriver:
         except Refused:
             return False
         try:
-            self.backend.command(p, f, s)
+            self.backend.command(self._gripper_fraction(p), f, s)
         except Exception as e:
             self._lost(e)
             return False
@@ -101,7 +113,7 @@ class GripperDriver:
         if not self.connected or st is None:
             return False
         try:
-            self.backend.command(min(max(st.position, 0.0), 1.0), 1.0, 1.0)
+            self.backend.command(self._gripper_fraction(min(max(st.position, 0.0), 1.0)), 1.0, 1.0)
         except Exception as e:
             self._lost(e)
             return False

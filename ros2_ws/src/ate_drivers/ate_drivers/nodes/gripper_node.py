@@ -14,6 +14,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 
+from ate_description.calibration import load_calibration
 from ate_drivers import registry
 from ate_drivers.gripper_driver import GripperDriver
 from ate_drivers.nodes.common import (COMMAND_QOS, STATE_QOS, diagnostic_array, link_cell, load_config,
@@ -31,7 +32,9 @@ class GripperNode(Node):
         backend = registry.make_gripper(self.cfg.backend_names().gripper, arm=self.arm,
                                         config=self.cfg.side(self.arm).gripper)
         self.estop = EStop()
-        self.driver = GripperDriver(self.arm, backend, self.cfg.safety, self.estop)
+        # The stroke table of `python -m calibration gripper` (the bring-up's calibration.yaml); empty = unmapped.
+        mapping = load_calibration().arm(self.arm).gripper
+        self.driver = GripperDriver(self.arm, backend, self.cfg.safety, self.estop, mapping=mapping)
         self.joint = f"{self.arm}_gripper"
         self.pub = self.create_publisher(JointState, "gripper/state", STATE_QOS)
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
