@@ -6,14 +6,14 @@
 # On a robot PC with ROS 2 sourced (ROS_DISTRO set) the venv sees the system rclpy and the ROS wheels are skipped.
 #
 # Environment knobs:
-#   ATE_EXTRAS   comma-separated extras (default: train,robot,ros,sim,dev; the `ros` extra is dropped when ROS_DISTRO is set)
+#   ATE_EXTRAS   comma-separated extras (default: train,robot,ros,sim,viz,dev; the `ros` extra is dropped when ROS_DISTRO is set)
 #   ATE_VENV     venv path (default: .venv in the repository)
 #   ATE_SKIP_APT=1  never call apt-get
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${ATE_VENV:-$ROOT/.venv}"
-EXTRAS="${ATE_EXTRAS:-train,robot,ros,sim,dev}"
+EXTRAS="${ATE_EXTRAS:-train,robot,ros,sim,viz,dev}"
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 
