@@ -134,7 +134,8 @@ def command(sim, action: np.ndarray, stamp_s: float) -> None:
         sim.command_gripper(arm, opening)
 
 
-def run_episode(sim, runtime, seed: int, time_limit_s: float) -> tuple[dict, EpisodeLog]:
+def run_episode(sim, runtime, seed: int, time_limit_s: float, viz=None) -> tuple[dict, EpisodeLog]:
+    """``viz``: an ``ate_policy.viz.runtime_viz.RuntimeViz`` that logs every tick (``--viz``)."""
     import torch
 
     torch.manual_seed(seed)  # the policy's noise: a rerun with the same seed is the same episode
@@ -151,6 +152,8 @@ def run_episode(sim, runtime, seed: int, time_limit_s: float) -> tuple[dict, Epi
         res = runtime.tick(obs, t)
         if res.action is not None:
             command(sim, res.action, t)
+        if viz is not None:
+            viz.on_tick(res, obs, wrench, {k: n - refused_before.get(k, 0) for k, n in sim.refusals().items()})
         ep.t_s.append(t)
         ep.q.append(obs.state.astype(float))
         ep.action.append(res.action if res.action is not None else np.full(contract.ACTION_DIM, np.nan))
@@ -177,26 +180,28 @@ def run_episode(sim, runtime, seed: int, time_limit_s: float) -> tuple[dict, Epi
 # --- the whole evaluation -----------------------------------------------------------------------------------
 def evaluate(task, episodes: int, seed: int = 0, output: str | Path | None = None,
              image_hw: tuple[int, int] | None = None, time_limit_s: float | None = None, policy=None,
-             progress: bool = True, max_episode_plots: int = 5, log_refusals: bool = False) -> dict:
+             progress: bool = True, max_episode_plots: int = 5, log_refusals: bool = False,
+             viz: str | None = None) -> dict:
     """Run ``episodes`` sim episodes of ``task`` (a TaskConfig); returns the summary also written to
     eval.json.
 
     ``policy``: a ready select_chunk (tests); None = ``load_policy(task.checkpoint, ...)``. The safety layer's
     refusals are counted in the report; ``log_refusals`` also logs each one (an untrained policy makes
-    many)."""
+    many). ``viz``: ``save`` writes ``episode_NNN.rrd`` (Rerun) next to the report, ``native`` / ``web`` also show
+    the episodes live (docs/visualization.md)."""
     safety_log = logging.getLogger("ate_drivers.safety")
     level = safety_log.level
     if not log_refusals:
         safety_log.setLevel(logging.ERROR)
     try:
         return _evaluate(task, episodes, seed, output, image_hw, time_limit_s, policy, progress,
-                         max_episode_plots)
+                         max_episode_plots, viz)
     finally:
         safety_log.setLevel(level)
 
 
 def _evaluate(task, episodes, seed, output, image_hw, time_limit_s, policy, progress,
-              max_episode_plots) -> dict:
+              max_episode_plots, viz=None) -> dict:
     import dataclasses
 
     from tqdm import tqdm
@@ -234,13 +239,27 @@ def _evaluate(task, episodes, seed, output, image_hw, time_limit_s, policy, prog
     runtime = PolicyRuntime(policy, rcfg, instruction=task.instruction)
     out.mkdir(parents=True, exist_ok=True)
     results, logs = [], []
+    viewer = None
     try:
+        if viz in ("native", "web"):
+            from ate_policy.viz.viewer import start_viewer
+
+            viewer = start_viewer(viz)
+            if viewer.web_url:
+                print(f"Rerun web viewer: {viewer.web_url}")
         obs, _ = observe(sim)
         runtime.warmup(obs)
         bar = tqdm(range(episodes), desc=f"eval {task.name}", unit="ep", disable=None if progress else True,
                    dynamic_ncols=True)
         for i in bar:
-            res, ep = run_episode(sim, runtime, seed + i, limit)
+            logger = _episode_logger(task, i, out, viewer, runtime) if viz else None
+            try:
+                res, ep = run_episode(sim, runtime, seed + i, limit, logger)
+            finally:
+                if logger is not None:
+                    viz_stats = logger.logger.close()
+            if logger is not None:
+                res["viz"] = {"rrd": f"episode_{i:03d}.rrd", "dropped": viz_stats["dropped"]}
             res["episode"] = i
             results.append(res)
             logs.append(ep)
@@ -251,6 +270,8 @@ def _evaluate(task, episodes, seed, output, image_hw, time_limit_s, policy, prog
     finally:
         runtime.close()
         sim.close()
+        if viewer is not None and viz == "web":
+            viewer.close()   # the .rrd files stay: `rerun --serve-web FILE` shows one again
 
     info = getattr(policy, "info", {"policy_type": type(policy).__name__})
     summary = _summary(task, sim_task, results, seed, limit, render_hw, policy_hw, rcfg, info)
@@ -260,6 +281,18 @@ def _evaluate(task, episodes, seed, output, image_hw, time_limit_s, policy, prog
     (out / "report.md").write_text(_report(summary))
     summary["output"] = str(out)
     return summary
+
+
+def _episode_logger(task, i: int, out: Path, viewer, runtime):
+    """``--viz``: the episode's Rerun logger (lossless PNG frames; it never drops: the run is in simulated
+    time, so waiting for the encoder costs wall time only)."""
+    from ate_policy.viz import CellLogger, VizConfig
+    from ate_policy.viz.runtime_viz import RuntimeViz
+
+    lg = CellLogger(f"eval {task.name} episode {i}", rrd_path=out / f"episode_{i:03d}.rrd",
+                    viewer_url=viewer.grpc_url if viewer else None,
+                    config=VizConfig(image_codec="png", drop_when_full=False))
+    return RuntimeViz(lg, runtime)
 
 
 def _json_default(o):
@@ -421,6 +454,9 @@ def main(argv: list[str]) -> int:
     p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N (overrides the task's)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--log-refusals", action="store_true", help="log every command the safety layer refuses")
+    p.add_argument("--viz", nargs="?", const="save", choices=("save", "native", "web"), default=None,
+                   help="Rerun: save episode_NNN.rrd next to the report (`--viz`), and show the episodes live in "
+                        "a viewer window (`--viz native`) or a web viewer on localhost (`--viz web`)")
     a = p.parse_args(argv)
     over: dict = {"runtime": {"blending": {}}, "device": {}}
     if a.checkpoint:
@@ -435,7 +471,7 @@ def main(argv: list[str]) -> int:
         over["device"]["device"] = a.device
     task = load_task(a.task, over)
     s = evaluate(task, a.episodes, a.seed, a.output, tuple(a.image_size) if a.image_size else None,
-                 a.time_limit, progress=not a.no_progress, log_refusals=a.log_refusals)
+                 a.time_limit, progress=not a.no_progress, log_refusals=a.log_refusals, viz=a.viz)
     m = s["motion_mean"]
     print(f"{s['task']}: success {s['successes']}/{s['episodes']} ({100 * s['success_rate']:.0f} %), mean "
           f"episode {_fmt(s['episode_time_s']['mean'], 1)} s, missed ticks {s['missed_ticks']}, RMS jerk "
