@@ -5,8 +5,10 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import pytest
 
 from ate_drivers.arm.realman import RealmanArm
+from ate_description.errors import UserError
 from ate_drivers.arm_driver import ArmDriver, ReconnectConfig
 from ate_description.contract import arm_joint_names
 
@@ -82,21 +84,44 @@ def test_unreachable_controller_backs_off_exponentially(emulator):
     assert "robot:=sim" in drv.diagnostics()[1]
 
 
-def test_a_command_faster_than_the_frame_period_goes_out_at_the_next_tick_newest_wins(emulator):
-    drv = ArmDriver("left", RealmanArm(ip="127.0.0.1", port=emulator.port, reply_timeout_ms=150))
+def test_commands_faster_than_20hz_redirect_the_stream_to_the_newest_without_a_burst(emulator):
+    drv = ArmDriver("left", RealmanArm(ip="127.0.0.1", port=emulator.port, reply_timeout_ms=150),
+                    stream_thread=False)
     assert drv.tick() is not None, drv.last_error
     q = drv.state.q_rad
-    assert drv.on_command(NAMES, q + 0.01, stamp_s=time.monotonic())
-    assert drv.on_command(NAMES, q + 0.02, stamp_s=time.monotonic())   # < 20 ms later: deferred
-    assert drv.on_command(NAMES, q + 0.03, stamp_s=time.monotonic())   # replaces the deferred one
-    time.sleep(0.03)
-    drv.tick()
-    time.sleep(0.03)
-    drv.tick()
-    sent = emulator.canfd_targets_deg()
-    assert len(sent) == 2                                   # one frame per period, no burst, no replay
-    np.testing.assert_allclose(np.radians(sent[1]), q + 0.03, atol=1e-4)
-    assert drv.diagnostics()[2]["deferred_to_next_tick"] == "2"
+    t = time.monotonic()
+    for dq in (0.01, 0.02, 0.03):           # three commands within a few ms: the newest is where the stream goes
+        assert drv.on_command(NAMES, q + dq, stamp_s=t)
+    sent = 0
+    for k in range(40):
+        time.sleep(0.003)
+        sent += drv.stream_step(t + 0.005 * (k + 1))
+    time.sleep(0.05)
+    frames = np.radians(np.array(emulator.canfd_targets_deg()))
+    assert len(frames) == sent
+    # One frame per stream step, each within the velocity cap of the one before: no burst toward any target.
+    steps = np.abs(np.diff(np.vstack([q, frames]), axis=0))
+    assert np.max(steps) <= drv.safety.config.max_velocity_rad_s * 0.005 + 1e-5
+    np.testing.assert_allclose(frames[-1], q + 0.03, atol=1e-4)
+    drv.close()
+
+
+def test_every_reconnect_rechecks_the_controller_and_reapplies_tool_power(emulator):
+    drv = ArmDriver("left", RealmanArm(ip="127.0.0.1", port=emulator.port, reply_timeout_ms=150),
+                    reconnect=ReconnectConfig(initial_backoff_s=0.05, max_backoff_s=0.1), stream_thread=False)
+    assert drv.tick() is not None and emulator.tool_voltage_type == 3     # 24 V at the first connect
+    emulator.tool_voltage_type = 0           # a controller reboot: tool power off, connection gone
+    emulator.drop_connections()
+    assert _wait(lambda: drv.tick() is None)
+    assert _wait(lambda: drv.tick() is not None)
+    assert emulator.tool_voltage_type == 3
+    assert len(emulator.commands("set_tool_voltage")) == 2
+    assert len(emulator.commands("get_arm_software_info")) == 2 * 2    # SDK handshake + our check, each connect
+    # The arm behind that IP is swapped for another model: the driver refuses it for good, naming the fix.
+    emulator.product_version = "RM65-6F"
+    emulator.drop_connections()
+    with pytest.raises(UserError, match="RM_75"):
+        _wait(lambda: drv.tick() is not None, timeout=3.0)
     drv.close()
 
 

@@ -47,7 +47,7 @@ def test_malformed_commands_are_refused_and_counted(bad, reason):
 
 
 def test_joint_limits_apply_with_margin():
-    cfg = SafetyConfig(joint_margin_rad=math.radians(2), max_step_rad=10.0)
+    cfg = SafetyConfig(joint_margin_rad=math.radians(2), max_velocity_rad_s=200.0, tracking_bound_rad=10.0)
     f = SafetyFilter("left", cfg)
     q = np.zeros(7)
     q[1] = JOINT_LIMITS_RAD[1] - math.radians(1)  # inside the controller's limit, inside the margin band
@@ -58,8 +58,9 @@ def test_joint_limits_apply_with_margin():
 
 
 def test_step_limit_is_judged_against_the_last_target_then_the_measured_position_after_a_pause():
-    cfg = SafetyConfig(max_step_rad=0.05, watchdog_s=0.25)
+    cfg = SafetyConfig(max_velocity_rad_s=1.0, watchdog_s=0.25)      # 0.05 rad per 20 Hz command
     f = SafetyFilter("left", cfg)
+    assert cfg.max_step_rad == pytest.approx(0.05)
     q1 = HOME + 0.04
     f.check_arm(q1, HOME, now_s=0.0)
     f.check_arm(q1 + 0.04, HOME, now_s=0.05)         # 0.04 from the last target: fine while streaming
@@ -68,10 +69,34 @@ def test_step_limit_is_judged_against_the_last_target_then_the_measured_position
     assert f.watchdog_expired(1.0) and not f.watchdog_expired(0.1)
 
 
-def test_stale_commands_are_refused():
-    f = SafetyFilter("left", SafetyConfig(watchdog_s=0.25))
+def test_stale_and_future_commands_are_refused():
+    f = SafetyFilter("left", SafetyConfig(watchdog_s=0.25, future_stamp_tolerance_s=0.02))
     with pytest.raises(Refused, match="stale"):
         f.check_arm(HOME, HOME, now_s=10.0, stamp_s=9.5)
+    with pytest.raises(Refused, match="future_stamp"):
+        f.check_arm(HOME, HOME, now_s=10.0, stamp_s=10.05)
+    f.check_arm(HOME, HOME, now_s=10.0, stamp_s=10.01)          # within the tolerance
+
+
+def test_targets_and_frames_far_from_the_measured_joints_are_refused():
+    f = SafetyFilter("left", SafetyConfig(tracking_bound_rad=0.1, max_velocity_rad_s=1.0))
+    stuck = HOME.copy()
+    q = HOME + 0.04
+    f.check_arm(q, stuck, now_s=0.0)
+    f.check_arm(q + 0.04, stuck, now_s=0.05)                    # 0.08 from the arm: inside the bound
+    with pytest.raises(Refused, match="tracking"):
+        f.check_arm(q + 0.08, stuck, now_s=0.10)                # 0.12 from the arm that does not follow
+    # Frames: the velocity cap over the frame's period, and the same tracking bound.
+    f.check_frame(HOME + 0.004, HOME, 0.005, HOME)
+    with pytest.raises(Refused, match="frame_too_fast"):
+        f.check_frame(HOME + 0.006, HOME, 0.005, HOME)         # 1.2 rad/s > 1.0
+    with pytest.raises(Refused, match="tracking"):
+        f.check_frame(HOME + 0.104, HOME + 0.1, 0.005, HOME)
+    seen = []
+    f.add_listener(lambda reason, detail: seen.append(reason))
+    with pytest.raises(Refused):
+        f.check_frame(np.r_[HOME[:6], np.nan], HOME, 0.005, HOME)
+    assert seen == ["frame_invalid"]
 
 
 def test_estop_latches_until_reset_and_calls_every_listener():
@@ -107,7 +132,7 @@ def driver_pair():
     emus = [RealmanEmulator(q0_deg=np.degrees(HOME)).start() for _ in range(2)]
     estop = EStop()
     drivers = [ArmDriver(arm, RealmanArm(ip="127.0.0.1", port=e.port, reply_timeout_ms=150),
-                         SafetyConfig(), estop) for arm, e in zip(("left", "right"), emus)]
+                         SafetyConfig(), estop) for arm, e in zip(("left", "right"), emus)]   # streaming threads
     for d in drivers:
         assert d.tick() is not None
     yield drivers, emus, estop
@@ -137,19 +162,26 @@ def test_refused_commands_never_reach_the_controller(driver_pair):
     assert sum(left.safety.refusals.values()) == 5
     level, msg, kv = left.diagnostics()
     assert level == 1 and kv["refused_total"] == "5" and kv["refused_too_fast"] == "1"
-    # ... and a good command does reach it, once.
+    # ... and a good command does reach it, as a stream of frames that ends on it.
     assert left.on_command(NAMES, HOME + 0.01, stamp_s=time.monotonic())
-    time.sleep(0.05)
-    assert len(emu.commands("movej_canfd")) == n0 + 1
+    time.sleep(0.2)
+    left.tick()
+    assert len(emu.commands("movej_canfd")) > n0
+    np.testing.assert_allclose(np.radians(emu.canfd_targets_deg()[-1]), HOME + 0.01, atol=1e-4)
 
 
 def test_no_fresh_command_means_no_frame_the_last_target_is_never_replayed(driver_pair):
     (left, _), (emu, _), _ = driver_pair
     assert left.on_command(NAMES, HOME + 0.01, stamp_s=time.monotonic())
-    for _ in range(10):             # state ticks with no new command
+    for _ in range(15):             # state ticks with no new command: the stream ends on the target ...
         left.tick()
         time.sleep(0.03)
-    assert len(emu.commands("movej_canfd")) == 1
+    n = len(emu.commands("movej_canfd"))
+    np.testing.assert_allclose(np.radians(emu.canfd_targets_deg()[-1]), HOME + 0.01, atol=1e-4)
+    for _ in range(10):             # ... and nothing more is sent
+        left.tick()
+        time.sleep(0.03)
+    assert len(emu.commands("movej_canfd")) == n
     assert left.diagnostics()[2]["watchdog_holding"] == "True"
 
 

@@ -26,7 +26,7 @@ def test_shipped_configs_load_and_agree_with_the_drivers():
     assert cfg.calibration_file == str(default_calibration_path().resolve())
     assert cfg.left.avp.ip != cfg.right.avp.ip
     drivers = yaml.safe_load((default_teleop_config_path().parent / "drivers.yaml").read_text())
-    assert cfg.safety.max_step_rad == pytest.approx(drivers["safety"]["max_step_rad"])
+    assert cfg.safety.max_velocity_rad_s == pytest.approx(drivers["safety"]["max_velocity_rad_s"])
     assert cfg.safety.joint_margin_rad == pytest.approx(drivers["safety"]["joint_margin_rad"])
     cal = load_calibration()
     assert np.allclose(cal.left.home_q_rad, HOME_Q)

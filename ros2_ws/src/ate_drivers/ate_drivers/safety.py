@@ -5,10 +5,16 @@ Every driver node that commands an arm or a gripper holds a :class:`SafetyFilter
 
 * malformed: wrong length, unknown or duplicated joint names, NaN/inf;
 * outside the joint limits shrunk by a margin (limits from ``ate_description.contract``);
-* too far from the reference in one tick (velocity cap); the reference is the last target sent while commands
-  keep coming, otherwise the measured position, so a command after a pause is judged against where the arm is;
-* stale: stamped longer ago than the watchdog timeout (a late message is never replayed);
+* too far from the reference in one tick (velocity cap ``max_velocity_rad_s`` over one 20 Hz period); the
+  reference is the last target sent while commands keep coming, otherwise the measured position, so a command
+  after a pause is judged against where the arm is;
+* too far from the measured joints (tracking guard, ``tracking_bound_rad``): the controller is not following;
+* stale: stamped longer ago than the watchdog timeout (a late message is never replayed), or stamped in the future
+  beyond ``future_stamp_tolerance_s``;
 * sent while the e-stop is latched.
+
+Every frame the arm driver streams to the controller is checked again by :meth:`SafetyFilter.check_frame`
+(limits, velocity cap over the frame's period, tracking bound).
 
 Watchdog: when no fresh command arrived for ``watchdog_s`` the driver holds (sends nothing, the controller keeps
 the last position); the old target is never re-sent. Every refusal is counted by reason and kept for diagnostics.
@@ -86,6 +92,7 @@ class SafetyFilter:
         self.refusals: Counter[str] = Counter()
         self.last_refusal: str = ""
         self.accepted = 0
+        self._listeners: list[Callable[[str, str], None]] = []
         self._last_target: np.ndarray | None = None
         self._last_accept_t = -math.inf
 
@@ -94,7 +101,16 @@ class SafetyFilter:
         self.refusals[reason] += 1
         self.last_refusal = f"{reason}: {detail}"
         log.warning("[%s] command refused: %s", self.arm, self.last_refusal)
+        self._notify(reason, detail)
         return Refused(reason, detail)
+
+    def add_listener(self, fn: Callable[[str, str], None]) -> None:
+        """``fn(reason, detail)`` for every refusal (the arm driver's event hook)."""
+        self._listeners.append(fn)
+
+    def _notify(self, reason: str, detail: str) -> None:
+        for fn in list(self._listeners):
+            fn(reason, detail)
 
     def watchdog_expired(self, now_s: float) -> bool:
         return now_s - self._last_accept_t > self.config.watchdog_s
@@ -134,6 +150,9 @@ class SafetyFilter:
             raise self.refuse("not_finite", f"{q.tolist()}")
         if stamp_s is not None and now_s - stamp_s > self.config.watchdog_s:
             raise self.refuse("stale", f"command is {now_s - stamp_s:.3f} s old (> {self.config.watchdog_s} s)")
+        if stamp_s is not None and stamp_s - now_s > self.config.future_stamp_tolerance_s:
+            raise self.refuse("future_stamp", f"command stamped {stamp_s - now_s:.3f} s in the future "
+                                              f"(> {self.config.future_stamp_tolerance_s} s): clocks disagree")
         bad = np.flatnonzero((q < self.q_min) | (q > self.q_max))
         if bad.size:
             j = int(bad[0])
@@ -148,9 +167,42 @@ class SafetyFilter:
             j = int(np.argmax(step))
             raise self.refuse("too_fast", f"{self.joint_names[j]} would move {step[j]:.4f} rad in one command "
                                            f"(max {self.config.max_step_rad:.4f})")
+        self._check_tracking(q, q_measured, "target")
         self._last_target = q.copy()
         self._last_accept_t = now_s
         self.accepted += 1
+        return q
+
+    def _check_tracking(self, q: np.ndarray, q_measured: np.ndarray | None, what: str) -> None:
+        if q_measured is None:
+            return
+        err = np.abs(q - np.asarray(q_measured, dtype=float))
+        if np.max(err) > self.config.tracking_bound_rad:
+            j = int(np.argmax(err))
+            raise self.refuse("tracking", f"{what} {self.joint_names[j]} is {err[j]:.4f} rad from the measured "
+                                           f"joint (bound {self.config.tracking_bound_rad:.4f}): the controller "
+                                           "is not following")
+
+    def check_frame(self, q_rad, q_prev: np.ndarray, period_s: float, q_measured: np.ndarray | None) -> np.ndarray:
+        """One frame of the driver's stream to the controller, or :class:`Refused`: finite, inside the limits,
+        within the velocity cap over ``period_s`` from the previous frame, within the tracking bound."""
+        if self.estop.latched:
+            raise self.refuse("estop", "e-stop latched; reset it first")
+        q = np.asarray(q_rad, dtype=float).reshape(-1)
+        if q.shape != (N_ARM_JOINTS,) or not np.all(np.isfinite(q)):
+            raise self.refuse("frame_invalid", f"{q.tolist()}")
+        bad = np.flatnonzero((q < self.q_min) | (q > self.q_max))
+        if bad.size:
+            j = int(bad[0])
+            raise self.refuse("frame_joint_limit", f"{self.joint_names[j]} = {q[j]:.4f} rad outside "
+                                                    f"[{self.q_min[j]:.4f}, {self.q_max[j]:.4f}]")
+        step = np.abs(q - np.asarray(q_prev, dtype=float))
+        cap = self.config.max_velocity_rad_s * period_s * (1 + 1e-9) + 1e-12
+        if np.max(step) > cap:
+            j = int(np.argmax(step))
+            raise self.refuse("frame_too_fast", f"{self.joint_names[j]} would move {step[j]:.5f} rad in one "
+                                                 f"{period_s * 1e3:g} ms frame (max {cap:.5f})")
+        self._check_tracking(q, q_measured, "frame")
         return q
 
     # --- gripper -------------------------------------------------------------------------------------------

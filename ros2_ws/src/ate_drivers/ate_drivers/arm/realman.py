@@ -2,23 +2,32 @@
 
 Degrees exist only at the SDK boundary (this module); everything else is radians. The SDK's C library
 (``libapi_c.so``) does the TCP and JSON; this class turns its return codes into exceptions with a meaning.
+
+At every connect (so after every controller reboot too) it checks what it is talking to and refuses what the cell
+cannot run: the model and joint count (a 7-DoF RM75), the controller generation against the configured streaming
+mode and rate (``configuration_realman.stream_plan``), and the SDK's support for the mode; then it switches the tool
+flange power on (a reboot turns it off). ``frame_period_s`` tells the arm driver to stream frames at that period.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
 
 import numpy as np
 
-from ate_drivers.arm.configuration_realman import RealmanArmConfig
+from ate_description.contract import N_ARM_JOINTS
+from ate_description.errors import UserError
+from ate_drivers.arm.configuration_realman import RealmanArmConfig, StreamPlan, parse_generation, stream_plan
 from ate_drivers.interfaces import ArmState
 from ate_drivers.registry import register_arm
-from ate_description.contract import N_ARM_JOINTS
+
+log = logging.getLogger(__name__)
 
 RETURN_CODES = {0: "ok", 1: "refused by the controller", -1: "send failed", -2: "receive timeout",
-                -3: "reply could not be parsed"}
+                -3: "reply could not be parsed", -4: "arrival check failed", -5: "single-thread timeout"}
 HANDSHAKE_TIMEOUT_MS = 1000
 _VOLTAGE_TYPES = {0: 0, 5: 1, 12: 2, 24: 3}
 
@@ -36,17 +45,41 @@ class ArmCommError(ConnectionError):
         self.code = code
 
 
+class ArmSetupError(UserError):
+    """The controller answers but cannot run this cell as configured (wrong model, a mode the pair cannot hold):
+    reconnecting will not fix it, the message names what will."""
+
+
+def sdk_version() -> str:
+    from Robotic_Arm.rm_ctypes_wrap import rm_api_version
+    v = rm_api_version()
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def sdk_has_trajectory_mode() -> bool:
+    """Whether this SDK's rm_movej_canfd carries trajectory_mode / radio (the smoothing modes)."""
+    from Robotic_Arm.rm_ctypes_wrap import rm_movej_canfd_mode_t
+    return {"trajectory_mode", "radio"} <= {f[0] for f in rm_movej_canfd_mode_t._fields_}
+
+
 class RealmanArm:
-    def __init__(self, config: RealmanArmConfig | None = None, **overrides):
+    def __init__(self, config: RealmanArmConfig | None = None, clock=time.monotonic, **overrides):
+        """``clock`` times the frame-rate floor (tests that step an injected clock pass theirs)."""
         cfg = config or RealmanArmConfig()
         for k, v in overrides.items():
+            if not hasattr(cfg, k):
+                raise TypeError(f"RealmanArmConfig has no field {k!r}")
             setattr(cfg, k, v)
         self.config = cfg
+        self.clock = clock
         self._arm = None
         self._connected = False
+        self._io = threading.RLock()     # one SDK call at a time per arm: the stream thread and the node share it
         self._last_send = -math.inf
+        self.plan: StreamPlan | None = None
+        self.info: dict[str, str] = {}   # model, dof, generation, firmware, SDK version (diagnostics)
         self.frames_sent = 0
-        self.frames_dropped_rate = 0   # frames refused because they came faster than the controller allows
+        self.frames_dropped_rate = 0     # frames refused because they came faster than the controller holds
 
     # --- connection ------------------------------------------------------------------------------------------
     def connect(self) -> None:
@@ -76,11 +109,51 @@ class RealmanArm:
                                   "(check the cable and IP, or run with robot:=sim / robot:=emulated)")
         self._arm = arm
         self._connected = True
+        try:
+            self._check_controller()
+            self.set_tool_voltage(self.config.tool_voltage)
+        except BaseException:
+            self.disconnect()
+            raise
+
+    def _check_controller(self) -> None:
+        """Model, joint count, generation, firmware and SDK version; the stream plan for this pair."""
+        where = f"{self.config.ip}:{self.config.port}"
+        code, info = self._arm.rm_get_robot_info()
+        if code != 0:
+            raise ArmCommError("get_robot_info", code)
+        code, sw = self._arm.rm_get_arm_software_info()
+        self._check("get_arm_software_info", code)
+        model, dof = str(info.get("arm_model")), int(info.get("arm_dof", 0))
+        reported = int(info.get("robot_controller_version", 0))
+        firmware = str((sw.get("ctrl_info") or {}).get("version", "?"))
+        self.info = {"model": f"{model}-{info.get('force_type')}", "product": str(sw.get("product_version", "?")),
+                     "dof": str(dof), "controller_reported": f"Gen-{reported}", "firmware": firmware,
+                     "sdk": sdk_version()}
+        if model != self.config.expected_model or dof != self.config.expected_dof:
+            raise ArmSetupError(
+                f"the controller at {where} reports a {model} arm with {dof} joints ({self.info['product']}); this "
+                f"cell drives {self.config.expected_dof}-DoF {self.config.expected_model} arms: check the IP "
+                "(left/right.realman.ip in drivers.yaml) or the arm")
+        declared = parse_generation(self.config.controller_generation)
+        if declared is not None and reported == 4 and declared != 4:
+            raise ArmSetupError(f"the controller at {where} is Gen-4 (SDK) but drivers.yaml declares Gen-{declared}: "
+                                "set realman.controller_generation: auto")
+        if declared == 4 and reported != 4:
+            raise ArmSetupError(f"drivers.yaml declares Gen-4 but the controller at {where} reports Gen-{reported} "
+                                f"(firmware {firmware}): set realman.controller_generation: auto (or 2 for Gen-2)")
+        generation = declared or reported
+        self.plan = stream_plan(self.config, generation, sdk_has_trajectory_mode())
+        self.info["generation"] = f"Gen-{generation}"
+        self.info["stream"] = (f"{self.plan.mode}, {1 / self.plan.frame_period_s:g} Hz over {self.plan.link}"
+                               + (f", radio {self.plan.radio}" if self.plan.trajectory_mode else ""))
+        log.info("[%s] %s", where, ", ".join(f"{k} {v}" for k, v in self.info.items()))
 
     def disconnect(self) -> None:
         if self._arm is not None:
             try:
-                self._arm.rm_delete_robot_arm()
+                with self._io:
+                    self._arm.rm_delete_robot_arm()
             except Exception:  # the handle may already be gone with the connection
                 pass
         self._arm = None
@@ -89,6 +162,11 @@ class RealmanArm:
     @property
     def is_connected(self) -> bool:
         return self._connected
+
+    @property
+    def frame_period_s(self) -> float | None:
+        """The period the driver streams frames at (None before the first connect)."""
+        return None if self.plan is None else self.plan.frame_period_s
 
     def _check(self, what: str, code: int) -> None:
         if code != 0:
@@ -103,41 +181,94 @@ class RealmanArm:
 
     # --- state -----------------------------------------------------------------------------------------------
     def read_state(self) -> ArmState:
-        code, st = self._sdk().rm_get_current_arm_state()
+        with self._io:
+            t0 = time.monotonic()
+            code, st = self._sdk().rm_get_current_arm_state()
+            t1 = time.monotonic()
         self._check("get_current_arm_state", code)
         errs = [int(e) for e in st.get("err", {}).get("err", []) if int(e) != 0]
+        # Capture time: the controller sampled the joints between request and reply.
         return ArmState(q_rad=np.radians(np.asarray(st["joint"][:N_ARM_JOINTS], dtype=float)),
-                        pose=np.asarray(st["pose"][:6], dtype=float), stamp_s=time.monotonic(), errors=errs)
+                        pose=np.asarray(st["pose"][:6], dtype=float), stamp_s=0.5 * (t0 + t1), errors=errs)
 
     def read_wrench(self) -> np.ndarray:
-        """fx, fy, fz (N), tx, ty, tz (Nm) at the flange sensor."""
-        code, d = self._sdk().rm_get_force_data()
+        """fx, fy, fz (N), tx, ty, tz (Nm) at the flange sensor, the tool's own weight removed.
+
+        The SDK's ``force_data`` is the raw sensor reading (the gripper's weight included, so it changes with the
+        wrist's orientation); ``zero_force_data`` is the external wrench the controller computes from it with the
+        tool's load parameters, in the sensor frame: what contact with the world looks like, and what we publish.
+        """
+        with self._io:
+            code, d = self._sdk().rm_get_force_data()
         self._check("get_force_data", code)
-        return np.asarray(list(d["force_data"]), dtype=float)
+        return np.asarray(list(d["zero_force_data"]), dtype=float)
+
+    def read_errors(self) -> dict[str, list[int]]:
+        """Controller error codes: ``system`` (arm state), ``joints`` (per-joint error flags, 0 = ok)."""
+        with self._io:
+            code, st = self._sdk().rm_get_current_arm_state()
+            self._check("get_current_arm_state", code)
+            flags = self._sdk().rm_get_joint_err_flag()
+        self._check("get_joint_err_flag", flags["return_code"])
+        return {"system": [int(e) for e in st.get("err", {}).get("err", []) if int(e) != 0],
+                "joints": [int(e) for e in flags["err_flag"]]}
+
+    def clear_errors(self) -> None:
+        """The SDK's error clear: the system error, then each joint that reports one."""
+        with self._io:
+            self._check("clear_system_err", self._sdk().rm_clear_system_err())
+            flags = self._sdk().rm_get_joint_err_flag()
+            self._check("get_joint_err_flag", flags["return_code"])
+            for j, flag in enumerate(flags["err_flag"]):
+                if int(flag):
+                    self._check(f"set_joint_clear_err({j + 1})", self._sdk().rm_set_joint_clear_err(j + 1))
 
     # --- commands --------------------------------------------------------------------------------------------
     def send_joint_targets(self, q_rad: np.ndarray) -> bool:
-        """Stream one target; False (and counted) when it comes sooner than ``min_command_period_s``."""
+        """Stream one frame (``rm_movej_canfd`` with the mode's arguments); False (and counted) when it comes sooner
+        than the controller and link hold (``min_frame_period_s``): dropped, never queued."""
         q = np.asarray(q_rad, dtype=float).reshape(-1)
         if q.shape != (N_ARM_JOINTS,) or not np.all(np.isfinite(q)):
             raise ValueError(f"expected {N_ARM_JOINTS} finite joint angles, got {q_rad!r}")
-        now = time.monotonic()
-        if now - self._last_send < self.config.min_command_period_s:
+        plan = self.plan
+        if plan is None:
+            raise ConnectionError("arm not connected")
+        now = self.clock()
+        if now - self._last_send < plan.min_frame_period_s * 0.9:   # 10 %: scheduling jitter of a steady stream
             self.frames_dropped_rate += 1
             return False
-        code = self._sdk().rm_movej_canfd([float(v) for v in np.degrees(q)], bool(self.config.follow), 0, 0, 0)
+        # Not under the request lock: a frame awaits no reply (nothing to mix up with another call's), goes out in
+        # one send, and must not wait for a state query's round trip (the stream's period would jitter by it).
+        code = self._sdk().rm_movej_canfd([float(v) for v in np.degrees(q)], plan.follow, 0,
+                                          plan.trajectory_mode, plan.radio)
         self._check("movej_canfd", code)
         self._last_send = now
         self.frames_sent += 1
         return True
 
+    def move_joints(self, q_rad: np.ndarray, speed_percent: int = 20, block: bool = True) -> None:
+        """A planned joint move (``rm_movej``), for tools and set-up scripts, not the control loop: the controller
+        plans it; with ``block`` the call returns when the arm has arrived."""
+        q = np.asarray(q_rad, dtype=float).reshape(-1)
+        if q.shape != (N_ARM_JOINTS,) or not np.all(np.isfinite(q)):
+            raise ValueError(f"expected {N_ARM_JOINTS} finite joint angles, got {q_rad!r}")
+        if not 1 <= int(speed_percent) <= 100:
+            raise ValueError(f"speed_percent must lie in [1, 100], got {speed_percent}")
+        with self._io:
+            code = self._sdk().rm_movej([float(v) for v in np.degrees(q)], int(speed_percent), 0, 0, int(block))
+        self._check("movej", code)
+
     def stop(self) -> None:
-        self._check("set_arm_stop", self._sdk().rm_set_arm_stop())
+        with self._io:
+            code = self._sdk().rm_set_arm_stop()
+        self._check("set_arm_stop", code)
 
     def set_tool_voltage(self, volts: int) -> None:
         if volts not in _VOLTAGE_TYPES:
             raise ValueError(f"tool voltage must be one of {sorted(_VOLTAGE_TYPES)} V, got {volts}")
-        self._check("set_tool_voltage", self._sdk().rm_set_tool_voltage(_VOLTAGE_TYPES[volts]))
+        with self._io:
+            code = self._sdk().rm_set_tool_voltage(_VOLTAGE_TYPES[volts])
+        self._check("set_tool_voltage", code)
 
 
 @register_arm("realman")

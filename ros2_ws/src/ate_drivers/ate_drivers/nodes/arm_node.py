@@ -1,5 +1,7 @@
 """Arm driver node (one per arm, namespace ``left`` / ``right``): ``joint_states``, ``wrench``, ``/diagnostics``
-out; ``joint_command`` and ``/estop`` in. All logic is in ``ate_drivers.arm_driver.ArmDriver``."""
+out; ``joint_command`` and ``/estop`` in; service ``clear_error`` (std_srvs/Trigger: clear the controller's errors,
+after which commands flow again). All logic is in ``ate_drivers.arm_driver.ArmDriver`` (which streams frames to
+the controller from its own thread)."""
 
 from __future__ import annotations
 
@@ -13,8 +15,8 @@ from sensor_msgs.msg import JointState
 
 from ate_drivers import registry
 from ate_drivers.arm_driver import ArmDriver
-from ate_drivers.nodes.common import (COMMAND_QOS, STATE_QOS, diagnostic_array, link_cell, load_config, spin,
-                                      stamp_to_monotonic)
+from ate_drivers.nodes.common import (COMMAND_QOS, STATE_QOS, diagnostic_array, load_config, monotonic_to_stamp,
+                                      link_cell, spin, stamp_to_monotonic)
 from ate_drivers.nodes.messages import joint_state_msg, wrench_msg
 from ate_drivers.safety import EStop
 from ate_description.contract import arm_joint_names
@@ -29,7 +31,9 @@ class ArmNode(Node):
         side = self.cfg.side(self.arm)
         backend = registry.make_arm(self.cfg.backend_names().arm, arm=self.arm, config=side.realman)
         self.estop = EStop()
-        self.driver = ArmDriver(self.arm, backend, self.cfg.safety, self.estop, self.cfg.reconnect)
+        # robot:=real: an unstamped command is refused (it would skip the stale check).
+        self.driver = ArmDriver(self.arm, backend, self.cfg.safety, self.estop, self.cfg.reconnect,
+                                require_stamps=self.cfg.robot == "real")
         self.names = arm_joint_names(self.arm)
         self.pub_js = self.create_publisher(JointState, "joint_states", STATE_QOS)
         self.pub_wrench = self.create_publisher(WrenchStamped, "wrench", STATE_QOS)
@@ -37,9 +41,10 @@ class ArmNode(Node):
         self.create_subscription(JointState, "joint_command", self.on_command, COMMAND_QOS)
         # /estop, the e-stop node's heartbeat and the cell supervisor (a hold of either arm stops this one)
         self.cell = link_cell(self, self.estop, self.cfg.safety, [("arm", self.arm, self.driver)])
+        from std_srvs.srv import Trigger
+        self.create_service(Trigger, "clear_error", self.on_clear_error)
         self._tick_n = 0
         self._t_start = time.monotonic()
-        self._tool_power_done = False
         self.create_timer(1.0 / self.cfg.state_rate_hz, self.on_tick)
         self.create_timer(self.cfg.diagnostics_period_s, self.on_diagnostics)
         self.get_logger().info(f"arm {self.arm}: robot:={self.cfg.robot}, backend {self.cfg.backend_names().arm}")
@@ -55,21 +60,21 @@ class ArmNode(Node):
                                         f"({self.driver.last_error}); without hardware use robot:=sim")
                 raise SystemExit(3)
             return
-        if not self._tool_power_done:   # the gripper on the flange needs tool power
-            try:
-                self.driver.backend.set_tool_voltage(self.cfg.side(self.arm).realman.tool_voltage)
-                self._tool_power_done = True
-            except Exception as e:
-                self.get_logger().warning(f"tool voltage: {e}")
-        now = self.get_clock().now().to_msg()
-        self.pub_js.publish(joint_state_msg(self.names, st.q_rad, now))
+        # Tool power for the gripper is applied by the backend at every (re)connect. States carry their capture
+        # time (the backend's monotonic stamp), not the publish time.
+        stamp = monotonic_to_stamp(self, st.stamp_s)
+        self.pub_js.publish(joint_state_msg(self.names, st.q_rad, stamp))
         if st.wrench is not None:
-            self.pub_wrench.publish(wrench_msg(self.arm, st.wrench, now))
+            self.pub_wrench.publish(wrench_msg(self.arm, st.wrench, stamp))
 
     def on_command(self, msg: JointState) -> None:
         if self.cell.gate(self.arm, self.driver.safety):
             self.driver.on_command(list(msg.name), list(msg.position), stamp_to_monotonic(self, msg.header.stamp))
         self.cell.poll()
+
+    def on_clear_error(self, request, response):
+        response.success, response.message = self.driver.clear_error()
+        return response
 
     def on_diagnostics(self) -> None:
         level, message, values = self.driver.diagnostics()
@@ -86,6 +91,9 @@ class ArmNode(Node):
 
 
 def main(argv=None) -> int:
+    # The stream thread must wake every frame period (5 ms): do not let the executor thread keep the GIL for the
+    # interpreter's default 5 ms switch interval.
+    sys.setswitchinterval(0.0005)
     return spin(ArmNode)
 
 
