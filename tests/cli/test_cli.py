@@ -84,7 +84,9 @@ def test_quickstart_runs_end_to_end_and_says_where_everything_went(tmp_path):
     # (no tick missed in lockstep) and the drivers' safety layer (whatever it refused is counted).
     ev = json.loads((out / "eval" / "eval.json").read_text())
     assert ev["checkpoint"] == str(final) and ev["sim_task"] == "cook_bun" and ev["episodes"] == 1
-    assert ev["per_episode"][0]["ticks"] == 40 and ev["missed_ticks"] == 0
+    # (A refusal holds the cell and ends the episode early as a failure, with its reason: never resumed.)
+    ep = ev["per_episode"][0]
+    assert (ep["ticks"] == 40 or (ep["held"] and ep["ticks"] < 40)) and ev["missed_ticks"] == 0
     assert (out / "eval" / "report.md").exists() and str(out / "eval" / "report.md") in r.stdout
 
     # A second run reuses everything that is complete.

@@ -26,13 +26,14 @@ HW = (24, 32)
 
 @pytest.fixture(scope="module")
 def home_ckpt(tmp_path_factory):
-    """A tiny random PI0 whose targets scatter 0.02 rad around the sim's home posture, grippers mostly
-    open."""
+    """A tiny random PI0 whose targets scatter a few mrad around the sim's home posture, grippers mostly open:
+    within the safety layer's step limit, so the cell supervisor does not hold (a refusal would end the
+    episode, see test_a_cell_hold_ends_the_episode_as_a_failure_and_is_never_resumed)."""
     from ate_sim.cell import HOME_Q
 
     mean = np.r_[HOME_Q, 0.9, HOME_Q, 0.9]
     return write_tiny_checkpoint(tmp_path_factory.mktemp("eval") / "run", chunk_size=10, image_hw=HW,
-                                 action_mean=mean, action_std=0.02)
+                                 action_mean=mean, action_std=0.005)
 
 
 def test_eval_command_runs_an_episode_and_writes_json_report_and_plots(home_ckpt, tmp_path, capsys):
@@ -49,6 +50,7 @@ def test_eval_command_runs_an_episode_and_writes_json_report_and_plots(home_ckpt
     assert ep["seed"] == 3 and ep["ticks"] == 20 and ep["episode_time_s"] == 1.0
     # the task's lockstep delay: 3 ticks
     assert ep["missed_ticks"] == 0 and ep["holds"] == {"warming_up": 3}
+    assert ep["held"] is None and s["held_episodes"] == 0
     for arm in contract.ARMS:
         m = ep["motion"][arm]
         assert m["jerk_rms_rad_s3"] > 0 and np.isfinite(m["jerk_max_rad_s3"]) and m["force_peak_n"] >= 0
@@ -62,6 +64,37 @@ def test_eval_command_runs_an_episode_and_writes_json_report_and_plots(home_ckpt
     assert "![summary.png](summary.png)" in report
     for name in ("episode_000.png", "summary.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_cell_hold_ends_the_episode_as_a_failure_and_is_never_resumed(tmp_path):
+    from ate_sim.cell import HOME_Q
+
+    class LeftJumps:
+        """Steady targets at home, then the left arm's joint 2 jumps 0.3 rad at tick 10 (refused: too fast)."""
+        image_hw = HW
+
+        def __call__(self, obs, rtc=None):
+            k0 = int(round(obs.stamps_s["state"] / contract.PERIOD_S))
+            chunk = np.tile(np.r_[HOME_Q, 0.9, HOME_Q, 0.9], (10, 1))
+            for i in range(10):
+                if k0 + i >= 10:
+                    chunk[i, 1] += 0.3
+            return chunk
+
+    task = load_task("cook_bun", {"runtime": {"lockstep_delay_ticks": 1, "queue_threshold_ticks": 2}})
+    s = evaluate(task, episodes=2, seed=1, output=tmp_path / "held", time_limit_s=2.0, policy=LeftJumps(),
+                 progress=False)
+    assert s["held_episodes"] == 2 and s["successes"] == 0
+    for ep in s["per_episode"]:
+        held = ep["held"]
+        assert held["arms"] == ["left", "right"] and "too_fast" in held["reason"] and "arm/left" in held["reason"]
+        assert ep["ticks"] < 40                                      # ended at the hold, not at the time limit
+        # the one refusal, and the rest of that tick's commands (left gripper, right arm and gripper) refused as
+        # held: the other arm stopped in the same tick; nothing was sent after it
+        assert ep["safety_refusals"] == {"arm:too_fast": 1, "arm:held": 1, "gripper:held": 2}
+    traj = np.load(tmp_path / "held" / "episode_000.npz")
+    assert list(traj["reasons"][-1:]) == ["ok"] and len(traj["reasons"]) == s["per_episode"][0]["ticks"]
+    assert "episodes ended by a cell hold (failures): 2" in (tmp_path / "held" / "report.md").read_text()
 
 
 def test_lockstep_evaluation_is_reproducible(home_ckpt, tmp_path):

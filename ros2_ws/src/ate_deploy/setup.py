@@ -17,5 +17,6 @@ setup(
     license="Apache-2.0",
     entry_points={"console_scripts": [
         "policy_node = ate_deploy.policy_node:main",
+        "operator = ate_deploy.operator:main",
     ]},
 )

@@ -10,6 +10,15 @@ Services (std_srvs/Trigger): ``/policy/start`` (start or resume an episode), ``/
 drop the plan), ``/policy/reset`` (end the episode). ``/estop`` latched: the episode ends at once and no target is
 published until the e-stop is reset and ``/policy/start`` is called again. ``/diagnostics``: ``policy`` with the
 runtime's counters and timing (inference latency, queue depth, missed ticks, holds by reason).
+
+Start: with ``autostart`` (the sim's default) the first episode starts once the policy is warm; otherwise (the
+real robot: the bring-up refuses autostart there) the arms do not move until an operator calls ``/policy/start``
+(``python -m ate_deploy.operator`` is a keyboard prompt for it).
+
+Cell hold: the node follows ``/cell/hold`` (the cell supervisor). A hold flushes every chunk and holds the
+runtime; it resumes only when the cell was resumed (``/cell/resume``) *and* ``/policy/start`` is called. The
+node's own escalation, an inference call past its deadline (the runtime abandons it), goes to the supervisor as
+a hold event on ``/cell/events``, so both arms hold and the operator sees why.
 """
 
 from __future__ import annotations
@@ -22,7 +31,7 @@ from std_msgs.msg import Bool
 from std_srvs.srv import Trigger
 
 from ate_drivers.nodes.cell_client import CellClient
-from ate_drivers.nodes.common import ESTOP_QOS, desc, diagnostic_array, spin
+from ate_drivers.nodes.common import ESTOP_QOS, desc, diagnostic_array, follow_cell_hold, report_cell_event, spin
 from ate_policy.runtime.io import observation_from_streams, targets_from_action
 
 
@@ -37,8 +46,17 @@ class PolicyNode(Node):
         self.declare_parameter("device", "", desc("cuda | cpu | auto; empty: the task YAML's"))
         self.declare_parameter("robot", "real", desc("real | emulated | sim (informational)"))
         self.declare_parameter("lockstep", False, desc("tick on the sim cell's lockstep observations"))
-        self.declare_parameter("autostart", True, desc("start the first episode once warm"))
-        p = {k: self.get_parameter(k).value for k in ("task", "checkpoint", "device", "lockstep", "autostart")}
+        self.declare_parameter("viz", False, desc("log the cell to Rerun (docs/visualization.md)"))
+        self.declare_parameter("viz_mode", "native", desc("native (a viewer window) | web (localhost) | off"))
+        self.declare_parameter("viz_rrd", "", desc("also save the Rerun recording to this .rrd file"))
+        self.declare_parameter("autostart", False, desc("start the first episode once warm (sim); else an "
+                                                        "operator calls /policy/start"))
+        p = {k: self.get_parameter(k).value for k in ("task", "checkpoint", "device", "lockstep", "autostart",
+                                                       "robot")}
+        if p["autostart"] and p["robot"] == "real":
+            from ate_description.errors import UserError
+            raise UserError("autostart with robot:=real: the arms must not move without an operator; call "
+                            "/policy/start (python -m ate_deploy.operator) once the cell is ready")
         over: dict = {"runtime": {"clock": "lockstep" if p["lockstep"] else "realtime"}}
         if p["checkpoint"]:
             over["checkpoint"] = p["checkpoint"]
@@ -52,13 +70,22 @@ class PolicyNode(Node):
         self.runtime = PolicyRuntime(policy, self.task.runtime, instruction=self.task.instruction)
         warm = self.runtime.warmup()
         log.info(f"warm: {len(warm)} inference runs, last {warm[-1] * 1e3:.0f} ms" if warm else "no warm-up")
+        self.viz = None
+        if self.get_parameter("viz").value:   # Rerun, off the control path (ate_policy.viz)
+            from ate_policy.viz.live import PolicyViz
+            self.viz = PolicyViz(self.runtime, self.get_parameter("viz_mode").value,
+                                 self.get_parameter("viz_rrd").value)
+            log.info(f"viz: {self.viz.web_url or self.get_parameter('viz_mode').value}")
         self.autostart = bool(p["autostart"])
         self.estopped = False
+        self.cell_hold: dict = {}      # the cell supervisor's newest state
+        self.escalated = False         # this node's own hold event was sent (once per hold)
         self.last_result = None
         self.client = CellClient(self, self.on_tick, consumer="policy", lockstep=bool(p["lockstep"]),
                                  rate_hz=self.task.runtime.rate_hz)
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_subscription(Bool, "/estop", self.on_estop, ESTOP_QOS)
+        follow_cell_hold(self, self.on_cell_hold)
         for name, fn in (("start", self.on_start), ("pause", self.on_pause), ("reset", self.on_reset)):
             self.create_service(Trigger, f"/policy/{name}", fn)
         self.create_timer(1.0, self.on_diagnostics)
@@ -76,6 +103,13 @@ class PolicyNode(Node):
                                        {a: (s.value, s.stamp_s) for a, s in snap.grippers.items()},
                                        {c: (s.value, s.stamp_s) for c, s in snap.images.items()})
         self.last_result = res = self.runtime.tick(obs, now_s)
+        if self.viz is not None:
+            self.viz.tick(res, obs, {a: s.value for a, s in snap.wrenches.items()})
+        if res.reason == "inference_deadline" and not self.escalated:
+            # the runtime abandoned a hung inference call: the cell holds both arms, the operator is told why
+            from ate_drivers.supervisor import HoldEvent
+            self.escalated = True
+            report_cell_event(self, HoldEvent("policy", None, "inference_deadline", res.detail, now_s))
         if res.action is None:
             return
         for arm, (q, opening) in targets_from_action(res.action).items():
@@ -88,14 +122,31 @@ class PolicyNode(Node):
             self.estopped = True
             self.runtime.reset()
             self.get_logger().error("e-stop: episode ended, no targets until reset and /policy/start")
+            if self.viz is not None:
+                self.viz.event("estop", "e-stop latched: episode ended")
         elif not msg.data and self.estopped:
             self.estopped = False
             self.get_logger().warning("e-stop reset: call /policy/start to begin an episode")
+
+    def on_cell_hold(self, state: dict) -> None:
+        self.cell_hold = state
+        if state.get("held"):
+            if self.runtime.held is None or self.runtime.held[0] != "held":
+                self.runtime.hold("held", state.get("reason", "the cell holds"))
+                self.get_logger().error(f"cell hold: {state.get('reason', '')}; chunks flushed, no targets until "
+                                        "/cell/resume and /policy/start")
 
     def on_start(self, req, resp):
         if self.estopped:
             resp.success, resp.message = False, "e-stop latched: reset it first"
             return resp
+        if self.cell_hold.get("held"):
+            resp.success, resp.message = False, f"the cell holds ({self.cell_hold.get('reason', '')}): call " \
+                                                 "/cell/resume first"
+            return resp
+        self.escalated = False
+        if self.runtime.held is not None:
+            self.runtime.resume()   # the operator's explicit resume, after the cell resumed
         if self.runtime.state == "paused":
             self.runtime.resume()
         else:
@@ -117,12 +168,18 @@ class PolicyNode(Node):
         level, message, values = self.runtime.diagnostics()
         values["estop"] = str(self.estopped)
         values["task"] = self.task.name
+        if self.viz is not None:
+            values["viz_dropped"] = str(self.viz.stats()["dropped"])
+        values["cell_held"] = str(bool(self.cell_hold.get("held")))
+        values["cell_hold_reason"] = str(self.cell_hold.get("reason", ""))
         if self.estopped:
             level, message = 2, "e-stop latched"
         self.pub_diag.publish(diagnostic_array(self, "policy", level, message, values))
 
     def close(self) -> None:
         self.runtime.close()
+        if self.viz is not None:
+            self.viz.close()
 
 
 def main(argv=None) -> int:
