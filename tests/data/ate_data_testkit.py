@@ -77,7 +77,8 @@ def bag_image_at(k: int, cam: int) -> np.ndarray:
 def write_bag(path, storage: str = "mcap", seconds: float = 3.0, jitter_ms: float = 3.0,
               drop: tuple[str, float, float] | None = None, compressed: tuple[str, ...] = (),
               clock_offset_s: float = 0.0, markers: list[tuple[float, bool]] = (), seed: int = 0,
-              cam_hz: float = 30.0, image_hw: tuple[int, int] = (H, W)) -> dict:
+              cam_hz: float = 30.0, image_hw: tuple[int, int] = (H, W), layout: str = "split",
+              rename: dict[str, str] | None = None) -> dict:
     """Write a dual-arm rosbag2 bag like the teleop launch records it.
 
     Streams (header stamp = capture time, log time = capture + transport latency):
@@ -86,6 +87,11 @@ def write_bag(path, storage: str = "mcap", seconds: float = 3.0, jitter_ms: floa
     (seconds from the start); ``compressed`` cameras are written as CompressedImage (PNG, lossless);
     ``clock_offset_s`` shifts every header stamp (a publisher with an unsynchronised clock); ``markers`` writes
     std_msgs/Bool on /recording. Returns the capture times per topic (seconds from BAG_T0) for assertions.
+
+    ``layout``: ``split`` (one topic per arm and per gripper, as our drivers publish), ``gripper_in_arm`` (each
+    arm's joint_states / joint_command carry its gripper as an 8th joint ``<arm>_gripper``; no gripper topics),
+    ``combined`` (one ``/joint_states`` and one ``/joint_command`` with all 16 joints of both arms).
+    ``rename`` maps our joint names to the names written into the messages (another lab's naming scheme).
     """
     import io
 
@@ -110,18 +116,34 @@ def write_bag(path, storage: str = "mcap", seconds: float = 3.0, jitter_ms: floa
             msgs.append((int(round((BAG_T0 + t + latency) * 1e9)), topic, msgtype, msg))
 
     stamp = lambda t: BAG_T0 + t + clock_offset_s  # noqa: E731
+    rn = (lambda names: [rename.get(n, n) for n in names]) if rename else list  # noqa: E731
+    if layout == "combined":
+        every = list(contract.STATE_NAMES)
+        stream("/joint_states", "sensor_msgs/msg/JointState", 100,
+               lambda k, t: _joint_state(ts, stamp(t), rn(every), state_at(t)))
+        stream("/joint_command", "sensor_msgs/msg/JointState", 20,
+               lambda k, t: _joint_state(ts, stamp(t), rn(every), state_at(t + 0.05)))
     for arm in contract.ARMS:
         sl = contract.arm_slice(arm)
         names = contract.arm_joint_names(arm)
-        stream(f"/{arm}/joint_states", "sensor_msgs/msg/JointState", 100,
-               lambda k, t, sl=sl, names=names: _joint_state(ts, stamp(t), names, state_at(t)[sl][:7]))
-        stream(f"/{arm}/gripper/state", "sensor_msgs/msg/JointState", 50,
-               lambda k, t, sl=sl, arm=arm: _joint_state(ts, stamp(t), [f"{arm}_gripper"], [state_at(t)[sl][7]]))
-        stream(f"/{arm}/joint_command", "sensor_msgs/msg/JointState", 20,
-               lambda k, t, sl=sl, names=names: _joint_state(ts, stamp(t), names, state_at(t + 0.05)[sl][:7]))
-        stream(f"/{arm}/gripper/command", "sensor_msgs/msg/JointState", 20,
-               lambda k, t, sl=sl, arm=arm: _joint_state(ts, stamp(t), [f"{arm}_gripper"],
-                                                          [state_at(t + 0.05)[sl][7]]))
+        if layout == "gripper_in_arm":
+            with_grip = names + [f"{arm}_gripper"]
+            stream(f"/{arm}/joint_states", "sensor_msgs/msg/JointState", 100,
+                   lambda k, t, sl=sl, n=with_grip: _joint_state(ts, stamp(t), rn(n), state_at(t)[sl]))
+            stream(f"/{arm}/joint_command", "sensor_msgs/msg/JointState", 20,
+                   lambda k, t, sl=sl, n=with_grip: _joint_state(ts, stamp(t), rn(n), state_at(t + 0.05)[sl]))
+        elif layout == "split":
+            stream(f"/{arm}/joint_states", "sensor_msgs/msg/JointState", 100,
+                   lambda k, t, sl=sl, names=names: _joint_state(ts, stamp(t), rn(names), state_at(t)[sl][:7]))
+            stream(f"/{arm}/gripper/state", "sensor_msgs/msg/JointState", 50,
+                   lambda k, t, sl=sl, arm=arm: _joint_state(ts, stamp(t), rn([f"{arm}_gripper"]),
+                                                              [state_at(t)[sl][7]]))
+            stream(f"/{arm}/joint_command", "sensor_msgs/msg/JointState", 20,
+                   lambda k, t, sl=sl, names=names: _joint_state(ts, stamp(t), rn(names),
+                                                                  state_at(t + 0.05)[sl][:7]))
+            stream(f"/{arm}/gripper/command", "sensor_msgs/msg/JointState", 20,
+                   lambda k, t, sl=sl, arm=arm: _joint_state(ts, stamp(t), rn([f"{arm}_gripper"]),
+                                                              [state_at(t + 0.05)[sl][7]]))
 
         def wrench(k, t, i=contract.ARMS.index(arm)):
             e = effort_at(t)[6 * i:6 * i + 6]
@@ -164,3 +186,53 @@ def write_bag(path, storage: str = "mcap", seconds: float = 3.0, jitter_ms: floa
         for log_ns, topic, mt, msg in msgs:
             w.write(conns[topic], log_ns, ts.serialize_cdr(msg, mt))
     return {k: np.asarray(v) for k, v in captures.items()}
+
+
+def rechunk_mcap_with_crcs(bag, chunk_size: int = 32 * 1024) -> list[dict[str, int]]:
+    """Rewrite a bag's MCAP file with the `mcap` library's writer: same schemas, channels and messages, but in
+    small uncompressed chunks that carry CRCs (as `ros2 bag record`'s MCAP plugin writes them; `rosbags`' writer
+    stores CRC 0). Returns the messages per topic of each chunk, read back with the `mcap` library."""
+    import io
+    from pathlib import Path
+
+    from mcap.reader import make_reader
+    from mcap.records import Chunk
+    from mcap.stream_reader import StreamReader, breakup_chunk
+    from mcap.writer import CompressionType, Writer
+
+    f = next(Path(bag).glob("*.mcap"))
+    reader = make_reader(io.BytesIO(f.read_bytes()))
+    summary = reader.get_summary()
+    out = io.BytesIO()
+    w = Writer(out, chunk_size=chunk_size, compression=CompressionType.NONE)
+    w.start(profile="ros2", library="ate tests")
+    schemas = {sid: w.register_schema(s.name, s.encoding, s.data) for sid, s in summary.schemas.items()}
+    chans = {cid: w.register_channel(c.topic, c.message_encoding, schemas.get(c.schema_id, 0), c.metadata)
+             for cid, c in summary.channels.items()}
+    for _schema, channel, msg in reader.iter_messages(log_time_order=False):
+        w.add_message(chans[channel.id], msg.log_time, msg.data, msg.publish_time, msg.sequence)
+    w.finish()
+    f.write_bytes(out.getvalue())
+    topics = {cid: c.topic for cid, c in summary.channels.items()}
+    per_chunk = []
+    for rec in StreamReader(io.BytesIO(out.getvalue()), emit_chunks=True).records:
+        if isinstance(rec, Chunk):
+            assert rec.uncompressed_crc != 0
+            counts: dict[str, int] = {}
+            for r in breakup_chunk(rec):
+                if hasattr(r, "channel_id") and hasattr(r, "log_time"):
+                    counts[topics[r.channel_id]] = counts.get(topics[r.channel_id], 0) + 1
+            per_chunk.append(counts)
+    return per_chunk
+
+
+def chunk_offsets(bag) -> list[tuple[int, int]]:
+    """(start offset, length) of every chunk of a bag's MCAP file, from its summary."""
+    from pathlib import Path
+
+    from mcap.reader import make_reader
+
+    f = next(Path(bag).glob("*.mcap"))
+    with open(f, "rb") as fh:
+        summary = make_reader(fh).get_summary()
+    return sorted((c.chunk_start_offset, c.chunk_length) for c in summary.chunk_indexes)

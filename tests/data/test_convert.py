@@ -233,3 +233,76 @@ def test_train_with_bags_but_no_task_is_a_clear_error(tmp_path):
                                                    "bags": {"paths": [str(bag)]}})
     with pytest.raises(UserError, match="task must be set"):
         with_converted_bags(cfg)
+
+
+def _segment_frames(root) -> list[dict[str, int]]:
+    """Frames per camera in each episode's [from_timestamp, to_timestamp) span of its (multi-episode) MP4,
+    counted by demuxing with PyAV here, independently of the converter's own check."""
+    import av
+
+    from lerobot.datasets.lerobot_dataset import LeRobotDatasetMetadata
+
+    meta = LeRobotDatasetMetadata("local/ate_dual_bags", root=root)
+    out = []
+    for ep in meta.episodes:
+        counts = {}
+        for key in contract.IMAGE_KEYS:
+            path = Path(root) / meta.video_path.format(video_key=key, chunk_index=ep[f"videos/{key}/chunk_index"],
+                                                       file_index=ep[f"videos/{key}/file_index"])
+            lo, hi = ep[f"videos/{key}/from_timestamp"], ep[f"videos/{key}/to_timestamp"]
+            with av.open(str(path)) as c:
+                s = c.streams.video[0]
+                counts[key] = sum(1 for p in c.demux(s) if p.pts is not None
+                                  and lo - 0.5 / contract.FPS <= float(p.pts * s.time_base) < hi - 0.5 / contract.FPS)
+        out.append(counts)
+    return out
+
+
+def test_an_encoder_that_cannot_keep_up_never_gives_a_short_video(tmp_path, monkeypatch):
+    """LeRobot's streaming encoder drops a frame (a log line only) when its queue stays full for 0.1 s. Throttled
+    deterministically below the converter's pace, the conversion must still hold every frame in every video."""
+    import threading
+    import types
+
+    import lerobot.datasets.video_utils as vu
+
+    real_image = vu.Image
+
+    def slow_fromarray(a):  # in LeRobot's encoder threads: slower than its 0.1 s put timeout
+        threading.Event().wait(0.12)
+        return real_image.fromarray(a)
+
+    monkeypatch.setattr(vu, "Image", types.SimpleNamespace(fromarray=slow_fromarray))
+    bags = [tmp_path / "b0", tmp_path / "b1"]
+    write_bag(bags[0], "mcap", seconds=2.4, seed=8)
+    write_bag(bags[1], "mcap", seconds=1.0, seed=9)
+    out = convert_bags(bags, tmp_path / "ds", cfg())
+    ds = load(out)
+    rows = [int(e["length"]) for e in ds.meta.episodes]
+    assert rows[0] > 40  # more frames than LeRobot's 30-frame encoder queue
+    assert _segment_frames(out) == [{k: n for k in contract.IMAGE_KEYS} for n in rows]
+    assert ds[len(ds) - 1]["episode_index"] == 1  # the last frame of the second episode loads
+    assert all(r["dropped_frames"] == 0 for r in durable.read_sidecar(out).values())
+
+
+def test_a_video_that_lost_frames_fails_the_conversion_with_no_output(tmp_path, monkeypatch, capsys):
+    """Without the writer's back-pressure LeRobot drops frames; the check after each save must catch it."""
+    import threading
+    import types
+
+    import lerobot.datasets.video_utils as vu
+
+    from ate_policy.recording.writer import EpisodeWriter
+
+    real_image = vu.Image
+    monkeypatch.setattr(vu, "Image", types.SimpleNamespace(
+        fromarray=lambda a: (threading.Event().wait(0.12), real_image.fromarray(a))[1]))
+    monkeypatch.setattr(EpisodeWriter, "_wait_for_encoders", lambda self: None)
+    bag = tmp_path / "bag"
+    write_bag(bag, "mcap", seconds=2.4, seed=8)
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text(f"image_height: {H}\nimage_width: {W}\n")
+    rc = cli.main(["convert", str(bag), "--output", str(tmp_path / "ds"), "--task", TASK, "--config", str(mapping)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "does not hold the episode" in err and "frames in the video for" in err
+    assert not (tmp_path / "ds").exists() and not (tmp_path / "ds.partial").exists()
