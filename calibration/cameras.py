@@ -83,6 +83,8 @@ class StepResult:
     images: list[np.ndarray]
     dets: list[Detection]
     per_view_rms_px: list[float]
+    flange_poses: np.ndarray   # (N, 4, 4) the reported flange pose of each used view
+    corners_m: np.ndarray      # the board's corner table
 
     def residuals(self) -> dict[str, float]:
         return {"reprojection_rms_px": round(self.fit.rms_px, 4), "spread_mm": round(self.fit.spread_mm, 3),
@@ -165,7 +167,7 @@ def calibrate_camera(rig: Rig, camera: str, arm: str, camera_on_flange: bool, pl
     fit = refine_chain(A, B, G, dets, corners, intr, fit_intrinsics=(source == "estimated"))
     T = inv_transform(fit.A)
     res = StepResult(camera, arm, T, fit.B, fit, source, n_planned, len(dets), images, dets,
-                     [float(x) for x in fit.per_view_rms_px])
+                     [float(x) for x in fit.per_view_rms_px], F, corners)
     rig.operator.say(f"  {camera}: reprojection RMS {fit.rms_px:.3f} px over {len(dets)} views; views agree within "
                      f"{fit.spread_mm:.2f} mm / {fit.spread_deg:.3f} deg (RMS)")
     if fit.rms_px > limits.max_rms_px:

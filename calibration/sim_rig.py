@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ate_description.calibration import CalibrationConfig
-from ate_description.contract import ARMS, PERIOD_S
+from ate_description.contract import ARMS, GRIPPER_FINGER_LEN_M, GRIPPER_PALM_LEN_M, GRIPPER_STROKE_M, PERIOD_S
 from ate_description.errors import UserError
 from ate_description.kinematics import fk, inv_transform, rot_x, rot_y, rot_z
 from calibration.charuco import BoardSpec, Intrinsics
@@ -44,6 +44,9 @@ TABLE_BOARD_T_CELL = _table_board()
 
 # Postures that keep an arm out of the other's way: turned outwards.
 PARKED_Q = {"left": HOME_Q + np.array([0.7, 0, 0, 0, 0, 0, 0]), "right": HOME_Q - np.array([0.7, 0, 0, 0, 0, 0, 0])}
+
+# Points the scripted operator touches in ``bases`` dry runs (cell frame, m): between the arms, one raised.
+TOUCH_POINTS_CELL = np.array([[0.18, 0.10, -0.05], [0.34, 0.12, -0.05], [0.30, 0.30, -0.05], [0.20, 0.27, 0.03]])
 
 # The right arm's posture for the cam_high step: turned out to its right, so its own links do not hide the board.
 HIGH_START_Q = np.array([-0.9, 0.2, 0.0, 1.7, 0.0, 1.25, 0.0])
@@ -138,7 +141,7 @@ class SimRig(Rig):
         self.board = board or BoardSpec()
         self.table_board_T_cell = TABLE_BOARD_T_CELL if table_board_T_cell is None else table_board_T_cell
         self.flange_board_mount = _flange_board_mount() if flange_board_mount is None else flange_board_mount
-        self.image_hw = {"cam_high": (540, 960), "cam_left_wrist": (240, 424), "cam_right_wrist": (240, 424),
+        self.image_hw = {"cam_high": (540, 960), "cam_left_wrist": (360, 640), "cam_right_wrist": (360, 640),
                          **(image_hw or {})}
         self._tmp = None
         if workdir is None:
@@ -170,8 +173,14 @@ class SimRig(Rig):
         if isinstance(ops, SimOperator):
             ops.actions.setdefault("board_on_flange", self.board_on_flange)
             ops.actions.setdefault("board_on_table", self.board_on_table)
+            tip = GRIPPER_PALM_LEN_M + GRIPPER_FINGER_LEN_M
             for arm in ARMS:
                 ops.actions.setdefault(f"wrist_start_{arm}", lambda arm=arm: self.wrist_start(arm))
+                for k, p in enumerate(TOUCH_POINTS_CELL):
+                    ops.actions.setdefault(f"touch_{arm}_{k}", lambda arm=arm, p=p, k=k: self.touch(arm, p, tip, 0.3 * k))
+                for k in range(50):   # the sim's "calliper": its fingers' gap
+                    ops.measurements.setdefault(
+                        f"gap_{arm}_{k}", lambda arm=arm: self.cell.gripper_opening(arm) * GRIPPER_STROKE_M * 1e3)
         self.show_board(None)
 
     # --- time ------------------------------------------------------------------------------------------------
