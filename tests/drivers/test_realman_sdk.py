@@ -9,7 +9,9 @@ import time
 import numpy as np
 import pytest
 
-from ate_drivers.arm.realman import ArmCommError, RealmanArm
+from ate_description.errors import UserError
+from ate_drivers.arm.realman import ArmCommError, ArmSetupError, RealmanArm
+from ate_drivers.arm.realman_emulator import RealmanEmulator
 from ate_drivers.interfaces import ArmBackend
 from ate_description.kinematics import fk, pose6_from_matrix
 
@@ -133,3 +135,95 @@ def test_connect_to_nothing_fails_fast_with_a_hint():
     with pytest.raises(ConnectionError, match="robot:=sim"):
         RealmanArm(ip="127.0.0.1", port=port).connect()
     assert time.monotonic() - t0 < 10
+
+
+# --- the SDK calls a lab's scripts and our tools use, probed through the real SDK -----------------------------------
+
+def test_planned_movej_blocking_returns_on_arrival_non_blocking_at_once(emulator, arm):
+    goal = np.radians(HOME_DEG) + np.radians([9.0, 0, 0, -4.5, 0, 0, 0])
+    t0 = time.monotonic()
+    arm.move_joints(goal, speed_percent=50, block=True)
+    took = time.monotonic() - t0
+    # 50 % of joint 1's 180 deg/s: 9 deg take 0.1 s; the SDK returned when the controller said the arm arrived.
+    assert took >= 0.09
+    np.testing.assert_allclose(emulator.joints_deg(), np.degrees(goal), atol=1e-3)
+    assert emulator.commands("movej")[-1].msg["v"] == 50
+    back = np.radians(HOME_DEG)
+    t0 = time.monotonic()
+    arm.move_joints(back, speed_percent=50, block=False)
+    assert time.monotonic() - t0 < 0.09
+    assert np.max(np.abs(emulator.joints_deg() - HOME_DEG)) > 1.0         # still on its way
+    time.sleep(0.2)
+    np.testing.assert_allclose(emulator.joints_deg(), HOME_DEG, atol=1e-3)
+
+
+def test_joint_degree_robot_info_and_software_info(emulator, arm):
+    code, deg = arm._arm.rm_get_joint_degree()
+    assert code == 0
+    np.testing.assert_allclose(deg, HOME_DEG, atol=1e-3)
+    assert arm.info["model"] == "RM_75-6F" and arm.info["dof"] == "7" and arm.info["generation"] == "Gen-3"
+    assert arm.info["firmware"].startswith("V1.6.1") and arm.info["sdk"] == "1.1.6"
+    assert arm.plan.frame_period_s == pytest.approx(0.005) and arm.plan.min_frame_period_s == pytest.approx(0.002)
+
+
+def test_error_query_and_clear_through_the_sdk(emulator, arm):
+    assert arm.read_errors() == {"system": [], "joints": [0] * 7}
+    emulator.collision_stop(0x1003)
+    emulator.faults.joint_errors[4] = 0x12
+    assert arm.read_errors() == {"system": [0x1003], "joints": [0, 0, 0, 0, 0x12, 0, 0]}
+    assert arm._arm.rm_get_controller_state()["system_error"] == 0x1003
+    arm.clear_errors()
+    assert arm.read_errors() == {"system": [], "joints": [0] * 7}
+    assert [r.msg["joint_clear_err"] for r in emulator.commands("set_joint_clear_err")] == [5]
+
+
+def test_a_controller_in_error_executes_no_motion_command(emulator, arm):
+    emulator.collision_stop()
+    arm.send_joint_targets(np.radians(HOME_DEG) + 0.01)
+    with pytest.raises(ArmCommError) as e:
+        arm.move_joints(np.radians(HOME_DEG) + 0.01, block=False)
+    assert e.value.code == 1
+    time.sleep(0.05)
+    assert emulator.frames_ignored == 1
+    np.testing.assert_allclose(emulator.joints_deg(), HOME_DEG, atol=1e-6)
+
+
+def test_the_published_wrench_is_the_zeroed_one_without_the_tools_weight(emulator, arm):
+    code, d = arm._arm.rm_get_force_data()
+    raw, zeroed = np.array(list(d["force_data"])), np.array(list(d["zero_force_data"]))
+    # The raw reading carries the tool's weight (1 kg: 9.81 N whatever the wrist's orientation); zeroed does not.
+    assert np.linalg.norm(raw[:3] - zeroed[:3]) == pytest.approx(emulator.tool_mass_kg * 9.81, abs=2e-3)
+    np.testing.assert_allclose(arm.read_wrench(), zeroed)
+    np.testing.assert_allclose(arm.read_wrench(), emulator.wrench, atol=1e-3)
+
+
+def test_connect_refuses_another_model():
+    with RealmanEmulator(product_version="RM65-6F") as emu:
+        with pytest.raises(ArmSetupError, match="RM_65 .*7-DoF RM_75"):
+            RealmanArm(ip="127.0.0.1", port=emu.port).connect()
+        assert emu.commands("set_tool_voltage") == []          # refused before anything is switched on
+
+
+@pytest.mark.parametrize("cfg, fix", [
+    (dict(controller_generation="2"), "low_follow"),                       # Gen-2 over Ethernet: 20 ms at best
+    (dict(controller_generation="2", mode="low_follow"), "stream_rate_hz <= 50"),
+    (dict(stream_rate_hz=50.0), "stream_rate_hz >= 100"),                  # high follow needs <= 10 ms
+    (dict(controller_generation="4"), "controller_generation: auto"),      # the SDK reports Gen-3
+    (dict(mode="curve_fitting", radio=300), r"radio .* \[0, 100\]"),
+])
+def test_connect_refuses_a_mode_the_controller_cannot_hold_and_names_the_fix(emulator, cfg, fix):
+    with pytest.raises(UserError, match=fix):
+        RealmanArm(ip="127.0.0.1", port=emulator.port, **cfg).connect()
+
+
+def test_modes_a_gen2_controller_can_hold_are_accepted(emulator):
+    for cfg in (dict(controller_generation="2", mode="low_follow", stream_rate_hz=50.0),
+                dict(controller_generation="2", link="usb", stream_rate_hz=100.0),
+                dict(mode="filter", radio=800)):
+        a = RealmanArm(ip="127.0.0.1", port=emulator.port, **cfg)
+        a.connect()
+        a.send_joint_targets(np.radians(HOME_DEG))
+        a.disconnect()
+    frames = emulator.commands("movej_canfd")
+    assert [f.msg["follow"] for f in frames] == [False, True, True]
+    assert frames[2].msg["trajectory_mode"] == 2 and frames[2].msg["radio"] == 800
