@@ -2,7 +2,9 @@
 (robot:=emulated: the real SDK and python-can against in-process emulators), observed from this process.
 
 Checks topics and rates, a command round trip (joint_command -> controller -> joint_states), the gripper, a
-camera, and an e-stop triggered from another process.
+camera, the cell supervisor across processes (a refusal on the left arm's node holds the right arm's), an e-stop
+triggered from another process reaching both arms and both grippers (asserted on what each emulated device
+received, counted before the trigger), and a dead e-stop node latching every driver.
 """
 
 from __future__ import annotations
@@ -62,7 +64,7 @@ class Probe(ros_testkit.Probe):
         node.create_subscription(JointState, "/left/gripper/state", self.grip.append, 10)
         node.create_subscription(WrenchStamped, "/left/wrench", self.wrench.append, 10)
         node.create_subscription(Image, "/cameras/cam_high/image_raw", self.images.append, IMAGE_QOS)
-        self.cmd = node.create_publisher(JointState, "/left/joint_command", 10)
+        self.cmd = {a: node.create_publisher(JointState, f"/{a}/joint_command", 10) for a in ("left", "right")}
         self.grip_cmd = node.create_publisher(JointState, "/left/gripper/command", 10)
         self.JointState = JointState
 
@@ -70,11 +72,14 @@ class Probe(ros_testkit.Probe):
         return np.asarray(self.js[arm][-1][1].position)
 
     def command(self, q: np.ndarray) -> None:
+        self.command_arm("left", q)
+
+    def command_arm(self, arm: str, q: np.ndarray) -> None:
         m = self.JointState()
         m.header.stamp = self.node.get_clock().now().to_msg()
-        m.name = arm_joint_names("left")
+        m.name = arm_joint_names(arm)
         m.position = [float(v) for v in q]
-        self.cmd.publish(m)
+        self.cmd[arm].publish(m)
 
     def stream_to(self, q_from: np.ndarray, q_to: np.ndarray, steps: int, hold: int = 6) -> None:
         """Stream a ramp at 20 Hz, then keep sending its end for ``hold`` ticks, as a 20 Hz consumer does (a
@@ -117,10 +122,22 @@ def test_driver_graph_over_dds(driver_graph):
     assert p.spin(3.0, until=lambda: abs(p.q("left")[0] - target[0]) < 2e-3), (p.q("left"), target)
     assert abs(p.q("right")[0] - q0[0]) < 1e-3    # the other arm did not move
 
-    # a too-fast command is refused and counted, the arm stays
+    # a too-fast command is refused and counted, the arm stays ...
+    stops0 = {a: int(p.kv(f"arm/{a}", "emulator_stops_received")) for a in ("left", "right")}
     p.command(target + 0.5)
-    assert p.spin(3.0, until=lambda: p.diag["arm/left"].level == b"\x01")
+    assert p.spin(5.0, until=lambda: int(p.kv("arm/left", "refused_too_fast")) >= 1)
     assert abs(p.q("left")[0] - target[0]) < 2e-3
+    # ... and the cell holds both arms: the right arm's node (another process) stopped its arm through the SDK
+    assert p.spin(5.0, until=lambda: p.kv("arm/right", "cell_held", "") == "True"
+                  and int(p.kv("arm/right", "emulator_stops_received")) > stops0["right"]), p.kv("arm/right")
+    assert "too_fast" in p.kv("cell", "reason", "") and p.diag["cell"].level == b"\x02"
+    assert p.diag["arm/right"].level == b"\x02" and "cell hold" in p.diag["arm/right"].message
+    q_right = p.q("right")
+    p.command_arm("right", q_right + np.r_[0.02, np.zeros(6)])
+    assert p.spin(5.0, until=lambda: int(p.kv("arm/right", "refused_held")) >= 1)
+    assert abs(p.q("right")[0] - q_right[0]) < 1e-3                      # held: it did not move
+    assert p.call("/cell/resume").success                                # only the operator resumes
+    assert p.spin(5.0, until=lambda: all(p.kv(f"arm/{a}", "cell_held", "") == "False" for a in ("left", "right")))
 
     # gripper round trip
     gm = p.JointState()
@@ -128,9 +145,21 @@ def test_driver_graph_over_dds(driver_graph):
     p.grip_cmd.publish(gm)
     assert p.spin(5.0, until=lambda: abs(p.grip[-1].position[0] - 0.3) < 0.01)
 
-    # e-stop from another process: both arms report it, commands are ignored until reset
+    # e-stop from another process: both arms and both grippers stop (counted on the emulated devices before the
+    # trigger: the listeners must have fired), commands are ignored until reset
+    p.spin(1.5)   # a fresh diagnostics round
+    stops = {a: int(p.kv(f"arm/{a}", "emulator_stops_received")) for a in ("left", "right")}
+    grips = {a: int(p.kv(f"gripper/{a}", "emulator_commands_received")) for a in ("left", "right")}
+    holds = {a: int(p.kv(f"gripper/{a}", "holds_sent")) for a in ("left", "right")}
     ros_testkit.press_estop_from_another_process()
     assert p.spin(5.0, until=lambda: all(p.kv(f"arm/{a}")["estop"] == "True" for a in ("left", "right")))
+    assert p.spin(5.0, until=lambda: all(int(p.kv(f"arm/{a}", "emulator_stops_received")) > stops[a]
+                                         and int(p.kv(f"gripper/{a}", "emulator_commands_received")) > grips[a]
+                                         for a in ("left", "right"))), (stops, grips, p.kv("gripper/left"))
+    for a in ("left", "right"):   # the gripper was told to stay at its measured opening (0x00..0xFF steps)
+        gk = p.kv(f"gripper/{a}")
+        assert abs(float(gk["emulator_last_command_position"]) - float(gk["position"])) <= 2 / 255, gk
+        assert int(gk["holds_sent"]) == holds[a] + 1
     assert p.diag["arm/right"].message == "e-stop latched"
     q_stop = p.q("left")
     p.stream_to(q_stop, q_stop + 0.05, steps=2)
@@ -144,6 +173,25 @@ def test_driver_graph_over_dds(driver_graph):
     p.stream_to(q1, q1 + np.r_[0.05, np.zeros(6)], steps=4)
     assert p.spin(3.0, until=lambda: abs(p.q("left")[0] - (q1[0] + 0.05)) < 2e-3)
     assert all(g.alive().values()), g.alive()
+
+
+def test_a_dead_estop_node_latches_every_driver_within_the_heartbeat_timeout(driver_graph):
+    import signal
+
+    g, node, tmp = driver_graph
+    p = Probe(node)
+    assert p.spin(10.0, until=lambda: all(p.kv(f"arm/{a}", "estop", "") == "False" for a in ("left", "right")))
+    stops = {a: int(p.kv(f"arm/{a}", "emulator_stops_received")) for a in ("left", "right")}
+    t_kill = time.monotonic()
+    g.procs["/estop"].send_signal(signal.SIGINT)              # the e-stop node goes away (cleanly, exit 0)
+    assert g.procs["/estop"].wait(timeout=20) == 0
+    assert p.spin(10.0, until=lambda: all(p.kv(f"arm/{a}", "estop", "") == "True"
+                                          and int(p.kv(f"arm/{a}", "emulator_stops_received")) > stops[a]
+                                          for a in ("left", "right")))
+    # heartbeat timeout 1 s + up to one 1 s diagnostics period + a loaded machine's delays
+    assert time.monotonic() - t_kill < 4.0
+    assert all(p.kv(f"arm/{a}", "estop_heartbeat_lapses") == "1" for a in ("left", "right"))
+    assert p.spin(3.0, until=lambda: all(p.kv(f"gripper/{a}", "estop", "") == "True" for a in ("left", "right")))
 
 
 def test_real_robot_without_hardware_stops_within_seconds_naming_sim(ros_env, tmp_path):
