@@ -7,7 +7,10 @@ joint-limit and joint-velocity outliers (limits and speeds of ``ate_description.
 Prints a summary table; writes ``audit.json`` and PNG plots (joint trajectories per episode, sync error
 histogram per stream) into ``<DATASET>_inspect/`` beside the dataset (``--plots DIR`` to choose).
 
-Only the parquet data and metadata are read, never the videos, so a large dataset is audited in seconds.
+Videos are checked too (``--no-video-check`` skips it): per episode and camera, the frames in the episode's
+``[from_timestamp, to_timestamp)`` span of its MP4 against the episode's rows (packets counted, no decoding), the
+first and last frame of the span decoded, codec and pixel format. A video that lost a frame is flagged (and fails
+``--strict``): loading such an episode would raise ``IndexError`` in training.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import numpy as np
 
 from ate_description import contract
 from ate_description.errors import UserError
-from ate_policy.recording import durable
+from ate_policy.recording import durable, verify
 from ate_policy.recording.sync import age_summary
 
 GRIPPER_CLOSED_BELOW = 0.5  # opening fraction under which the gripper counts as closed
@@ -118,16 +121,54 @@ def audit_episode(ep: int, fr: dict[str, np.ndarray], info: dict, side: dict, ma
     return out
 
 
-def audit(root: Path) -> dict:
+def episode_video_segments(root: Path, info: dict) -> dict[int, dict]:
+    """meta/episodes rows (video chunk/file/span per camera) keyed by episode index."""
+    import pyarrow.parquet as pq
+
+    rows: dict[int, dict] = {}
+    for f in sorted((Path(root) / "meta" / "episodes").rglob("*.parquet")):
+        try:
+            t = pq.read_table(f)
+        except Exception as e:  # noqa: BLE001
+            raise UserError(f"{f} cannot be read ({e})") from e
+        cols = [c for c in t.column_names if c.startswith("videos/") or c in ("episode_index", "length")]
+        for r in t.select(cols).to_pylist():
+            rows[int(r["episode_index"])] = r
+    return rows
+
+
+def audit_videos(root: Path, info: dict, ep: int, rows: int, meta_row: dict | None, decode: bool = True) -> dict:
+    """Per camera: frames in the episode's span vs its rows, first/last frame decodable, codec, pixel format."""
+    keys = [k for k, ft in info["features"].items() if ft["dtype"] == "video"]
+    out = {}
+    for key in keys:
+        cam = key.rsplit(".", 1)[-1]
+        if meta_row is None or f"videos/{key}/chunk_index" not in meta_row:
+            out[cam] = {"frames": 0, "expected": rows, "ok": False, "problems": ["no video metadata for the episode"]}
+            continue
+        (chunk, file, t0, t1), = verify.episode_segments(meta_row, [key]).values()
+        path = verify.video_path(root, info["video_path"], key, chunk, file)
+        res = verify.check_segment(path, t0, t1, info["fps"], rows, decode=decode).to_dict()
+        res["path"] = str(Path(res["path"]).relative_to(root)) if Path(res["path"]).is_relative_to(root) else res["path"]
+        out[cam] = res
+    return out
+
+
+def audit(root: Path, check_videos: bool = True) -> dict:
     root = Path(root)
     info, fr = load_frames(root)
     side = durable.read_sidecar(root)
     default_age = 1000.0 / info["fps"]
+    segments = episode_video_segments(root, info) if check_videos else {}
     episodes = []
     for ep in np.unique(fr["episode_index"]):
         sel = fr["episode_index"] == ep
         max_age = side.get(int(ep), {}).get("max_age_ms", default_age)
-        episodes.append(audit_episode(int(ep), {k: v[sel] for k, v in fr.items()}, info, side, max_age))
+        e = audit_episode(int(ep), {k: v[sel] for k, v in fr.items()}, info, side, max_age)
+        if check_videos and info.get("video_path"):
+            e["videos"] = audit_videos(root, info, int(ep), int(sel.sum()), segments.get(int(ep)))
+            e["video_problems"] = {c: v["problems"] for c, v in e["videos"].items() if not v["ok"]}
+        episodes.append(e)
     return {"dataset": str(root), "fps": info["fps"], "robot_type": info.get("robot_type"),
             "total_episodes": info["total_episodes"], "total_frames": info["total_frames"], "episodes": episodes,
             "_frames": fr, "_info": info}
@@ -137,11 +178,20 @@ def _fmt(x, spec=".1f") -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
 
 
+def _video_cell(e: dict) -> str:
+    if "videos" not in e:
+        return "-"
+    bad = e["video_problems"]
+    if not bad:
+        return "ok"
+    return "BAD " + ",".join(f"{cam}:{v['frames']}/{v['expected']}" for cam, v in e["videos"].items() if not v["ok"])
+
+
 def table(report: dict) -> str:
     eps = report["episodes"]
     streams = list(eps[0].get("streams", {})) if eps else []
     head = ["ep", "frames", "sec"] + [f"{s} p50/p95/max ms" for s in streams] + \
-        ["stale", "repeat", "dropped", "lim", "vel", "grip L/R closes", "flag"]
+        ["stale", "repeat", "dropped", "lim", "vel", "grip L/R closes", "video", "flag"]
     rows = []
     for e in eps:
         st = e.get("streams", {})
@@ -155,6 +205,7 @@ def table(report: dict) -> str:
                           if "state_limit_outliers" in e else None, "d"),
                      _fmt(e.get("velocity_outliers"), "d"),
                      f"{g['left']['closes']}/{g['right']['closes']}" if g else "-",
+                     _video_cell(e),
                      {True: "FLAGGED", False: "", None: "?"}[e.get("flagged")]])
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(head)]
     lines = ["  ".join(h.rjust(w) for h, w in zip(head, widths))]
@@ -233,11 +284,14 @@ def main(argv: list[str]) -> int:
     p.add_argument("--plots", type=Path, default=None, help="where PNGs + audit.json go (default <DATASET>_inspect)")
     p.add_argument("--max-episode-plots", type=int, default=10, help="joint-trajectory plots for the first N episodes")
     p.add_argument("--no-plots", action="store_true", help="only the table and audit.json")
+    p.add_argument("--no-video-check", action="store_true",
+                   help="skip the video check (frames per episode and camera, first/last frame decodable)")
     p.add_argument("--strict", action="store_true",
-                   help="exit 1 when an episode is flagged or has limit/velocity outliers or dropped frames")
+                   help="exit 1 when an episode is flagged, has limit/velocity outliers, dropped frames or a video "
+                        "that does not hold its frames")
     args = p.parse_args(argv)
     root = args.dataset
-    report = audit(root)
+    report = audit(root, check_videos=not args.no_video_check)
     out_dir = args.plots or root.parent / f"{root.name}_inspect"
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "audit.json").write_text(json.dumps(public(report), indent=1))
@@ -246,10 +300,13 @@ def main(argv: list[str]) -> int:
     print(table(report))
     written = [] if args.no_plots else plot(report, out_dir, args.max_episode_plots)
     print(f"audit.json{' and ' + str(len(written)) + ' plots' if written else ''} in {out_dir}")
+    for e in report["episodes"]:
+        for cam, problems in (e.get("video_problems") or {}).items():
+            print(f"episode {e['episode_index']} {cam}: video {'; '.join(problems)}", file=sys.stderr)
     if args.strict:
         bad = [e["episode_index"] for e in report["episodes"]
                if e.get("flagged") or e.get("dropped_frames") or e.get("velocity_outliers")
-               or e.get("state_limit_outliers") or e.get("action_limit_outliers")]
+               or e.get("state_limit_outliers") or e.get("action_limit_outliers") or e.get("video_problems")]
         if bad:
             print(f"strict: episodes {bad} need a look", file=sys.stderr)
             return 1

@@ -79,3 +79,75 @@ def test_inspect_command_prints_a_table_and_writes_plots_beside_the_dataset(audi
 def test_inspect_of_something_that_is_not_a_dataset_is_one_clear_line(tmp_path, capsys):
     assert cli.main(["inspect", str(tmp_path)]) == 2
     assert "not a LeRobot dataset" in capsys.readouterr().err
+
+
+def _lerobot_dataset_two_episodes_in_one_mp4(root, n=12):
+    """Written with LeRobot's own API (no project code): both episodes share each camera's MP4."""
+    from lerobot.configs import RGBEncoderConfig
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    from ate_data_testkit import H, TASK, W
+
+    ds = LeRobotDataset.create(repo_id="local/two", fps=contract.FPS, root=root, robot_type=contract.ROBOT_TYPE,
+                               features=contract.features(image_shape=(H, W, 3)), use_videos=True,
+                               rgb_encoder=RGBEncoderConfig(vcodec="h264", preset="ultrafast"),
+                               streaming_encoding=True)
+    for ep in range(2):
+        for k in range(n):
+            frame = {contract.STATE_KEY: np.zeros(16, np.float32), contract.ACTION_KEY: np.zeros(16, np.float32),
+                     contract.EFFORT_KEY: np.zeros(12, np.float32),
+                     contract.CAPTURE_TIME_KEY: np.full(4, k * P, np.float32), "task": TASK}
+            for ci, key in enumerate(contract.IMAGE_KEYS):
+                frame[key] = image_at(k + 20 * ep, ci)
+            ds.add_frame(frame)
+        ds.save_episode()
+    ds.finalize()
+    from lerobot.datasets.lerobot_dataset import LeRobotDatasetMetadata
+
+    return LeRobotDatasetMetadata("local/two", root=root)
+
+
+def _drop_packet(path, t_drop_s: float) -> None:
+    """Remux an MP4 without the packet presented at t_drop_s (a frame deleted from the video)."""
+    import av
+
+    tmp = path.with_name("tmp_" + path.name)
+    with av.open(str(path)) as src, av.open(str(tmp), "w") as dst:
+        s = src.streams.video[0]
+        o = dst.add_stream_from_template(s)
+        dropped = 0
+        for p in src.demux(s):
+            if p.dts is None:
+                continue
+            if abs(float(p.pts * s.time_base) - t_drop_s) < 1e-3:
+                dropped += 1
+                continue
+            p.stream = o
+            dst.mux(p)
+    assert dropped == 1
+    tmp.replace(path)
+
+
+def test_inspect_flags_a_video_that_lost_a_frame_inside_a_multi_episode_mp4(tmp_path, capsys):
+    root = tmp_path / "two"
+    meta = _lerobot_dataset_two_episodes_in_one_mp4(root)
+    key = contract.IMAGE_KEYS[0]
+    ep1 = meta.episodes[1]
+    assert ep1[f"videos/{key}/file_index"] == meta.episodes[0][f"videos/{key}/file_index"]  # one shared MP4
+    assert cli.main(["inspect", str(root), "--strict", "--no-plots"]) == 0   # intact: every check passes
+    rep = audit(root)
+    assert all(v["ok"] and v["frames"] == 12 and v["codec"] == "h264" and v["pix_fmt"] == "yuv420p"
+               and v["first_ok"] and v["last_ok"] for e in rep["episodes"] for v in e["videos"].values())
+    # delete episode 1's 6th frame (an inter frame) from the shared cam_high MP4
+    path = root / meta.video_path.format(video_key=key, chunk_index=ep1[f"videos/{key}/chunk_index"],
+                                         file_index=ep1[f"videos/{key}/file_index"])
+    _drop_packet(path, ep1[f"videos/{key}/from_timestamp"] + 5 * P)
+    capsys.readouterr()
+    assert cli.main(["inspect", str(root), "--strict", "--no-plots"]) == 1
+    captured = capsys.readouterr()
+    assert "episode 1 cam_high: video 11 frames in the video for 12 rows" in captured.err
+    assert "BAD cam_high:11/12" in captured.out
+    rep = audit(root)
+    assert rep["episodes"][0]["video_problems"] == {}                     # the other episode in that file is fine
+    assert rep["episodes"][1]["videos"]["cam_high"]["frames"] == 11
+    assert rep["episodes"][1]["videos"]["cam_left_wrist"]["ok"]
