@@ -1,18 +1,25 @@
-"""Arm loop benchmark: command-to-controller latency and joint_states rate/jitter of the arm node.
+"""Arm loop benchmark: the command path from a 20 Hz target to the controller, on this machine.
 
-Side by side in one run, on this machine:
-* ``direct``: ``RealmanArm.send_joint_targets`` (the real SDK) -> emulator receives ``movej_canfd``;
-* ``ros``: a 20 Hz ``joint_command`` stream published over DDS -> the arm node (a separate process, the real SDK,
-  the safety layer) -> emulator receives it; plus the interval between ``joint_states`` messages it publishes.
+Side by side in one run (the emulated controller runs in this process, so both ends of each time are read on one
+monotonic clock):
+* ``direct``: ``RealmanArm.send_joint_targets`` (the real SDK) -> emulator receives ``movej_canfd`` (SDK latency);
+* ``stream``: 20 Hz targets -> ``ArmDriver`` (safety layer, stream thread at the controller's rate) -> SDK ->
+  emulator: frame-gap jitter at the controller rate, how many gaps exceed high follow's 10 ms, and the latency the
+  stream adds (the delay that best aligns the frames with the 20 Hz input, plus the time to a target's first frame);
+* ``ros``: the same, with the targets published over DDS to the arm node (a separate process); plus the interval
+  between the ``joint_states`` messages it publishes;
+* ``estop``: two arms in one process sharing one e-stop (the lab PC's layout): trigger -> ``set_arm_stop`` at each
+  emulated controller, and no frame after it.
 
-The emulated controller runs in this process, so both ends of each latency are read on one monotonic clock.
-Usage: ``python benchmarks/arm_loop.py [--seconds 10]``; writes ``benchmarks/results/arm_loop.json``.
+Usage: ``python benchmarks/arm_loop.py [--seconds 10]`` (``--seconds 2`` is the quick run); writes
+``benchmarks/results/arm_loop.json``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import platform
 import random
@@ -23,11 +30,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ate_drivers.arm.realman import RealmanArm
-from ate_drivers.arm.realman_emulator import RealmanEmulator
 from ate_description.contract import PERIOD_S, arm_joint_names
+from ate_description.limits import load_safety
+from ate_drivers.arm.realman import RealmanArm
+from ate_drivers.arm.realman_emulator import HIGH_FOLLOW_PERIOD_S, RealmanEmulator
+from ate_drivers.arm_driver import ArmDriver
+from ate_drivers.safety import EStop
 
 HOME_DEG = [0.0, 20.0, 0.0, 60.0, 0.0, 40.0, 0.0]
+NAMES = arm_joint_names("left")
 OUT = Path(__file__).parent / "results" / "arm_loop.json"
 
 
@@ -35,44 +46,95 @@ def pct(xs, q):
     return float(np.percentile(np.asarray(xs), q)) if len(xs) else float("nan")
 
 
-def triangle(k: int) -> float:
-    """A slow back-and-forth joint offset (rad): 0.002 rad per command, never a jump the safety layer refuses."""
-    return 0.002 * (k % 50 if (k // 50) % 2 == 0 else 50 - k % 50)
+def target(k: int) -> np.ndarray:
+    """20 Hz target k: joints 1 and 4 swing 0.25 rad at 0.5 Hz (peak 0.79 rad/s), the kind of motion a policy makes."""
+    q = np.radians(HOME_DEG)
+    s = 0.25 * np.sin(2 * np.pi * 0.5 * k * PERIOD_S)
+    q[0] += s
+    q[3] -= s
+    return q
 
 
-def match_latencies(sent: list[tuple[float, np.ndarray]], emu: RealmanEmulator) -> list[float]:
-    """Latency of each sent target: the first later movej_canfd frame carrying the same joints (0.001 deg on the
-    wire). A target overtaken before it went out (deferred, then replaced by a newer one) has no frame."""
-    frames = [(r.t, np.asarray(r.msg["joint"]) / 1000.0) for r in emu.commands("movej_canfd")]
-    out, j = [], 0
-    for t_send, q_deg in sent:
-        while j < len(frames) and frames[j][0] < t_send:
-            j += 1
-        for i in range(j, min(j + 5, len(frames))):
-            if np.allclose(frames[i][1], q_deg, atol=2e-3):
-                out.append(frames[i][0] - t_send)
-                j = i + 1
-                break
+def stream_delay(sent: list[tuple[float, np.ndarray]], emu: RealmanEmulator) -> tuple[float, float]:
+    """(delay s, rms residual rad): the shift of the piecewise-linear 20 Hz input that best matches the frames."""
+    ts = np.array([t for t, _ in sent])
+    qs = np.array([q[0] for _, q in sent])
+    frames = [(r.t, np.radians(r.msg["joint"][0] / 1000.0)) for r in emu.commands("movej_canfd")]
+    ft = np.array([t for t, _ in frames])
+    fq = np.array([q for _, q in frames])
+    keep = (ft > ts[0] + 0.3) & (ft < ts[-1])
+    best = (float("nan"), float("inf"))
+    for lag in np.arange(0.0, 0.2, 0.0005):
+        r = float(np.sqrt(np.mean((fq[keep] - np.interp(ft[keep] - lag, ts, qs)) ** 2)))
+        if r < best[1]:
+            best = (float(lag), r)
+    return best
+
+
+def first_frame_latency(sent: list[tuple[float, np.ndarray]], emu: RealmanEmulator) -> list[float]:
+    """Time from each target to the first frame after it (the stream reacts at its next frame)."""
+    ft = np.array([r.t for r in emu.commands("movej_canfd")])
+    out = []
+    for t, _ in sent:
+        i = np.searchsorted(ft, t)
+        if i < len(ft):
+            out.append(float(ft[i] - t))
     return out
+
+
+def gap_stats(emu: RealmanEmulator, t0: float, t1: float, period: float) -> dict:
+    ft = np.array([t for t in emu.frame_times() if t0 <= t <= t1])
+    gaps = np.diff(ft)
+    return {"frames": int(len(ft)), "period_ms": period * 1e3, "gap_ms_p50": 1e3 * pct(gaps, 50),
+            "gap_ms_p99": 1e3 * pct(gaps, 99), "gap_ms_max": 1e3 * float(np.max(gaps)) if len(gaps) else float("nan"),
+            "share_within_period_plus_2ms": float(np.mean(gaps <= period + 0.002)) if len(gaps) else float("nan"),
+            "gaps_over_10ms": int(np.sum(gaps > HIGH_FOLLOW_PERIOD_S)), "emulator_follow_stops": emu.follow_stops}
 
 
 def bench_direct(n: int) -> dict:
     with RealmanEmulator(q0_deg=HOME_DEG) as emu:
         arm = RealmanArm(ip="127.0.0.1", port=emu.port)
         arm.connect()
-        sent = []
-        q0 = np.radians(HOME_DEG)
+        lat = []
         for k in range(n):
-            q = q0 + triangle(k)
+            m = len(emu.commands("movej_canfd"))
             t = time.monotonic()
-            arm.send_joint_targets(q)
-            sent.append((t, np.degrees(q)))
+            arm.send_joint_targets(target(k))
+            t_end = t + 0.02
+            while len(emu.commands("movej_canfd")) == m and time.monotonic() < t_end:
+                time.sleep(0.0001)
+            got = emu.commands("movej_canfd")
+            if len(got) > m:
+                lat.append(got[m].t - t)
             time.sleep(PERIOD_S)
-        time.sleep(0.1)
-        lat = match_latencies(sent, emu)
         arm.disconnect()
     return {"commands": n, "received": len(lat), "latency_ms_p50": 1e3 * pct(lat, 50),
             "latency_ms_p99": 1e3 * pct(lat, 99)}
+
+
+def bench_stream(seconds: float) -> dict:
+    sys.setswitchinterval(0.0005)   # as the arm node does for its stream thread
+    with RealmanEmulator(q0_deg=HOME_DEG) as emu:
+        drv = ArmDriver("left", RealmanArm(ip="127.0.0.1", port=emu.port), load_safety())
+        assert drv.tick() is not None, drv.last_error
+        sent = []
+        t0 = time.monotonic()
+        for k in range(int(seconds / PERIOD_S)):
+            t = time.monotonic()
+            drv.on_command(NAMES, target(k), stamp_s=t)
+            sent.append((t, target(k)))
+            drv.tick()
+            time.sleep(max(0.0, t0 + (k + 1) * PERIOD_S - time.monotonic()))
+        t1 = time.monotonic()
+        time.sleep(0.3)
+        drv.close()
+        period = drv.backend.frame_period_s
+        res = gap_stats(emu, t0 + 0.1, t1, period)
+        delay, resid = stream_delay(sent, emu)
+        first = first_frame_latency(sent, emu)
+    res.update({"targets": len(sent), "stream_delay_ms": delay * 1e3, "stream_rms_residual_rad": resid,
+                "first_frame_ms_p50": 1e3 * pct(first, 50), "first_frame_ms_p99": 1e3 * pct(first, 99)})
+    return res
 
 
 def bench_ros(seconds: float) -> dict:
@@ -81,15 +143,17 @@ def bench_ros(seconds: float) -> dict:
 
     from ate_bringup.graph import NodeSpec
     from ate_bringup.launcher import ProcessGraph
+    from ate_description.config import dump_yaml
+    from ate_description.limits import default_drivers_config
     from ate_drivers.config import load_drivers_config
-    from ate_bringup import graph
-    from ate_policy.config import dump_yaml
 
     os.environ["ROS_DOMAIN_ID"] = str(random.randint(1, 100))
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     with RealmanEmulator(q0_deg=HOME_DEG) as emu, tempfile.TemporaryDirectory() as tmp:
-        cfg = load_drivers_config(graph.default_drivers_config(), robot="real")
+        cfg = load_drivers_config(default_drivers_config(), robot="real")
         cfg.left.realman.ip, cfg.left.realman.port = "127.0.0.1", emu.port
+        if hasattr(cfg.safety, "estop_timeout_s"):
+            cfg.safety.estop_timeout_s = 0.0     # no e-stop node in this graph: its heartbeat check is off
         path = Path(tmp) / "drivers.yaml"
         dump_yaml(cfg, path)
         spec = NodeSpec("ate_drivers", "arm_node", "ate_drivers.nodes.arm_node", "arm_driver", "left",
@@ -110,22 +174,20 @@ def bench_ros(seconds: float) -> dict:
                 rclpy.spin_once(node, timeout_sec=0.05)
             if not last_q:
                 raise RuntimeError(f"arm node did not come up; see {tmp}/logs")
-            q0 = last_q[0].copy()
             sent, k = [], 0
             js_t.clear()
             t_next = time.monotonic()
-            t_end = t_next + seconds
+            t_start, t_end = t_next, t_next + seconds
             while time.monotonic() < t_end:
                 rclpy.spin_once(node, timeout_sec=max(0.0, t_next - time.monotonic()))
                 if time.monotonic() >= t_next:
-                    q = q0 + triangle(k)
                     m = JointState()
                     m.header.stamp = node.get_clock().now().to_msg()
-                    m.name = arm_joint_names("left")
-                    m.position = [float(v) for v in q]
+                    m.name = NAMES
+                    m.position = [float(v) for v in target(k)]
                     t = time.monotonic()
                     pub.publish(m)
-                    sent.append((t, np.degrees(q)))
+                    sent.append((t, target(k)))
                     k += 1
                     t_next += PERIOD_S
             t1 = time.monotonic()
@@ -133,30 +195,93 @@ def bench_ros(seconds: float) -> dict:
                 rclpy.spin_once(node, timeout_sec=0.02)
             node.destroy_node()
             rclpy.shutdown()
-        lat = match_latencies(sent, emu)
+        period = 1.0 / cfg.left.realman.stream_rate_hz
+        res = gap_stats(emu, t_start + 0.3, t1, period)
+        delay, resid = stream_delay(sent, emu)
+        first = first_frame_latency(sent, emu)
     dt = np.diff(js_t)
-    return {"commands": len(sent), "received": len(lat), "latency_ms_p50": 1e3 * pct(lat, 50),
-            "latency_ms_p99": 1e3 * pct(lat, 99), "joint_states_hz": (len(js_t) - 1) / (js_t[-1] - js_t[0]),
-            "joint_states_period_ms_p50": 1e3 * pct(dt, 50), "joint_states_period_ms_p99": 1e3 * pct(dt, 99)}
+    res.update({"targets": len(sent), "stream_delay_ms": delay * 1e3, "stream_rms_residual_rad": resid,
+                "first_frame_ms_p50": 1e3 * pct(first, 50), "first_frame_ms_p99": 1e3 * pct(first, 99),
+                "joint_states_hz": (len(js_t) - 1) / (js_t[-1] - js_t[0]),
+                "joint_states_period_ms_p50": 1e3 * pct(dt, 50), "joint_states_period_ms_p99": 1e3 * pct(dt, 99)})
+    return res
+
+
+def bench_estop(n: int) -> dict:
+    """Two streaming arms, one shared e-stop: trigger -> set_arm_stop at both controllers, frames after it."""
+    emus = [RealmanEmulator(q0_deg=HOME_DEG).start() for _ in range(2)]
+    lat = {"left": [], "right": []}
+    frames_after = 0
+    try:
+        estop = EStop()
+        drivers = [ArmDriver(arm, RealmanArm(ip="127.0.0.1", port=e.port), load_safety(), estop)
+                   for arm, e in zip(("left", "right"), emus)]
+        for d in drivers:
+            assert d.tick() is not None, d.last_error
+        direction = np.array([1.0, 0, 0, -1.0, 0, 0, 0])
+        for i in range(n):
+            t0 = time.monotonic()
+            base = {d.arm: d.state.q_rad.copy() for d in drivers}
+            sign = 1.0 if i % 2 == 0 else -1.0
+            for k in range(6):                    # both arms streaming, moving at 0.6 rad/s when the stop comes
+                for d in drivers:
+                    q = base[d.arm] + sign * 0.03 * (k + 1) * direction
+                    d.on_command(arm_joint_names(d.arm), q, stamp_s=time.monotonic())
+                    d.tick()
+                time.sleep(max(0.0, t0 + (k + 1) * PERIOD_S - time.monotonic()))
+            t = time.monotonic()
+            estop.trigger("benchmark")
+            time.sleep(0.05)
+            for d, e in zip(drivers, emus):
+                stops = [r.t for r in e.commands("set_arm_stop") if r.t >= t]
+                lat[d.arm].append(stops[0] - t if stops else float("nan"))
+                frames_after += sum(1 for r in e.commands("movej_canfd") if r.t > (stops[0] if stops else t))
+            estop.reset()
+            for d in drivers:
+                d.tick()
+        for d in drivers:
+            d.close()
+    finally:
+        for e in emus:
+            e.stop()
+    both = [max(a, b) for a, b in zip(lat["left"], lat["right"])]
+    return {"triggers": n, "left_ms_p50": 1e3 * pct(lat["left"], 50), "right_ms_p50": 1e3 * pct(lat["right"], 50),
+            "both_stopped_ms_p50": 1e3 * pct(both, 50), "both_stopped_ms_max": 1e3 * float(np.nanmax(both)),
+            "frames_after_stop": frames_after}
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--no-ros", action="store_true", help="skip the ROS arm-node path")
     args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.ERROR, format="%(message)s")
+    logging.getLogger("ate_drivers.safety").setLevel(logging.CRITICAL)   # the e-stop rounds log each trigger
     direct = bench_direct(int(args.seconds / PERIOD_S))
-    ros = bench_ros(args.seconds)
+    stream = bench_stream(args.seconds)
+    ros = None if args.no_ros else bench_ros(args.seconds)
+    estop = bench_estop(max(5, int(args.seconds * 2)))
     res = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cpus",
-           "python": sys.version.split()[0], "seconds": args.seconds, "command_rate_hz": 1 / PERIOD_S,
-           "direct_sdk": direct, "ros_arm_node": ros,
-           "latency_ratio_ros_over_direct_p50": ros["latency_ms_p50"] / direct["latency_ms_p50"]}
-    print(f"arm loop, {args.seconds:.0f} s of 20 Hz commands ({res['machine']})")
-    print(f"{'path':<16}{'sent':>6}{'recv':>6}{'lat p50 ms':>12}{'lat p99 ms':>12}")
-    for name, r in (("SDK direct", direct), ("ROS arm node", ros)):
-        print(f"{name:<16}{r['commands']:>6}{r['received']:>6}{r['latency_ms_p50']:>12.2f}{r['latency_ms_p99']:>12.2f}")
-    print(f"joint_states: {ros['joint_states_hz']:.1f} Hz, period p50 {ros['joint_states_period_ms_p50']:.1f} ms, "
-          f"p99 {ros['joint_states_period_ms_p99']:.1f} ms (configured 100 Hz)")
-    print(f"latency ratio ROS/direct (p50): {res['latency_ratio_ros_over_direct_p50']:.1f}x")
+           "load_average": os.getloadavg()[0], "python": sys.version.split()[0], "seconds": args.seconds,
+           "command_rate_hz": 1 / PERIOD_S, "direct_sdk": direct, "stream": stream, "ros_arm_node": ros,
+           "estop_both_arms": estop}
+    print(f"arm loop, {args.seconds:.0f} s of 20 Hz targets ({res['machine']}, load {res['load_average']:.1f})")
+    print(f"SDK direct: {direct['received']}/{direct['commands']} frames, latency p50 {direct['latency_ms_p50']:.2f} ms"
+          f", p99 {direct['latency_ms_p99']:.2f} ms")
+    print(f"{'stream (frames at the controller)':<36}{'frames':>7}{'gap p50':>9}{'gap p99':>9}{'max':>8}"
+          f"{'<=T+2ms':>9}{'>10ms':>7}{'delay':>8}{'1st frame':>10}")
+    for name, r in (("driver thread, same process", stream), ("ROS arm node (DDS -> node)", ros)):
+        if r is None:
+            continue
+        print(f"{name:<36}{r['frames']:>7}{r['gap_ms_p50']:>8.2f}m{r['gap_ms_p99']:>8.2f}m{r['gap_ms_max']:>7.1f}m"
+              f"{100 * r['share_within_period_plus_2ms']:>8.1f}%{r['gaps_over_10ms']:>7}"
+              f"{r['stream_delay_ms']:>7.1f}m{r['first_frame_ms_p50']:>9.2f}m")
+    if ros is not None:
+        print(f"joint_states: {ros['joint_states_hz']:.1f} Hz, period p50 {ros['joint_states_period_ms_p50']:.1f} ms, "
+              f"p99 {ros['joint_states_period_ms_p99']:.1f} ms (configured 100 Hz)")
+    print(f"e-stop -> set_arm_stop on both arms: p50 {estop['both_stopped_ms_p50']:.2f} ms, max "
+          f"{estop['both_stopped_ms_max']:.2f} ms over {estop['triggers']} triggers; frames after the stop: "
+          f"{estop['frames_after_stop']}")
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(res, indent=2) + "\n")
     print(f"wrote {OUT}")

@@ -8,14 +8,18 @@ or the sim cell's lockstep ticks).
 Parameters: ``config_file`` (teleop.yaml; empty: ate_bringup/config/teleop.yaml), ``task`` (the recorded
 instruction comes from tasks/<task>.yaml), ``dataset`` (recorder root), ``left_avp_ip`` / ``right_avp_ip``,
 ``lockstep``. Out: ``/teleop/status`` (std_msgs/String, JSON: state per operator, recording, episode count,
-frames, dropped frames, last error) and ``/diagnostics`` (``teleop``). A Joy-Con e-stop press calls
-``/estop/trigger``; the latched ``/estop`` puts both operators to idle and discards an episode being recorded.
+frames, dropped frames, last error) and ``/diagnostics`` (``teleop``). A Joy-Con e-stop press publishes the
+latched ``/estop`` itself (the drivers stop even when the e-stop node is down) and calls ``/estop/trigger`` with a
+timeout (an unanswered call is reported and never blocks a later press); the latched ``/estop`` puts both
+operators to idle and discards an episode being recorded. ``/cell/hold`` (the cell supervisor): a held arm's
+operator goes to idle (re-align after ``/cell/resume``) and a recording is discarded.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+import time
 
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
@@ -23,7 +27,10 @@ from std_msgs.msg import Bool, String
 from std_srvs.srv import Trigger
 
 from ate_drivers.nodes.cell_client import CellClient
-from ate_drivers.nodes.common import ESTOP_QOS, desc, diagnostic_array, spin
+from ate_drivers.nodes.common import ESTOP_QOS, desc, diagnostic_array, follow_cell_hold, spin
+
+ESTOP_CALL_TIMEOUT_S = 1.0
+"""An /estop/trigger call unanswered this long is reported (the e-stop node is down); /estop was published anyway."""
 
 
 def teleop_overrides(instruction: str, dataset: str, left_ip: str, right_ip: str) -> dict:
@@ -70,10 +77,16 @@ class TeleopNode(Node):
                             "(docs/teleop.md)") from e
         self.get_logger().info(f"teleop ready; recording '{instruction}' into {cfg.recorder.root}")
         self._estop_call = None
+        self._estop_call_t = 0.0
+        self._estop_published = False   # our own latched /estop True is out (cleared again on reset)
         self.estop_client = self.create_client(Trigger, "/estop/trigger")
+        self.pub_estop = self.create_publisher(Bool, "/estop", ESTOP_QOS)
         self.pub_status = self.create_publisher(String, "/teleop/status", 10)
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_subscription(Bool, "/estop", lambda m: self.session.set_estop(m.data), ESTOP_QOS)
+        self.create_subscription(Bool, "/estop", self.on_estop, ESTOP_QOS)
+        follow_cell_hold(self, lambda st: self.session.set_cell_hold(
+            [a for a, v in st.get("arms", {}).items() if v.get("held") and a in ("left", "right")],
+            st.get("reason", "")))
         self.client = CellClient(self, self.on_tick, consumer="teleop", lockstep=bool(p["lockstep"]),
                                  rate_hz=cfg.rate_hz)
         self.last_status: dict = {}
@@ -97,13 +110,33 @@ class TeleopNode(Node):
         for arm, opening in out.gripper_targets.items():
             if opening is not None:
                 self.client.send_gripper(arm, opening)
-        if out.estop_requested and self._estop_call is None:
-            self._estop_call = self.estop_client.call_async(Trigger.Request())
-            self._estop_call.add_done_callback(lambda _: setattr(self, "_estop_call", None))
+        if out.estop_requested:
+            self.request_estop()
+        elif self._estop_call is not None and time.monotonic() - self._estop_call_t > ESTOP_CALL_TIMEOUT_S:
+            self.get_logger().error(f"/estop/trigger did not answer within {ESTOP_CALL_TIMEOUT_S} s (is the e-stop "
+                                    "node down?); /estop was published directly")
+            self.estop_client.remove_pending_request(self._estop_call)
+            self._estop_call = None
         for line in out.events:
             self.get_logger().info(line)
         self.last_status = out.status
         self.pub_status.publish(String(data=json.dumps(out.status, default=str)))
+
+    def request_estop(self) -> None:
+        """A Joy-Con e-stop press: the latched /estop at once, from this node, and the e-stop node's service."""
+        self.pub_estop.publish(Bool(data=True))
+        self._estop_published = True
+        if self._estop_call is None:
+            self._estop_call_t = time.monotonic()
+            call = self._estop_call = self.estop_client.call_async(Trigger.Request())
+            call.add_done_callback(lambda _: setattr(self, "_estop_call", None) if self._estop_call is call else None)
+
+    def on_estop(self, msg: Bool) -> None:
+        self.session.set_estop(msg.data)
+        if not msg.data and self._estop_published:
+            # reset: our latched True must not outlive it for a node that joins later
+            self._estop_published = False
+            self.pub_estop.publish(Bool(data=False))
 
     def on_diagnostics(self) -> None:
         st = self.last_status or self.session.status()
