@@ -8,6 +8,7 @@ A thin ROS node (or a test, or a sim script) owns one ``DualTeleopSession``:
     session.put_joint_state("left", q7, stamp_s); session.put_gripper_state("left", opening, stamp_s)
     session.put_wrench("left", wrench6, stamp_s); session.put_image("cam_high", rgb, stamp_s)
     session.set_estop(latched)                                            # from /estop
+    session.set_cell_hold({"left"}, reason)                               # from /cell/hold (the supervisor)
     out = session.tick(now_s)                                             # 20 Hz timer
     out.joint_targets["left"]     # (7,) rad to publish, or None: hold (publish nothing)
     out.gripper_targets["left"]   # opening fraction, or None: leave the gripper alone
@@ -281,6 +282,8 @@ class DualTeleopSession:
         self._g: dict[str, tuple[float, float]] = {}
         self._w: dict[str, tuple[np.ndarray, float]] = {}
         self._estop = False
+        self._cell_hold: set[str] = set()
+        self._cell_hold_reason = ""
         self._last_tick_s: float | None = None
         self.last_error = ""
         self.dropped_frames = 0
@@ -368,6 +371,14 @@ class DualTeleopSession:
         with self._lock:
             self._estop = bool(latched)
 
+    def set_cell_hold(self, arms, reason: str = "") -> None:
+        """The arms the cell supervisor holds (/cell/hold). A held arm's operator goes to idle and nothing is
+        commanded for it; an episode being recorded is discarded (it holds a refusal or a fault). After the
+        operator resumed the cell (/cell/resume) each operator re-aligns (init) before the arm moves again."""
+        with self._lock:
+            self._cell_hold = {self._arm(a) for a in arms}
+            self._cell_hold_reason = reason
+
     @staticmethod
     def _arm(arm: str) -> str:
         if arm not in contract.ARMS:
@@ -434,6 +445,7 @@ class DualTeleopSession:
             q = {a: v[0] for a, v in self._q.items()}
             g = {a: v[0] for a, v in self._g.items()}
             estop_latched = self._estop
+            cell_hold = set(self._cell_hold)
         evs = {arm: op.read_buttons() for arm, op in self.operators.items()}
         pressed = set().union(*(e.pressed for e in evs.values()))
         estop_requested = "estop" in pressed
@@ -459,7 +471,16 @@ class DualTeleopSession:
                     self._start_episode(events)
             if "discard" in pressed and self._recording:
                 self._stop_episode(events, save=False)
+            if cell_hold and self._recording:
+                self._stop_episode(events, save=False)
+                self.last_error = f"cell hold ({self._cell_hold_reason}): episode discarded"
             for arm, op in self.operators.items():
+                if arm in cell_hold:   # the supervisor holds this arm: no command until resumed and re-aligned
+                    if op.state != OperatorState.IDLE:
+                        op.reset_to_idle("cell hold")
+                        events.append(f"{arm}: cell hold ({self._cell_hold_reason}); re-align after /cell/resume")
+                    op.gripper_target = None
+                    continue
                 targets[arm] = op.step(now_s, dt, evs[arm], q.get(arm), g.get(arm), self._recording, events)
                 grippers[arm] = op.gripper_target
         if self._recording:
@@ -518,6 +539,7 @@ class DualTeleopSession:
             "episode_frames": self.episode_frames,
             "dropped_frames": self.dropped_frames,
             "estop": self._estop,
+            "cell_hold": sorted(self._cell_hold),
             "last_error": next((e for e in errors if e), ""),
             "stream_age_ms": {arm: (round(op.last_sample.age_s * 1000.0, 1) if op.last_sample else None)
                               for arm, op in self.operators.items()},
