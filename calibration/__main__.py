@@ -121,7 +121,7 @@ def _console(args):
         return op
     from calibration.rig import ConsoleOperator
 
-    return ConsoleOperator(getattr(args, "answers", {}))
+    return ConsoleOperator(getattr(args, "answers", {}), assume_done=args.yes)
 
 
 def _finish(cal, out: Path, proc: str, report_fn) -> int:
@@ -282,6 +282,8 @@ def main(argv: list[str] | None = None) -> int:
     common.add_argument("--robot", default="real", choices=("real", "emulated", "sim"),
                         help="the lab's cell (drivers.yaml), its emulators, or the simulated cell (dry run)")
     common.add_argument("--drivers-config", help="drivers YAML (default: the bring-up's drivers.yaml)")
+    common.add_argument("--yes", action="store_true", help="do not wait for Enter after each instruction "
+                                                          "(unattended runs, e.g. --robot emulated)")
     p = sub.add_parser("cameras", parents=[common], help="cam_high in the cell, wrist cameras on their flanges "
                                                          "(ChArUco board, hand-eye)")
     p.add_argument("--cameras", default="cam_high,cam_left_wrist,cam_right_wrist")

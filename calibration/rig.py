@@ -37,15 +37,19 @@ class Operator(Protocol):
 class ConsoleOperator:
     """A person at the terminal; ``answers`` pre-fills measurements (``--gap-mm`` and friends) by key."""
 
-    def __init__(self, answers: dict[str, float] | None = None, stream=sys.stdout, read=input):
+    def __init__(self, answers: dict[str, float] | None = None, stream=sys.stdout, read=input,
+                 assume_done: bool = False):
         self.answers = dict(answers or {})
         self.stream, self.read = stream, read
+        self.assume_done = assume_done   # --yes: print the instructions, do not wait (unattended, emulated runs)
 
     def say(self, text: str) -> None:
         print(text, file=self.stream, flush=True)
 
     def do(self, key: str, text: str) -> None:
         self.say(f"\n>>> {text}")
+        if self.assume_done:
+            return
         reply = self.read("    press Enter when done (q + Enter aborts): ")
         if reply.strip().lower() in ("q", "quit", "abort"):
             raise UserError(f"aborted by the operator at step {key!r}")
@@ -193,6 +197,7 @@ def hardware_rig(drivers_config: str | None = None, robot: str | None = None, ar
     """The cell of drivers.yaml (``robot`` real | emulated): arms through ArmDriver with the configured safety
     limits, cameras and grippers by their registered backends. Nothing else may command the arms meanwhile
     (stop the bring-up first)."""
+    import ate_drivers.backends  # noqa: F401  (registers the real and emulated backends)
     from ate_drivers import registry
     from ate_drivers.arm_driver import ArmDriver
     from ate_drivers.config import load_drivers_config
@@ -230,6 +235,9 @@ def hardware_rig(drivers_config: str | None = None, robot: str | None = None, ar
     rig.factory_intrinsics = factory
     for arm in grippers:
         g = registry.make_gripper(names.gripper, arm=arm, config=cfg.side(arm).gripper)
-        g.connect()
+        try:
+            g.connect()
+        except (ConnectionError, OSError) as e:
+            raise UserError(f"the {arm} gripper cannot be reached: {e}") from e
         rig.grippers[arm] = g
     return rig

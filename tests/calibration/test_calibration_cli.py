@@ -52,3 +52,14 @@ def test_bad_command_lines_are_one_line_errors(argv, message, capsys, tmp_path, 
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_gripper_on_the_emulated_cell_uses_the_real_backend_and_the_given_gaps(tmp_path):
+    # robot emulated: drivers.yaml's gripper backend (python-can, USB-CAN-A framing) against the emulator on a pty.
+    out = tmp_path / "cal.yaml"
+    argv = ["gripper", "--robot", "emulated", "--arms", "left", "--steps", "3", "--left-gaps-mm", "117.5,61,1.5",
+            "--yes", "--output", str(out)]
+    assert main(argv) == 0
+    g = load_calibration(out).left.gripper
+    assert g.gap_mm == [1.5, 61.0, 117.5] and g.command == pytest.approx([0.0, 0.5, 1.0])
+    assert g.feedback == pytest.approx([0.0, 0.5, 1.0], abs=0.02)
