@@ -78,9 +78,33 @@ def test_launch_files_are_thin_adapters_over_the_graphs(name):
     assert any(isinstance(n, ast.FunctionDef) and n.name == "generate_launch_description" for n in tree.body)
     adapter = ast.parse((Path(graph.__file__).parent / "launch_adapter.py").read_text())
     used = {ast.unparse(n.func) for n in ast.walk(adapter) if isinstance(n, ast.Call)}
-    assert {"Node", "DeclareLaunchArgument", "OpaqueFunction"} <= used
+    assert {"Node", "DeclareLaunchArgument", "OpaqueFunction", "Shutdown"} <= used   # an essential node's exit
+    assert all(s.essential for s in graph.GRAPHS[name]({"robot": "sim"}))         # ends the whole launch
     assert set(graph.LAUNCH_ARGS[name]) >= {"robot", "config"}
     assert graph.LAUNCH_ARGS[name]["robot"][0] == "real"  # the lab's command lines carry no argument
+
+
+def test_the_real_robot_waits_for_an_operator_and_sim_starts_by_itself():
+    assert graph.policy({"robot": "sim"})[-1].parameters["autostart"] is True
+    assert graph.policy({})[-1].parameters["autostart"] is False          # robot:=real by default
+    assert graph.policy({"robot": "emulated"})[-1].parameters["autostart"] is False
+    with pytest.raises(ValueError, match="operator"):
+        graph.policy({"robot": "real", "autostart": "true"})
+
+
+def test_a_task_overrides_the_safety_section_for_every_driver_and_the_cell_supervisor(tmp_path):
+    import json
+
+    from ate_description.config import source_config_dir
+
+    task = tmp_path / "handover_free.yaml"
+    task.write_text((source_config_dir() / "tasks" / "pick_bun.yaml").read_text()
+                    + "safety: {coupling: independent}\n")
+    for robot in ("emulated", "sim"):
+        specs = graph.policy({"robot": robot, "task": str(task), "description": "false"})
+        drivers = [s for s in specs if s.package in ("ate_drivers", "ate_sim")]
+        assert drivers and all(json.loads(s.parameters["safety"]) == {"coupling": "independent"} for s in drivers)
+    assert graph.policy({"robot": "emulated", "task": "cook_bun"})[0].parameters["safety"] == ""   # none
 
 
 @pytest.mark.parametrize("name", sorted(graph.GRAPHS))
