@@ -64,6 +64,23 @@ def test_ctrl_c_ends_the_launcher_and_every_node_with_exit_0_and_no_traceback(ro
     assert "started: /estop, /left/arm_driver, /left/gripper_driver, /right/arm_driver" in out
 
 
+def test_each_node_started_as_launch_starts_it_exits_0_without_traceback_on_ctrl_c(ros_env, tmp_path):
+    import ros_testkit
+    from ate_bringup.launcher import ProcessGraph
+
+    specs = graph.drivers({"robot": "emulated", "cameras": "false", "description": "false"})
+    log_dir = tmp_path / "logs"
+    g = ProcessGraph(specs, env=ros_env, log_dir=str(log_dir), process_group=True).start()
+    try:
+        assert _wait_for_topic("/left/joint_states", 90.0), g.exited()
+        time.sleep(1.0)
+    finally:
+        # the terminal's SIGINT to the group, then launch's own SIGINT to each node 50 ms later (mid-shutdown)
+        codes = g.interrupt_like_launch(delay_s=0.05, timeout_s=30.0)
+    assert set(codes) == {s.fq_name for s in specs}
+    ros_testkit.assert_clean_exit(g, log_dir, codes)
+
+
 def test_an_essential_node_that_dies_ends_its_graph_with_the_reason(ros_env, tmp_path):
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
