@@ -220,6 +220,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--overwrite", action="store_true", help="replace existing datasets")
     p.add_argument("--sim", metavar="TASK", default=None,
                    help="scripted demonstrations of TASK in the MuJoCo cell instead of synthetic trajectories")
+    p.add_argument("--workers", type=int, default=1,
+                   help="--sim: worker processes (shards merged; the same episodes as one worker)")
     args = p.parse_args(argv)
     if args.sim:
         try:

@@ -6,7 +6,10 @@ every 20 Hz tick through the project's episode recorder (``ate_policy.recording`
 16-dim joint/gripper state, the 16-dim action (the joint and gripper targets streamed to the sim
 controllers), the 12-dim wrench, per-stream capture times (sim time) and the three cameras at
 ``--image-size`` (small by default: CPU rendering costs ~75 ms per 224x224 frame). Only episodes whose
-success check passes are kept; failures are re-run with the next seed (at most 3 x N attempts).
+success check passes are kept; failures are re-run with the next seed (at most 3 x N attempts). Each episode's
+sidecar record (``meta/ate_episodes.jsonl``) carries its ``seed``. ``--workers K`` records in K processes (shards
+merged in seed order: the same episodes as one process); re-running on an existing dataset adds only the missing
+episodes (resume).
 
 ``ate_policy sim-video --task cook_bun --seed 0 --output ep.mp4`` writes the three camera views of one
 scripted episode side by side (MP4, or PNG frames with ``--frames-dir``) for people to look at.
@@ -48,15 +51,21 @@ def observe(cell) -> tuple[np.ndarray, np.ndarray]:
 
 def record_sim_demos(task: str, output: str | Path, episodes: int, image_hw: tuple[int, int] = (48, 64),
                      seed: int = 0, overwrite: bool = False, max_attempts: int | None = None,
-                     vcodec: str = "auto") -> dict:
-    """Record ``episodes`` successful scripted episodes of ``task``; returns a summary dict."""
-    SimCell, demonstrator, scenes = _sim_modules()
-    from ate_policy.recording.recorder import EpisodeRecorder, RecorderConfig
+                     vcodec: str = "auto", workers: int = 1) -> dict:
+    """Record ``episodes`` successful scripted episodes of ``task``; returns a summary dict.
 
+    The dataset holds the first ``episodes`` seeds from ``seed`` on whose demonstration succeeds, in seed order,
+    whatever ``workers`` is: seeds are tried in rounds (the next seeds still needed), each round's seeds split
+    into contiguous blocks, one per worker process writing its own shard, shards merged in order with LeRobot's
+    ``aggregate_datasets`` (sidecar records re-indexed). An existing dataset is resumed: only the missing
+    episodes are added, from the seed after its last recorded one (``--overwrite`` starts afresh)."""
+    _, demonstrator, _ = _sim_modules()
     if task not in demonstrator.SCRIPTS:
         raise UserError(f"no scripted sim task {task!r}; available: {sorted(demonstrator.SCRIPTS)}")
     if episodes < 1:
         raise UserError("--episodes must be >= 1")
+    if workers < 1:
+        raise UserError("--workers must be >= 1")
     h, w = int(image_hw[0]), int(image_hw[1])
     from ate_policy.data.demo import MIN_VIDEO_H, MIN_VIDEO_W
 
@@ -65,30 +74,86 @@ def record_sim_demos(task: str, output: str | Path, episodes: int, image_hw: tup
         raise UserError(f"image size {h}x{w} must be within {MIN_VIDEO_H}x{MIN_VIDEO_W} (smaller frames crash "
                         f"LeRobot's AV1 encoder) and {max_h}x{max_w} (the real cameras' recording size)")
     root = Path(output) / f"sim_{task}"
-    if root.exists():
-        if not overwrite:
-            raise UserError(f"{root} already exists; pass --overwrite to replace it or choose another --output")
+    if root.exists() and overwrite:
         shutil.rmtree(root)
+    kept = _recorded_seeds(root) if root.exists() else []
+    already = len(kept)
     root.parent.mkdir(parents=True, exist_ok=True)
-    cell = SimCell(task=task, seed=seed, clock="lockstep")
+    next_seed = max([seed] + [s + 1 for s in kept])
+    attempts, failed_seeds = 0, []
+    max_attempts = max_attempts or 3 * episodes
+    while len(kept) < episodes and attempts < max_attempts:
+        seeds = list(range(next_seed, next_seed + min(episodes - len(kept), max_attempts - attempts)))
+        next_seed += len(seeds)
+        attempts += len(seeds)
+        if workers == 1 or len(seeds) == 1:
+            ok, bad = _record_seeds(task, root, seeds, (h, w), vcodec)
+        else:
+            ok, bad = _record_parallel(task, root, seeds, (h, w), vcodec, workers)
+        kept += ok
+        failed_seeds += bad
+    instruction = _scene_instruction(task)
+    if len(kept) < episodes:
+        raise UserError(f"only {len(kept)} of {episodes} episodes succeeded in {attempts} attempts "
+                        f"(failed seeds {failed_seeds}); the dataset at {root} holds the successful ones")
+    sidecar = durable_sidecar(root)
+    eps = [{"seed": r["seed"], "frames": r["frames"], "episode_index": i} for i, r in sorted(sidecar.items())]
+    return {"root": root, "episodes": eps, "attempts": attempts, "failed_seeds": failed_seeds,
+            "resumed_with": already, "instruction": instruction, "image_hw": (h, w)}
+
+
+def _scene_instruction(task: str) -> str:
+    from ate_sim.scenes import make_scene
+
+    return make_scene(task).instruction
+
+
+def durable_sidecar(root: Path) -> dict[int, dict]:
+    from ate_policy.recording.durable import read_sidecar
+
+    return read_sidecar(root)
+
+
+def _recorded_seeds(root: Path) -> list[int]:
+    """Seeds of the episodes already in ``root`` (a resumed dataset), from its sidecar."""
+    if not (root / "meta" / "info.json").is_file():
+        raise UserError(f"{root} exists but holds no LeRobot dataset; pass --overwrite to replace it")
+    recs = durable_sidecar(root)
+    if any("seed" not in r for r in recs.values()):
+        raise UserError(f"{root}: its episodes carry no sim seed (recorded before seeds were kept?), so it cannot "
+                        "be resumed; pass --overwrite to record it afresh")
+    return [int(r["seed"]) for _, r in sorted(recs.items())]
+
+
+def _record_seeds(task: str, root: Path, seeds: list[int], image_hw: tuple[int, int],
+                  vcodec: str) -> tuple[list[int], list[int]]:
+    """Demonstrate each of ``seeds`` once, appending the successful ones to ``root`` (created or resumed);
+    returns (kept seeds, failed seeds)."""
+    SimCell, demonstrator, _ = _sim_modules()
+    from ate_policy.recording.recorder import EpisodeRecorder, RecorderConfig
+
+    h, w = image_hw
+    cell = SimCell(task=task, seed=seeds[0], clock="lockstep")
     instruction = cell.scene.instruction
     # Lockstep: nothing is real time, so the recorder waits for its writer instead of dropping a frame.
     cfg = RecorderConfig(root=str(root), repo_id=f"local/sim_{task}", task=instruction, image_height=h,
                          image_width=w, blocking=True, vcodec=vcodec)
-    attempts, kept, failed_seeds = 0, [], []
-    max_attempts = max_attempts or 3 * episodes
+    kept, failed = [], []
+    # The recorder's clock must not run backwards: each episode restarts the cell's time at 0, so its stamps
+    # continue after the last episode's (else the recorder keeps the last episode's final samples as the newest
+    # and every later episode's observations freeze).
+    t_base = [0.0]
     from tqdm import tqdm
 
-    bar = tqdm(total=episodes, desc=f"sim {task} episodes", unit="ep", leave=False, disable=None)
+    bar = tqdm(total=len(seeds), desc=f"sim {task} seeds {seeds[0]}..{seeds[-1]}", unit="ep", leave=False,
+               disable=None)
     try:
-        with EpisodeRecorder(cfg, resume=False) as rec:
-            while len(kept) < episodes and attempts < max_attempts:
-                ep_seed = seed + attempts
-                attempts += 1
+        with EpisodeRecorder(cfg, resume=(root / "meta" / "info.json").is_file()) as rec:
+            for ep_seed in seeds:
                 rec.start_episode(instruction)
 
                 def on_tick(c, action):
-                    t = c.sim_time
+                    t = t_base[0] + c.sim_time
                     state, effort = observe(c)
                     rec.put_state(state, effort, t)
                     for cam in contract.CAMERA_NAMES:
@@ -96,30 +161,90 @@ def record_sim_demos(task: str, output: str | Path, episodes: int, image_hw: tup
                     rec.tick(action, now_s=t)
 
                 result = demonstrator.run_episode(cell, ep_seed, on_tick=on_tick)
+                t_base[0] += cell.sim_time + 1.0
                 if result.success:
-                    report = rec.stop_and_save()
-                    kept.append({"seed": ep_seed, "frames": report.frames, "episode_index": report.episode_index})
-                    bar.update(1)
+                    rec.stop_and_save({"seed": int(ep_seed), "sim_task": task})
+                    kept.append(ep_seed)
                 else:
                     rec.discard()
-                    failed_seeds.append(ep_seed)
+                    failed.append(ep_seed)
+                bar.update(1)
     finally:
         bar.close()
         cell.close()
-    if len(kept) < episodes:
-        raise UserError(f"only {len(kept)} of {episodes} episodes succeeded in {attempts} attempts "
-                        f"(failed seeds {failed_seeds}); the dataset at {root} holds the successful ones")
-    return {"root": root, "episodes": kept, "attempts": attempts, "failed_seeds": failed_seeds,
-            "instruction": instruction, "image_hw": (h, w)}
+    return kept, failed
+
+
+def _worker(args) -> tuple[list[int], list[int]]:
+    task, root, seeds, image_hw, vcodec = args
+    from ate_policy.quiet import quiet_libraries
+
+    quiet_libraries()
+    return _record_seeds(task, Path(root), seeds, image_hw, vcodec)
+
+
+def _record_parallel(task: str, root: Path, seeds: list[int], image_hw: tuple[int, int], vcodec: str,
+                     workers: int) -> tuple[list[int], list[int]]:
+    """``seeds`` in contiguous blocks, one worker process (own sim cell, own shard dataset) each; the shards are
+    appended to ``root`` in seed order."""
+    import multiprocessing as mp
+
+    n = min(workers, len(seeds))
+    blocks = [b.tolist() for b in np.array_split(np.asarray(seeds), n)]
+    shard_dir = root.parent / f".{root.name}.shards"
+    shutil.rmtree(shard_dir, ignore_errors=True)
+    shards = [shard_dir / f"shard_{i:02d}" for i in range(n)]
+    # spawn: a forked child would inherit the parent's OpenGL context and LeRobot's encoder threads.
+    with mp.get_context("spawn").Pool(n) as pool:
+        results = pool.map(_worker, [(task, str(s), b, tuple(image_hw), vcodec) for s, b in zip(shards, blocks)])
+    kept = [s for ok, _ in results for s in ok]
+    failed = [s for _, bad in results for s in bad]
+    parts = [s for s, (ok, _) in zip(shards, results) if ok]
+    if parts:
+        merge_datasets([root] if (root / "meta" / "info.json").is_file() else [], parts, root)
+    shutil.rmtree(shard_dir, ignore_errors=True)
+    return kept, failed
+
+
+def merge_datasets(existing: list[Path], shards: list[Path], root: Path) -> None:
+    """``existing`` (0 or 1 dataset, = ``root``) followed by ``shards``, in order, into ``root`` with LeRobot's
+    ``aggregate_datasets``; the sidecar records follow their episodes (indices shifted)."""
+    from lerobot.datasets.aggregate import aggregate_datasets
+
+    from ate_policy.recording.durable import SIDECAR, append_sidecar
+
+    sources = list(existing) + list(shards)
+    tmp = root.parent / f".{root.name}.merging"
+    shutil.rmtree(tmp, ignore_errors=True)
+    aggregate_datasets([f"local/part{i}" for i in range(len(sources))], f"local/{root.name}",
+                       roots=sources, aggr_root=tmp)
+    offset = 0
+    for src in sources:
+        recs = durable_sidecar(src)
+        for i, r in sorted(recs.items()):
+            append_sidecar(tmp, {**r, "episode_index": offset + i})
+        offset += len(recs)
+    if not (tmp / SIDECAR).is_file():
+        raise RuntimeError(f"merging {sources} wrote no sidecar")
+    if root.exists():
+        old = root.parent / f".{root.name}.old"
+        shutil.rmtree(old, ignore_errors=True)
+        root.rename(old)
+        tmp.rename(root)
+        shutil.rmtree(old)
+    else:
+        tmp.rename(root)
 
 
 def main(args: argparse.Namespace) -> int:
     """Entry from ``ate_policy demo-data --sim TASK`` (``args`` as parsed by ``ate_policy.data.demo``)."""
     hw = tuple(args.image_size)
-    summary = record_sim_demos(args.sim, args.output, args.episodes, hw, seed=args.seed, overwrite=args.overwrite)
+    summary = record_sim_demos(args.sim, args.output, args.episodes, hw, seed=args.seed, overwrite=args.overwrite,
+                               workers=getattr(args, "workers", 1))
     frames = sum(e["frames"] for e in summary["episodes"])
-    print(f"sim dataset '{args.sim}' ({len(summary['episodes'])} successful episodes of "
-          f"{summary['attempts']} attempts, {frames} frames at {contract.FPS} Hz, 16-dim, 3 cameras "
+    resumed = f", {summary['resumed_with']} were there already" if summary["resumed_with"] else ""
+    print(f"sim dataset '{args.sim}' ({len(summary['episodes'])} successful episodes{resumed}; "
+          f"{summary['attempts']} new attempts, {frames} frames at {contract.FPS} Hz, 16-dim, 3 cameras "
           f"{hw[0]}x{hw[1]}): {summary['root']}")
     print("  --frames is not used with --sim: the scripted task sets each episode's length")
     return 0
@@ -139,7 +264,7 @@ def write_episode_video(task: str, output: str | Path | None, seed: int = 0, ima
 
     def on_tick(c, _action):
         if tick[0] % every == 0:
-            frames.append(np.concatenate([c.render(cam, image_hw) for cam in contract.CAMERA_NAMES], axis=1))
+            frames.append(camera_strip({cam: c.render(cam, image_hw) for cam in contract.CAMERA_NAMES}))
         tick[0] += 1
 
     try:
@@ -156,22 +281,35 @@ def write_episode_video(task: str, output: str | Path | None, seed: int = 0, ima
             Image.fromarray(f).save(d / f"frame_{i:05d}.png")
         written["frames_dir"] = d
     if output is not None:
-        import av
-
-        out = Path(output)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with av.open(str(out), mode="w") as container:
-            stream = container.add_stream("libx264" if "libx264" in av.codecs_available else "mpeg4",
-                                          rate=max(1, round(contract.FPS / every)))
-            stream.width, stream.height = frames[0].shape[1], frames[0].shape[0]
-            stream.pix_fmt = "yuv420p"
-            for f in frames:
-                for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
-                    container.mux(packet)
-            for packet in stream.encode():
-                container.mux(packet)
-        written["video"] = out
+        written["video"] = write_mp4(frames, output, max(1, round(contract.FPS / every)))
     return written
+
+
+def camera_strip(images: dict[str, np.ndarray]) -> np.ndarray:
+    """The three views side by side (cam_high | left wrist | right wrist), as the videos show them."""
+    return np.concatenate([images[cam] for cam in contract.CAMERA_NAMES], axis=1)
+
+
+def write_mp4(frames: list[np.ndarray], output: str | Path, fps: int) -> Path:
+    """(H, W, 3) uint8 RGB frames as an H.264 MP4 (MPEG-4 where this PyAV has no x264)."""
+    import av
+
+    if not frames:
+        raise ValueError("no frames to write")
+    out = Path(output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    h, w = frames[0].shape[:2]
+    with av.open(str(out), mode="w") as container:
+        stream = container.add_stream("libx264" if "libx264" in av.codecs_available else "mpeg4", rate=int(fps))
+        stream.width, stream.height = w - w % 2, h - h % 2   # yuv420p needs even sizes
+        stream.pix_fmt = "yuv420p"
+        for f in frames:
+            f = np.ascontiguousarray(f[:stream.height, :stream.width])
+            for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return out
 
 
 def video_main(argv: list[str]) -> int:

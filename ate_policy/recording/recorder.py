@@ -276,17 +276,17 @@ class EpisodeRecorder:
                 "waiting_ticks": self._waiting_ticks, "max_age_ms": self.cfg.max_age_ms,
                 "task": self._task, **summary, "flagged": summary["flagged"] or self._dropped > 0}
 
-    def stop_and_save(self) -> EpisodeReport:
+    def stop_and_save(self, extra: dict | None = None) -> EpisodeReport:
         """End the episode and save it (or drop it if flagged and ``flagged_policy == 'drop'``).
 
         Blocks until the episode is durable on disk (video encoding finished and verified, parquet closed,
-        commit done).
+        commit done). ``extra`` goes into the episode's sidecar record (e.g. the sim seed of a demonstration).
         """
         with self._lock:
             if not self._recording:
                 raise RuntimeError("no episode is being recorded")
             self._recording = False
-            rec = self._episode_record()
+            rec = {**(extra or {}), **self._episode_record()}
         if self._frames == 0:
             self._writer.discard()
             return EpisodeReport(False, None, 0, self._dropped, rec["flagged"], "no frames recorded", rec)

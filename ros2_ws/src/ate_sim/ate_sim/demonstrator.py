@@ -6,6 +6,13 @@ moves the bun while the left arm puts the lid aside) and the phase ends when bot
 functions of the cell, evaluated when a step starts, so the script follows the randomised object poses (the
 demonstrator sees the true poses, as a person looking at the table does).
 
+What it streams is what a policy trained on it will stream, through the drivers' safety layer: every joint target
+is within ``STEP_MARGIN`` of the layer's per-tick step cap (``ate_description.limits``, drivers.yaml's ``safety``)
+of the previous one (an IK solution that jumps, or the final snap to the home posture, is approached over several
+ticks instead), and an episode starts with ``START_STILL_S`` at rest: a policy's first chunk arrives a few ticks
+after its observation (inference latency) and its first targets are judged against the measured, unmoved arm, so
+they must not be several ticks into the motion.
+
 ``run_episode(cell, task, on_tick=...)`` drives one episode; ``on_tick(obs_cell, action)`` is called every tick
 BEFORE the action is applied, which is what a recorder needs (observation, then the action taken from it).
 """
@@ -34,6 +41,12 @@ GRASP_ABOVE_BUN_M = 0.008
 """Grasp the bun a little above its middle: the fingertips clear the plate or steamer floor."""
 KNOB_TCP_ABOVE_LID_M = sc.LID_HH + TIP_BELOW_TCP_M + 0.004
 """Grasp centre above the lid's centre when holding its handle: fingertips just clear the lid's top."""
+
+STEP_MARGIN = 0.8
+"""Joint targets move at most this fraction of the safety layer's per-tick step cap (room for rounding and for
+a policy's imitation error)."""
+START_STILL_S = 0.5
+"""Each episode begins with the arms still this long (10 ticks: more than the runtime's inference delay)."""
 
 Target = Callable[[SimCell], np.ndarray]
 
@@ -67,10 +80,17 @@ class Demonstrator:
     cell: SimCell
     q_cmd: dict = field(default_factory=dict)
     grip_cmd: dict = field(default_factory=dict)
+    max_step_rad: float | None = None   # None: drivers.yaml's safety cap x STEP_MARGIN
 
     def __post_init__(self):
+        if self.max_step_rad is None:
+            from ate_description.limits import load_safety
+
+            self.max_step_rad = STEP_MARGIN * load_safety().max_step_rad
+        self.q_goal: dict = {}
         for arm in contract.ARMS:
             self.q_cmd[arm] = self.cell.setpoint(arm)
+            self.q_goal[arm] = self.q_cmd[arm].copy()
             self.grip_cmd[arm] = 1.0
         self._base_inv = {arm: np.linalg.inv(self.cell.base_pose(arm)) for arm in contract.ARMS}
         self._tool = tcp_offset()
@@ -113,16 +133,24 @@ class Demonstrator:
             run.progress_m = min(dist, run.progress_m + st.speed_m_s * dt)
             p = run.goal if dist < 1e-9 else run.start + (run.goal - run.start) * (run.progress_m / dist)
             if st.kind == "home" and run.progress_m >= dist:
-                self.q_cmd[arm] = HOME_Q.copy()
+                self._command(arm, HOME_Q.copy())
             else:
-                self.q_cmd[arm] = self.ik(arm, p, self.q_cmd[arm])
+                self._command(arm, self.ik(arm, p, self.q_cmd[arm]))
             if run.progress_m >= dist:
-                # Wait for the arm to arrive (servo lag, acceleration limit) before the next step.
+                # Wait for the command to reach the goal (step cap) and the arm to arrive (servo lag, acceleration
+                # limit) before the next step.
                 err = np.max(np.abs(self.cell.joint_positions(arm) - self.q_cmd[arm]))
+                lag = np.max(np.abs(self.q_goal[arm] - self.q_cmd[arm]))
                 run.settle += 1
-                if err < 3e-3 or run.settle > 20:
+                if (err < 3e-3 and lag < 1e-9) or run.settle > 40:
                     self._next(run)
             return
+
+    def _command(self, arm: str, q_goal: np.ndarray) -> None:
+        """Move the joint command towards ``q_goal`` by at most the step cap per tick."""
+        self.q_goal[arm] = np.asarray(q_goal, float)
+        step = np.clip(self.q_goal[arm] - self.q_cmd[arm], -self.max_step_rad, self.max_step_rad)
+        self.q_cmd[arm] = self.q_cmd[arm] + step
 
     @staticmethod
     def _next(run: _ArmRun):
@@ -133,22 +161,28 @@ class Demonstrator:
         """Execute ``phases``; returns the number of 20 Hz ticks used."""
         dt = contract.PERIOD_S
         ticks = 0
+        for _ in range(int(round(START_STILL_S / dt))):
+            self._send(on_tick, dt)
+            ticks += 1
         for phase in phases:
             runs = {arm: _ArmRun(list(phase.get(arm, []))) for arm in contract.ARMS}
             while not all(r.done for r in runs.values()):
                 for arm in contract.ARMS:
                     self._tick_arm(arm, runs[arm], dt)
-                action = self.action()
-                if on_tick is not None:
-                    on_tick(self.cell, action)
-                for arm in contract.ARMS:
-                    self.cell.set_joint_targets(arm, self.q_cmd[arm])
-                    self.cell.set_gripper(arm, self.grip_cmd[arm])
-                self.cell.step(dt)
+                self._send(on_tick, dt)
                 ticks += 1
                 if ticks >= max_ticks:
                     return ticks
         return ticks
+
+    def _send(self, on_tick, dt: float) -> None:
+        """One tick: the recorder sees the observation and the action, then the action goes out."""
+        if on_tick is not None:
+            on_tick(self.cell, self.action())
+        for arm in contract.ARMS:
+            self.cell.set_joint_targets(arm, self.q_cmd[arm])
+            self.cell.set_gripper(arm, self.grip_cmd[arm])
+        self.cell.step(dt)
 
     def action(self) -> np.ndarray:
         a = np.zeros(contract.ACTION_DIM, dtype=np.float32)
@@ -244,7 +278,7 @@ def run_episode(cell: SimCell, seed: int | None = None, on_tick=None, max_ticks:
     if cell.scene.name not in SCRIPTS:
         raise ValueError(f"no scripted demonstrator for {cell.scene.name!r}; available: {sorted(SCRIPTS)}")
     cell.reset(seed)
-    cell.step(0.2)  # let objects settle on their supports before the first observation
+    cell.step(sc.SETTLE_S)  # let objects settle on their supports before the first observation
     demo = Demonstrator(cell)
     ticks = demo.run(SCRIPTS[cell.scene.name](), on_tick=on_tick, max_ticks=max_ticks)
     cell.step(0.3)  # let the released objects come to rest before judging

@@ -25,6 +25,10 @@ from ate_sim.model import SceneSpec
 
 RANDOM_RADIUS_M = 0.035
 
+SETTLE_S = 0.2
+"""After a reset, the objects settle on their supports this long before an episode's first observation (the
+demonstrator's recordings and ``ate_policy eval`` both wait it, so a policy sees what it was trained on)."""
+
 BUN_R, BUN_HH = 0.030, 0.022           # radius, half height
 PLATE_R, PLATE_HH = 0.070, 0.006
 STEAMER_R_IN, STEAMER_WALL_H, STEAMER_FLOOR = 0.080, 0.070, 0.006
@@ -96,12 +100,17 @@ def body_zaxis(cell, name: str) -> np.ndarray:
 BUN_ON_PLATE_Z = 2 * PLATE_HH + BUN_HH
 BUN_IN_STEAMER_Z = STEAMER_FLOOR + BUN_HH
 LID_ON_STEAMER_Z = STEAMER_WALL_H + LID_HH
+OFF_TABLE_M = 0.05
+"""An object this far below the table top (z = 0) has fallen off it: no arm can pick it up again."""
 
 
 @dataclass
 class Scene:
     name: str = "base"
     instruction: str = ""
+    # How long the scripted demonstrator takes (s, seeds 0-2 measured; ate_policy eval's time limit is a
+    # multiple of it).
+    demo_duration_s: float = 25.0
 
     def spec(self) -> SceneSpec:
         return SceneSpec(self.name, _static_xml() + _objects_xml(), ["bun", "lid"])
@@ -136,10 +145,17 @@ class Scene:
     def success(self, cell) -> bool:
         raise NotImplementedError
 
+    def unrecoverable(self, cell) -> str:
+        """Why the episode can no longer succeed ("" while it can): an object fell below the table top."""
+        for name in self.spec().graspable:
+            if body_pos(cell, name)[2] < -OFF_TABLE_M:
+                return f"{name} dropped off the table"
+        return ""
+
 
 class CookBun(Scene):
     def __init__(self):
-        super().__init__("cook_bun", "cook the bun: put the bun in the steamer and close the lid")
+        super().__init__("cook_bun", "cook the bun: put the bun in the steamer and close the lid", 23.3)
 
     def reset(self, cell, rng):
         super().reset(cell, rng)
@@ -152,7 +168,7 @@ class CookBun(Scene):
 
 class PickBun(Scene):
     def __init__(self):
-        super().__init__("pick_bun", "take the bun out of the steamer and put it on the left plate")
+        super().__init__("pick_bun", "take the bun out of the steamer and put it on the left plate", 22.9)
 
     def reset(self, cell, rng):
         super().reset(cell, rng)
