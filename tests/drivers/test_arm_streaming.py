@@ -316,3 +316,29 @@ def test_realtime_stream_thread_holds_the_frame_period(emulator):
     finally:
         sys.setswitchinterval(switch)
     assert max(shares) >= 0.95, shares
+
+
+def test_the_emulators_smoothing_and_low_follow_modes_lag_as_documented():
+    """A 0.02 rad step streamed at 5 ms: pass-through is there within a few frames; curve fitting lags
+    more the larger its radio (up to ~15 frames at 100); low follow lags too but keeps moving."""
+    clock = Clock()
+    after_50ms = {}
+    with RealmanEmulator(q0_deg=HOME_DEG, clock=clock) as emu:
+        arm = RealmanArm(ip="127.0.0.1", port=emu.port, reply_timeout_ms=300)
+        arm.connect()
+        for name, follow, tmode, radio in (("pass", True, 0, 0), ("curve20", True, 1, 20),
+                                           ("curve100", True, 1, 100), ("low", False, 0, 0)):
+            emu.q_deg = np.asarray(HOME_DEG, dtype=float)
+            emu.target_deg = emu.q_deg.copy()
+            goal = np.asarray(HOME_DEG) + np.degrees(0.02)
+            for k in range(10):
+                clock.t += 0.005
+                n = len(emu.frame_times())
+                arm._sdk().rm_movej_canfd(list(goal), follow, 0, tmode, radio)
+                assert _wait(lambda: len(emu.frame_times()) == n + 1)
+            after_50ms[name] = float(np.radians(emu.joints_deg()[0] - HOME_DEG[0]))
+        arm.disconnect()
+    assert after_50ms["pass"] == pytest.approx(0.02, abs=1e-4)
+    assert 0.02 > after_50ms["curve20"] > after_50ms["curve100"] > 0.0
+    assert 0.02 > after_50ms["low"] > 0.0
+    assert emu.follow_stops == 0
