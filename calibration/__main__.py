@@ -97,7 +97,8 @@ def _rig(args, cal, arms=(), cameras=(), grippers=()):
 
         from calibration.sim_rig import SimRig
 
-        return SimRig(copy.deepcopy(cal), operator=_console(args))   # the twin of the cell as calibrated so far
+        # the twin of the cell as calibrated so far
+        return SimRig(copy.deepcopy(cal), operator=_console(args), cameras=cameras)
     from calibration.rig import hardware_rig
 
     return hardware_rig(args.drivers_config, args.robot, arms=arms, cameras=cameras, grippers=grippers,
@@ -137,7 +138,7 @@ def _finish(cal, out: Path, proc: str, report_fn) -> int:
 
 
 def _cameras(args) -> int:
-    from calibration.cameras import CamerasConfig, Limits, ViewPlan, base_cross_check, run_cameras
+    from calibration.cameras import CamerasConfig, Limits, base_cross_check, run_cameras
     from calibration.charuco import BoardSpec
     from calibration.report import cameras_report
 

@@ -20,7 +20,7 @@ import numpy as np
 from ate_description.calibration import CalibrationConfig
 from ate_description.contract import ARMS, GRIPPER_FINGER_LEN_M, GRIPPER_PALM_LEN_M, GRIPPER_STROKE_M, PERIOD_S
 from ate_description.errors import UserError
-from ate_description.kinematics import fk, inv_transform, rot_x, rot_y, rot_z
+from ate_description.kinematics import fk, inv_transform, rot_x, rot_z
 from calibration.charuco import BoardSpec, Intrinsics
 from calibration.geometry import make_transform
 from calibration.rig import ArmMover, Rig
@@ -129,7 +129,7 @@ class SimRig(Rig):
     def __init__(self, calibration: CalibrationConfig | None = None, board: BoardSpec | None = None,
                  image_hw: dict[str, tuple[int, int]] | None = None, table_board_T_cell: np.ndarray | None = None,
                  flange_board_mount: np.ndarray | None = None, workdir: str | Path | None = None,
-                 operator: SimOperator | None = None):
+                 operator: SimOperator | None = None, cameras=("cam_high", "cam_left_wrist", "cam_right_wrist")):
         import cv2
 
         from ate_drivers.arm_driver import ArmDriver
@@ -164,8 +164,8 @@ class SimRig(Rig):
             g = SimGripper(self.cell, arm)
             g.connect()
             self.grippers[arm] = g
-        for name, hw in self.image_hw.items():
-            cam = SimCamera(self.cell, name, hw)
+        for name in cameras:
+            cam = SimCamera(self.cell, name, self.image_hw[name])
             cam.open()
             self.cameras[name] = cam
         self.factory_intrinsics = self._factory_intrinsics
@@ -177,7 +177,8 @@ class SimRig(Rig):
             for arm in ARMS:
                 ops.actions.setdefault(f"wrist_start_{arm}", lambda arm=arm: self.wrist_start(arm))
                 for k, p in enumerate(TOUCH_POINTS_CELL):
-                    ops.actions.setdefault(f"touch_{arm}_{k}", lambda arm=arm, p=p, k=k: self.touch(arm, p, tip, 0.3 * k))
+                    ops.actions.setdefault(f"touch_{arm}_{k}",
+                                           lambda arm=arm, p=p, k=k: self.touch(arm, p, tip, 0.3 * k))
                 for k in range(50):   # the sim's "calliper": its fingers' gap
                     ops.measurements.setdefault(
                         f"gap_{arm}_{k}", lambda arm=arm: self.cell.gripper_opening(arm) * GRIPPER_STROKE_M * 1e3)

@@ -12,10 +12,10 @@ pytest.importorskip("mujoco")
 
 from calibration.bases import BasesConfig, fit_bases, run_bases  # noqa: E402
 from calibration.geometry import make_transform, pose_difference  # noqa: E402
-from calibration.sim_rig import SimOperator, SimRig  # noqa: E402
+from calibration.sim_rig import TOUCH_POINTS_CELL, SimOperator, SimRig  # noqa: E402
 
 # Marks on a fixture between the arms (cell frame, m); one raised, so the points span three dimensions.
-POINTS = np.array([[0.18, 0.10, -0.05], [0.34, 0.12, -0.05], [0.30, 0.30, -0.05], [0.20, 0.27, 0.03]])
+POINTS = TOUCH_POINTS_CELL
 
 
 def test_bases_recovers_the_left_base_the_test_moved_from_noisy_touches():
@@ -25,7 +25,7 @@ def test_bases_recovers_the_left_base_the_test_moved_from_noisy_touches():
     rng = np.random.default_rng(3)
     cfg = BasesConfig(points=len(POINTS))
     op = SimOperator()
-    rig = SimRig(truth, operator=op, image_hw={})
+    rig = SimRig(truth, operator=op, cameras=())
     for k, p in enumerate(POINTS):
         for arm in ("left", "right"):
             touched = p + rng.uniform(-0.0007, 0.0007, 3)   # the person's touch is off by up to 0.7 mm per axis

@@ -19,7 +19,8 @@ def test_gripper_dry_run_on_the_sim_writes_yaml_and_report_and_show_prints_them(
     assert not cal.right.gripper.calibrated()
     rec = cal.procedures["gripper"]
     assert rec.date and rec.report == "cal_report/gripper.md"
-    assert (tmp_path / "cal_report" / "gripper.md").exists() and (tmp_path / "cal_report" / "gripper_stroke.png").exists()
+    report = tmp_path / "cal_report"
+    assert (report / "gripper.md").exists() and (report / "gripper_stroke.png").exists()
     assert yaml.safe_load(out.read_text())["version"] == 1
     capsys.readouterr()
     assert main(["show", "--config", str(out)]) == 0
