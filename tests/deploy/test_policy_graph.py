@@ -3,7 +3,9 @@ robot:=sim`` starts -- as processes with real rclpy: the e-stop node, the sim ce
 node running a tiny, randomly initialised PI0 checkpoint (saved as ``ate_policy train`` saves one).
 
 The policy drives both arms for 10 s of simulated time at 20 Hz with zero missed ticks; an e-stop mid-chunk
-stops every target; the episode restarts only after the e-stop is reset and /policy/start is called.
+stops every target; the episode restarts only after the e-stop is reset and /policy/start is called. The node
+runs with ``viz:=true viz_mode:=web`` all along (Rerun, docs/visualization.md): the ticks above are missed with
+it on, and its recording holds every tick with nothing dropped.
 """
 
 from __future__ import annotations
@@ -36,9 +38,12 @@ class Probe(ros_testkit.Probe):
                                  lambda m: self.commands.append((time.monotonic(), m.header.stamp.sec * 10**9
                                                                  + m.header.stamp.nanosec)), 50)
         node.create_subscription(JointState, "/right/gripper/command", lambda m: self.grip_commands.append(m), 50)
+        self.stamp = {}
         for arm in ("left", "right"):
             node.create_subscription(JointState, f"/{arm}/joint_states",
-                                     lambda m, a=arm: self.q.update({a: np.array(m.position)}), 10)
+                                     lambda m, a=arm: (self.q.update({a: np.array(m.position)}),
+                                                       self.stamp.update({a: m.header.stamp})), 10)
+        self.rogue = node.create_publisher(JointState, "/left/joint_command", 10)
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +61,7 @@ def policy_graph(ros_env, tmp_path_factory):
     drivers_yaml = tmp / "drivers.yaml"
     dump_yaml(cfg, drivers_yaml)
     specs = graph.policy({"robot": "sim", "task": "cook_bun", "checkpoint": str(ckpt), "config": str(drivers_yaml),
-                          "device": "cpu"})
+                          "device": "cpu", "viz": "true", "viz_mode": "web", "viz_rrd": str(tmp / "policy.rrd")})
     env = {**ros_env, "HF_HUB_OFFLINE": "1", "MUJOCO_GL": "osmesa"}
     with running_graph(specs, env, tmp, "policy_probe") as (g, node):
         yield g, Probe(node), tmp
@@ -95,6 +100,35 @@ def test_tiny_pi0_drives_the_sim_cell_for_10_s_at_20_hz_without_a_missed_tick(po
     assert np.max(np.abs(p.q["left"] - q0)) > 1e-3                         # the arm moved
 
 
+def test_viz_logs_every_tick_drops_nothing_and_serves_the_web_viewer(policy_graph):
+    import re
+    import urllib.request
+    import warnings
+
+    from ate_policy.viz.rrd import read_rrd
+
+    g, p, tmp = policy_graph
+    assert p.spin(240.0, until=lambda: int(p.kv("policy", "ticks")) >= 60), p.kv("policy")
+    d = p.kv("policy")
+    assert d["viz_dropped"] == "0" and int(d["missed_ticks"]) == 0, d
+    # the web viewer the node started answers on localhost with its page
+    text = (tmp / "logs" / "policy.log").read_text()
+    url = re.search(r"http://127\.0\.0\.1:\d+/\S*", text)
+    assert url, text[-2000:]
+    with urllib.request.urlopen(url.group(0), timeout=10) as r:
+        assert r.status == 200 and b"rerun" in r.read().lower()
+    # the recording (still being written: read as a stream) holds every tick of the episode, in order
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rows = read_rrd(tmp / "policy.rrd")
+    ticks = sorted(rows["/arms/left/q"]["Scalars:scalars"])
+    assert len(ticks) >= 40 and ticks == list(range(len(ticks))), ticks[:5]
+    frames = sorted(rows["/cameras/cam_high"]["EncodedImage:blob"])
+    assert len(frames) >= 40 and frames == list(range(len(frames)))
+    chunks = sorted(rows["/policy/chunk"]["Tensor:data"])
+    assert chunks and chunks == sorted(rows["/events/chunk"]["TextLog:text"])
+
+
 def test_estop_mid_chunk_stops_every_target_until_reset_and_start(policy_graph):
     g, p, tmp = policy_graph
     assert p.spin(120.0, until=lambda: p.kv("policy", "state", "") == "running")
@@ -117,3 +151,37 @@ def test_estop_mid_chunk_stops_every_target_until_reset_and_start(policy_graph):
     assert p.call("/policy/start").success
     assert p.spin(60.0, until=lambda: len(p.commands) > n_cmd + 20)
     assert int(p.kv("policy", "missed_ticks")) == 0
+
+
+def test_a_refused_command_holds_the_cell_and_the_policy_flushes_reports_it_and_waits_for_resume(policy_graph):
+    from sensor_msgs.msg import JointState
+
+    from ate_description.contract import arm_joint_names
+
+    g, p, tmp = policy_graph
+    assert p.spin(120.0, until=lambda: p.kv("policy", "state", "") == "running" and "left" in p.stamp)
+    # a rogue command on the left arm, far beyond one tick's step: the cell's drivers refuse it ...
+    m = JointState()
+    m.header.stamp = p.stamp["left"]
+    m.name = arm_joint_names("left")
+    m.position = [float(v) for v in p.q["left"] + 0.5]
+    p.rogue.publish(m)
+    # ... the supervisor holds both arms, and the policy flushes its chunks and reports the hold (an error)
+    assert p.spin(20.0, until=lambda: p.kv("policy", "held", "") == "held"), p.kv("policy")
+    assert "too_fast" in p.kv("policy", "held_detail", "") and p.diag["policy"].level == b"\x02"
+    assert p.kv("cell", "held", "") == "True" and p.kv("cell", "held_right", "") == "True"
+    p.spin(1.0)
+    n_cmd, q_held = len(p.commands), {a: q.copy() for a, q in p.q.items()}
+    sim_t = float(p.kv("sim", "sim_time_s"))
+    assert p.spin(30.0, until=lambda: float(p.kv("sim", "sim_time_s")) > sim_t + 1.0)  # time goes on ...
+    assert len(p.commands) == n_cmd                                                    # ... no target
+    for a in ("left", "right"):
+        assert np.max(np.abs(p.q[a] - q_held[a])) < 1e-3
+    # it never resumes by itself: start is refused while the cell holds; resume, then start
+    res = p.call("/policy/start")
+    assert not res.success and "/cell/resume" in res.message
+    assert p.call("/cell/resume").success
+    assert p.spin(10.0, until=lambda: p.kv("cell", "held", "") == "False")
+    assert p.call("/policy/start").success
+    assert p.spin(60.0, until=lambda: len(p.commands) > n_cmd + 20)
+    assert p.kv("policy", "held", "x") == ""
