@@ -20,9 +20,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sim-video": ("ate_policy.data.sim_demos:video_main", "MP4/PNG frames of one scripted episode in the MuJoCo cell (3 cameras)"),
     "vae": ("ate_policy.vae.cli:main", "action InfoVAE: `vae pretrain`, `vae adapt`, `vae report`"),
     "convert": ("ate_policy.data.convert:main", "rosbag2 bags (MCAP/sqlite3) -> LeRobot v3.0 dataset, cached"),
-    "inspect": ("ate_policy.data.inspect:main", "audit a dataset: per-episode sync, stale/dropped frames, outliers, plots"),
+    "inspect": ("ate_policy.data.inspect:main", "audit a dataset: per-episode sync, stale/dropped frames, outliers, videos, plots"),
+    "dataset": ("ate_policy.data.curate:main", "LeRobot's editor keeping our episode records: `dataset delete`, `dataset merge`"),
     "train": ("ate_policy.train:main", "the ATE pipeline: Stage 1 VAE -> stats -> Stage 2 VAE -> PI0/Diffusion fine-tuning with guidance"),
     "eval": ("ate_policy.evaluation:main", "a checkpoint in the sim cell through the runtime: success, times, jerk, wrench peaks"),
+    "viz": ("ate_policy.viz.dataset:main", "one dataset episode in Rerun: cameras, joints vs targets, 3D model, the audit's flags"),
 }
 
 
