@@ -28,7 +28,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ate_description.config import dump_yaml
 from ate_description.errors import UserError
 from ate_description.calibration import default_calibration_path, load_calibration
 
@@ -257,9 +256,15 @@ def _wrist_rotation(args) -> int:
     print(np.array2string(R_rot, precision=6, suppress_small=True))
     print(f"as rx ry rz (deg): {np.round(_rpy_deg(R_rot), 2).tolist()}")
     if args.output:
+        from ate_description.calibration import ProcedureRecord
+        from calibration.report import now_iso, write_calibration
+
         c.t_rotation = np.round(R_rot, 9).tolist()
-        cal.validate()
-        dump_yaml(cal, args.output)
+        source = f"pairs {args.pairs}" if args.pairs else f"known pose, headset {args.ip}, {args.hand} hand"
+        cal.procedures[f"wrist_rotation_{args.arm}"] = ProcedureRecord(
+            date=now_iso(), inputs={"source": source},
+            residuals={"largest_residual_deg" if args.pairs else "hand_moved_deg": round(float(quality), 4)})
+        write_calibration(cal, args.output)
         print(f"wrote {args.output}")
     return 0
 

@@ -2,8 +2,8 @@
 
 The operator marks ``n`` points in the shared workspace (pen marks on a fixture or on the table, spread over at least
 10 x 10 cm, better in three dimensions) and touches each one with the tip of the same pointer held in each gripper
-(closed fingertips by default: ``tip_m`` along the flange's z axis). For each touch the procedure reads the flange
-pose the controller reports; the tip positions in each base frame are paired point by point, and the rigid fit
+(closed fingertips by default: ``tip_m`` along the flange's z axis). For each touch the procedure reads the joints
+and computes the flange pose (forward kinematics); the tip positions in each base frame are paired point by point, and the rigid fit
 (Kabsch/Umeyama, no scale) ``p_right = T p_left`` is the left base's pose in the cell. Touching each point from a
 different wrist orientation averages out an error in ``tip_m``.
 

@@ -4,9 +4,9 @@ How the board's pose in the cell is obtained: it is never measured by hand. Two 
 
 1. **cam_high** (the L515, fixed in the cell): the board sits on a bracket on the **right flange** (its mount does not
    need to be known). The procedure drives the right arm through views around the start pose the operator chose
-   (the whole board visible to cam_high); the board moves with the flange, whose pose the controller reports in
-   the right base frame = the cell frame. Intrinsics are estimated from these views (the L515 is read as a UVC
-   camera on Python 3.12, without its factory calibration); hand-eye calibration (board on the hand, camera fixed)
+   (the whole board visible to cam_high); the board moves with the flange, whose pose (forward kinematics of the
+   measured joints) is in the right base frame = the cell frame. Intrinsics are estimated from these views (the
+   L515 is read as a UVC camera on Python 3.12, without its factory calibration); hand-eye calibration (board on the hand, camera fixed)
    gives ``T_cell_cam`` and the bracket together, refined with the intrinsics over every corner's reprojection.
 2. **wrist cameras** (D405 on each flange): the board lies **still on the table**; the procedure drives each arm
    through views around the operator's start pose (the board in view from ~30 cm). Intrinsics are the D405's
@@ -64,7 +64,9 @@ class Limits:
 class CamerasConfig:
     board: BoardSpec = field(default_factory=BoardSpec)
     cameras: tuple[str, ...] = ("cam_high", "cam_left_wrist", "cam_right_wrist")
-    high: ViewPlan = field(default_factory=lambda: ViewPlan(views=14, rotation_deg=15.0, translation_m=0.04,
+    # Larger moves for the board ~1 m from cam_high: 8 cm translations (toward and away from the camera too) let the
+    # refinement tell the focal length from the distance (0.4 mm instead of 1.3 mm in the sim test at 4 cm).
+    high: ViewPlan = field(default_factory=lambda: ViewPlan(views=14, rotation_deg=20.0, translation_m=0.08,
                                                             pivot_m=0.10))
     wrist: ViewPlan = field(default_factory=ViewPlan)
     limits: Limits = field(default_factory=Limits)

@@ -19,7 +19,7 @@ import numpy as np
 
 from ate_description.contract import PERIOD_S, arm_joint_names
 from ate_description.errors import UserError
-from ate_description.kinematics import matrix_from_pose6
+from ate_description.kinematics import fk
 from calibration.charuco import Intrinsics
 
 
@@ -96,8 +96,10 @@ class ArmMover:
         return np.asarray(self.state().q_rad, dtype=float)
 
     def flange_pose(self) -> np.ndarray:
-        """The flange pose (4x4) in the arm's base frame, as the controller reports it."""
-        return matrix_from_pose6(self.state().pose)
+        """The flange pose (4x4) in the arm's base frame: the description's forward kinematics of the measured
+        joints, not the controller's reported pose, which depends on the tool and work frames set on the
+        controller (the calibration must describe the flange the URDF and the IK use)."""
+        return fk(self.q())
 
     def move_to(self, q_target) -> np.ndarray:
         """Stream to ``q_target`` and wait until the arm stands still there; returns the measured joints."""
