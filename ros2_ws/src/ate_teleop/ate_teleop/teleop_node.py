@@ -90,9 +90,15 @@ class TeleopNode(Node):
         self.client = CellClient(self, self.on_tick, consumer="teleop", lockstep=bool(p["lockstep"]),
                                  rate_hz=cfg.rate_hz)
         self.last_status: dict = {}
+        # The loop's achieved rate, live: a warning line and diagnostics the moment it falls below rate_hz (a
+        # recording loop that misses ticks writes repeated frames; docs/data.md).
+        from ate_policy.recording.rate import RateMonitor
+        self.loop_rate = RateMonitor(cfg.rate_hz, name="teleop loop")
+        self.loop_rate.add_listener(lambda line: self.get_logger().warning(line))
         self.create_timer(1.0, self.on_diagnostics)
 
     def on_tick(self, now_s: float) -> None:
+        self.loop_rate.tick(now_s)
         snap = self.client.snapshot()
         s = self.session
         for arm, smp in snap.joints.items():
@@ -119,6 +125,7 @@ class TeleopNode(Node):
             self._estop_call = None
         for line in out.events:
             self.get_logger().info(line)
+        out.status["loop"] = self.loop_rate.status()
         self.last_status = out.status
         self.pub_status.publish(String(data=json.dumps(out.status, default=str)))
 
@@ -143,6 +150,8 @@ class TeleopNode(Node):
         error = st.get("last_error", "")
         level = 2 if st.get("estop") else (1 if error else 0)
         message = "e-stop latched" if st.get("estop") else (error or "ok")
+        if level == 0 and st.get("loop", {}).get("rate_warning"):
+            level, message = 1, st["loop"]["rate_warning"]
         flat = {}
         for k, v in st.items():
             if isinstance(v, dict):
