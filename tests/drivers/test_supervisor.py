@@ -113,6 +113,22 @@ def test_refusal_logs_are_throttled_with_counts_and_first_and_last_kept(caplog):
     assert tl.first["too_fast"] == "refused #0" and tl.last["too_fast"] == "refused #2711"
 
 
+def test_the_safety_layer_logs_a_flood_of_refusals_in_a_few_lines_and_counts_every_one(caplog):
+    from ate_drivers.safety import Refused, SafetyFilter
+
+    f = SafetyFilter("left")
+    q0 = np.zeros(7)
+    with caplog.at_level(logging.WARNING, logger="ate_drivers.safety"):
+        for i in range(500):
+            with pytest.raises(Refused):
+                f.check_arm(q0 + 0.5 + i * 1e-3, q0, now_s=0.0)
+    lines = [r for r in caplog.records if "command refused" in r.getMessage()]
+    assert len(lines) == 1                                      # within 5 s: the first line only
+    d = f.diagnostics()
+    assert d["refused_too_fast"] == "500" and d["refused_total"] == "500"
+    assert "0.5000 rad" in d["first_refusal"] and "0.9990 rad" in d["last_refusal"]
+
+
 # --- both arms in one process: the sim runner ------------------------------------------------------------------
 @pytest.fixture
 def runner():

@@ -34,6 +34,7 @@ import numpy as np
 
 from ate_description.contract import JOINT_LIMITS_RAD, N_ARM_JOINTS, arm_joint_names
 from ate_description.limits import SafetyConfig  # noqa: F401  (the limits live with the robot description)
+from ate_drivers.supervisor import ThrottledLog
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,10 @@ class SafetyFilter:
         self.q_min, self.q_max = -lim, lim
         self.refusals: Counter[str] = Counter()
         self.last_refusal: str = ""
+        self.first_refusal: str = ""
+        # One log line per reason and 5 s (with the count it stands for): a misbehaving policy must not flood the
+        # log; every refusal is still counted in diagnostics (refused_<reason>, first and last).
+        self._log = ThrottledLog(log)
         self.accepted = 0
         self._listeners: list[Callable[[str, str], None]] = []
         self._last_target: np.ndarray | None = None
@@ -100,7 +105,8 @@ class SafetyFilter:
     def refuse(self, reason: str, detail: str) -> Refused:
         self.refusals[reason] += 1
         self.last_refusal = f"{reason}: {detail}"
-        log.warning("[%s] command refused: %s", self.arm, self.last_refusal)
+        self.first_refusal = self.first_refusal or self.last_refusal
+        self._log(reason, f"[{self.arm}] command refused: {self.last_refusal}")
         self._notify(reason, detail)
         return Refused(reason, detail)
 
@@ -222,6 +228,7 @@ class SafetyFilter:
 
     def diagnostics(self) -> dict[str, str]:
         d = {"accepted": str(self.accepted), "estop": str(self.estop.latched),
-             "refused_total": str(sum(self.refusals.values())), "last_refusal": self.last_refusal}
+             "refused_total": str(sum(self.refusals.values())), "first_refusal": self.first_refusal,
+             "last_refusal": self.last_refusal}
         d.update({f"refused_{k}": str(v) for k, v in sorted(self.refusals.items())})
         return d
