@@ -19,7 +19,7 @@ def test_drivers_graph_has_estop_arm_and_gripper_per_namespace_and_cameras():
     names = [s.fq_name for s in specs]
     assert names == ["/estop", "/left/arm_driver", "/left/gripper_driver", "/right/arm_driver",
                      "/right/gripper_driver", "/camera_cam_high", "/camera_cam_left_wrist",
-                     "/camera_cam_right_wrist"]
+                     "/camera_cam_right_wrist", "/robot_description"]
     left = specs[1]
     assert (left.package, left.executable, left.module) == ("ate_drivers", "arm_node", "ate_drivers.nodes.arm_node")
     assert left.parameters["arm"] == "left" and left.parameters["robot"] == "emulated"
@@ -27,7 +27,7 @@ def test_drivers_graph_has_estop_arm_and_gripper_per_namespace_and_cameras():
 
 
 def test_default_is_real_and_options_trim_the_graph():
-    specs = graph.drivers({"arms": "right", "grippers": "false", "cameras": False})
+    specs = graph.drivers({"arms": "right", "grippers": "false", "cameras": False, "description": "false"})
     assert [s.fq_name for s in specs] == ["/estop", "/right/arm_driver"]
     assert specs[1].parameters["robot"] == "real"
 

@@ -92,7 +92,7 @@ def sim_graph(ros_env, tmp_path_factory):
 def test_sim_graph_is_one_cell_node_beside_the_estop():
     specs = graph.drivers({"robot": "sim", "task": "pick_bun", "sim_clock": "lockstep",
                            "lockstep_consumers": "policy"})
-    assert [s.fq_name for s in specs] == ["/estop", "/sim_cell"]
+    assert [s.fq_name for s in specs] == ["/estop", "/sim_cell", "/robot_description"]
     p = specs[1].parameters
     assert (p["task"], p["clock"], p["consumers"], p["robot"]) == ("pick_bun", "lockstep", "policy", "sim")
     assert p["seed"] == -1  # drivers.yaml's

@@ -66,7 +66,7 @@ def teleop_graph(ros_env, tmp_path_factory):
 
 def test_teleop_graph_is_drivers_plus_the_teleop_node():
     specs = graph.teleop_dual({"robot": "sim", "dataset": "/data/x", "left_avp_ip": "10.0.0.5"})
-    assert [s.fq_name for s in specs] == ["/estop", "/sim_cell", "/teleop"]
+    assert [s.fq_name for s in specs] == ["/estop", "/sim_cell", "/robot_description", "/teleop"]
     sim, tel = specs[1].parameters, specs[2].parameters
     assert sim["clock"] == "realtime" and tel["lockstep"] is False and tel["use_sim_time"] is True
     assert (tel["dataset"], tel["left_avp_ip"], tel["right_avp_ip"]) == ("/data/x", "10.0.0.5", "")

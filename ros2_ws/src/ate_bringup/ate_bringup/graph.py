@@ -32,6 +32,8 @@ LAUNCH_ARGS: dict[str, dict[str, tuple[str, str]]] = {
         "task": ("", "robot:=sim: the scene (cook_bun | pick_bun); empty: drivers.yaml sim.task"),
         "sim_clock": ("", "robot:=sim: realtime | lockstep; empty: drivers.yaml sim.clock"),
         "sim_seed": ("", "robot:=sim: object randomisation seed; empty: drivers.yaml sim.seed"),
+        "description": ("true", "publish /robot_description + merged /joint_states (and start robot_state_publisher "
+                                "where ROS has it) for RViz / Foxglove"),
     },
     "policy": {
         **_DRIVER_ARGS,
@@ -98,7 +100,7 @@ def drivers(args: dict | None = None) -> list[NodeSpec]:
     estop = NodeSpec("ate_drivers", "estop_node", "ate_drivers.nodes.estop_node", "estop", "",
                      {"config_file": config, "robot": robot, "safety": safety})
     if robot == "sim":
-        return [estop, sim_cell(a, config)]
+        return [estop, sim_cell(a, config)] + description(a)
     arms = [s for s in str(a.get("arms", ",".join(ARMS))).split(",") if s]
     for arm in arms:
         if arm not in ARMS:
@@ -117,7 +119,36 @@ def drivers(args: dict | None = None) -> list[NodeSpec]:
         for cam in names:
             specs.append(NodeSpec("ate_drivers", "camera_node", "ate_drivers.nodes.camera_node", f"camera_{cam}",
                                   "", {**common, "camera": cam}))
+    return specs + description(a)
+
+
+def description(args: dict) -> list[NodeSpec]:
+    """The robot description for ROS tools (``description:=true``, the default): the description node publishes
+    ``/robot_description`` (the URDF generated from the calibration YAML) and the merged ``/joint_states``; where the
+    ament index lists ``robot_state_publisher`` (a robot PC with ROS 2) it is started on them, so RViz and Foxglove
+    show the cell with its TF tree."""
+    if not _bool(args.get("description", True)):
+        return []
+    specs = [NodeSpec("ate_bringup", "description_node", "ate_bringup.description_node", "robot_description", "",
+                      {"calibration_file": str(args.get("calibration_file", "") or "")})]
+    if has_ros_package("robot_state_publisher"):
+        from ate_description.calibration import load_calibration
+        from ate_description.urdf import cell_urdf
+
+        urdf = cell_urdf(load_calibration(args.get("calibration_file") or None))
+        specs.append(NodeSpec("robot_state_publisher", "robot_state_publisher", "", "robot_state_publisher", "",
+                              {"robot_description": urdf}))
     return specs
+
+
+def has_ros_package(name: str) -> bool:
+    """Whether the ament index lists ``name`` (a ROS install or a sourced workspace has it)."""
+    try:
+        from ament_index_python.packages import get_package_prefix
+        get_package_prefix(name)
+        return True
+    except Exception:  # no ament index, or the package is not installed
+        return False
 
 
 def sim_cell(args: dict, config: str) -> NodeSpec:
