@@ -17,7 +17,7 @@ What a 20 Hz loop (the policy node, the teleop node, ``ate_policy eval``) hands 
                                    (n, 16) tensor in the data contract's order (the future trajectory in numbers)
 ``policy/queue_depth``             planned targets left after each tick
 ``events/<kind>``                  text events: chunk (arrivals and merges), hold, refusal, estop, operator,
-                                   recording, info
+                                   recording, audit (a dataset's flags, ``ate_policy viz``), info
 ``status/recording``               1 while an episode is recorded (teleop), else 0
 =================================  ============================================================================
 
@@ -52,10 +52,10 @@ log = logging.getLogger(__name__)
 APP_ID = "ate_cell"
 TICK = "tick"
 TIME = "time"
-EVENT_KINDS = ("chunk", "hold", "refusal", "estop", "operator", "recording", "info")
+EVENT_KINDS = ("chunk", "hold", "refusal", "estop", "operator", "recording", "audit", "info")
 IMAGE_CODECS = ("png", "jpeg", "raw")
 _LEVELS = {"chunk": "INFO", "hold": "WARN", "refusal": "WARN", "estop": "ERROR", "operator": "INFO",
-           "recording": "INFO", "info": "INFO"}
+           "recording": "INFO", "audit": "WARN", "info": "INFO"}
 _STOP = object()
 
 
@@ -164,6 +164,10 @@ class CellLogger:
 
     def log_status(self, tick: int, t_s: float, recording: bool) -> bool:
         return self._put("status", tick, t_s, bool(recording))
+
+    def log_scalar(self, tick: int, t_s: float, path: str, value: float) -> bool:
+        """Any other time series (e.g. a dataset's per-stream sync error)."""
+        return self._put("scalar", tick, t_s, path, float(value))
 
     def stats(self) -> dict:
         return {"queued": self._queue.qsize(), "logged": dict(self.logged), "dropped": sum(self.dropped.values()),
@@ -336,6 +340,12 @@ class CellLogger:
         self._time(tick, t_s)
         self.rec.log(event_path(kind), rr.TextLog(text, level=level))
 
+    def _do_scalar(self, tick, t_s, path, value) -> None:
+        import rerun as rr
+
+        self._time(tick, t_s)
+        self.rec.log(path, rr.Scalars(value))
+
     def _do_status(self, tick, t_s, recording) -> None:
         import rerun as rr
 
@@ -354,11 +364,12 @@ def blueprint():
                                        contents=[f"+ /{arm_path(arm, 'q')}", f"+ /{arm_path(arm, 'target')}"]))
     grip = rrb.TimeSeriesView(name="grippers (0 closed .. 1 open)", contents=["+ /arms/*/gripper/**"])
     force = rrb.TimeSeriesView(name="wrist wrench", contents=["+ /arms/*/wrench/**"])
+    sync = rrb.TimeSeriesView(name="sync error (ms, datasets)", contents=["+ /audit/**"])
     return rrb.Blueprint(
         rrb.Vertical(
             rrb.Horizontal(rrb.Spatial3DView(origin="/", name="cell", contents=[f"+ /{URDF_PREFIX}/**"]),
                            rrb.Vertical(*cams), column_shares=[2, 1]),
-            rrb.Horizontal(rrb.Tabs(*arms, grip, force),
+            rrb.Horizontal(rrb.Tabs(*arms, grip, force, sync),
                            rrb.Vertical(rrb.TextLogView(origin="/events", name="events"),
                                         rrb.TimeSeriesView(name="plan depth / recording",
                                                            contents=[f"+ /{QUEUE_DEPTH_PATH}",

@@ -12,7 +12,7 @@ setup(
         ("share/ament_index/resource_index/packages", [f"resource/{package_name}"]),
         (f"share/{package_name}", ["package.xml"]),
         (f"share/{package_name}/launch", glob("launch/*.py")),
-        (f"share/{package_name}/config", glob("config/*.yaml")),
+        (f"share/{package_name}/config", glob("config/*.yaml") + glob("config/*.json") + glob("config/*.rviz")),
         (f"share/{package_name}/config/tasks", glob("config/tasks/*.yaml")),
     ],
     # Python dependencies, so a colcon build outside the project venv resolves them (pip) or names them.
