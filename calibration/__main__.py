@@ -164,7 +164,10 @@ def _cameras(args) -> int:
     arms = ["right"] if "cam_high" in cameras else []
     arms += [c.split("_")[1] for c in cameras if c != "cam_high" and c.split("_")[1] not in arms]
     rig = _rig(args, cal, arms=arms, cameras=cameras)
-    results = run_cameras(rig, cal, cfg)
+    try:
+        results = run_cameras(rig, cal, cfg)
+    finally:
+        rig.close()
     return _finish(cal, out, "cameras", lambda: cameras_report(out, results, base_cross_check(results)))
 
 
@@ -175,7 +178,10 @@ def _bases(args) -> int:
     cal, out = _start(args)
     rig = _rig(args, cal, arms=("left", "right"))
     cfg = BasesConfig(points=args.points, tip_m=args.tip_mm / 1e3, max_residual_mm=args.max_residual_mm)
-    res = run_bases(rig, cal, cfg)
+    try:
+        res = run_bases(rig, cal, cfg)
+    finally:
+        rig.close()
     return _finish(cal, out, "bases", lambda: bases_report(out, res))
 
 
@@ -202,7 +208,10 @@ def _gripper(args) -> int:
     args.answers = answers
     cal, out = _start(args)
     rig = _rig(args, cal, grippers=arms)
-    sweeps = run_gripper(rig, cal, arms, GripperStepConfig(steps=args.steps))
+    try:
+        sweeps = run_gripper(rig, cal, arms, GripperStepConfig(steps=args.steps))
+    finally:
+        rig.close()
     return _finish(cal, out, "gripper", lambda: gripper_report(out, sweeps, cal))
 
 

@@ -37,14 +37,14 @@ class Operator(Protocol):
 class ConsoleOperator:
     """A person at the terminal; ``answers`` pre-fills measurements (``--gap-mm`` and friends) by key."""
 
-    def __init__(self, answers: dict[str, float] | None = None, stream=sys.stdout, read=input,
+    def __init__(self, answers: dict[str, float] | None = None, stream=None, read=input,
                  assume_done: bool = False):
         self.answers = dict(answers or {})
         self.stream, self.read = stream, read
         self.assume_done = assume_done   # --yes: print the instructions, do not wait (unattended, emulated runs)
 
     def say(self, text: str) -> None:
-        print(text, file=self.stream, flush=True)
+        print(text, file=self.stream or sys.stdout, flush=True)
 
     def do(self, key: str, text: str) -> None:
         self.say(f"\n>>> {text}")
@@ -150,6 +150,18 @@ class Rig:
         if name not in self.arms:
             raise UserError(f"this rig has no {name} arm (it has {sorted(self.arms)})")
         return self.arms[name]
+
+    def close(self) -> None:
+        """Stop the arms (their drivers hold and disconnect), close the cameras and grippers; best effort."""
+        for part in [*(m.driver for m in self.arms.values()), *self.cameras.values(), *self.grippers.values()]:
+            for method in ("close", "disconnect"):
+                fn = getattr(part, method, None)
+                if fn is not None:
+                    try:
+                        fn()
+                    except Exception:  # noqa: BLE001  (closing after an error must not hide it)
+                        pass
+                    break
 
     def capture(self, camera: str) -> np.ndarray:
         if camera not in self.cameras:

@@ -257,6 +257,7 @@ class SimRig(Rig):
         self.arms[arm].move_to(sol.q)
 
     def close(self) -> None:
+        super().close()
         self.cell.close()
         if self._tmp is not None:
             self._tmp.cleanup()
