@@ -53,7 +53,7 @@ class Limits:
     """Views in which the board must be found (with at least ``min_corners`` corners)."""
     min_corners: int = 8
     max_rms_px: float = 1.0
-    """Reprojection RMS over every corner after the fit; real cells reach 0.2-0.6 px with a flat printed board."""
+    """Reprojection RMS over every corner after the fit; a flat, rigid board gives a few tenths of a pixel."""
     max_spread_mm: float = 5.0
     """RMS disagreement between the views: the fixed part of the chain (board or bracket) seen by each view alone."""
     max_spread_deg: float = 1.0
