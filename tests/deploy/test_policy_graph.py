@@ -3,7 +3,9 @@ robot:=sim`` starts -- as processes with real rclpy: the e-stop node, the sim ce
 node running a tiny, randomly initialised PI0 checkpoint (saved as ``ate_policy train`` saves one).
 
 The policy drives both arms for 10 s of simulated time at 20 Hz with zero missed ticks; an e-stop mid-chunk
-stops every target; the episode restarts only after the e-stop is reset and /policy/start is called.
+stops every target; the episode restarts only after the e-stop is reset and /policy/start is called. The node
+runs with ``viz:=true viz_mode:=web`` all along (Rerun, docs/visualization.md): the ticks above are missed with
+it on, and its recording holds every tick with nothing dropped.
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ def policy_graph(ros_env, tmp_path_factory):
     drivers_yaml = tmp / "drivers.yaml"
     dump_yaml(cfg, drivers_yaml)
     specs = graph.policy({"robot": "sim", "task": "cook_bun", "checkpoint": str(ckpt), "config": str(drivers_yaml),
-                          "device": "cpu"})
+                          "device": "cpu", "viz": "true", "viz_mode": "web", "viz_rrd": str(tmp / "policy.rrd")})
     env = {**ros_env, "HF_HUB_OFFLINE": "1", "MUJOCO_GL": "osmesa"}
     with running_graph(specs, env, tmp, "policy_probe") as (g, node):
         yield g, Probe(node), tmp
@@ -96,6 +98,35 @@ def test_tiny_pi0_drives_the_sim_cell_for_10_s_at_20_hz_without_a_missed_tick(po
     # through the cell's safety layer (its diagnostics come once a wall second: wait for the next)
     assert p.spin(10.0, until=lambda: int(p.kv("arm/left", "accepted")) >= 200), p.kv("arm/left")
     assert np.max(np.abs(p.q["left"] - q0)) > 1e-3                         # the arm moved
+
+
+def test_viz_logs_every_tick_drops_nothing_and_serves_the_web_viewer(policy_graph):
+    import re
+    import urllib.request
+    import warnings
+
+    from ate_policy.viz.rrd import read_rrd
+
+    g, p, tmp = policy_graph
+    assert p.spin(240.0, until=lambda: int(p.kv("policy", "ticks")) >= 60), p.kv("policy")
+    d = p.kv("policy")
+    assert d["viz_dropped"] == "0" and int(d["missed_ticks"]) == 0, d
+    # the web viewer the node started answers on localhost with its page
+    text = (tmp / "logs" / "policy.log").read_text()
+    url = re.search(r"http://127\.0\.0\.1:\d+/\S*", text)
+    assert url, text[-2000:]
+    with urllib.request.urlopen(url.group(0), timeout=10) as r:
+        assert r.status == 200 and b"rerun" in r.read().lower()
+    # the recording (still being written: read as a stream) holds every tick of the episode, in order
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rows = read_rrd(tmp / "policy.rrd")
+    ticks = sorted(rows["/arms/left/q"]["Scalars:scalars"])
+    assert len(ticks) >= 40 and ticks == list(range(len(ticks))), ticks[:5]
+    frames = sorted(rows["/cameras/cam_high"]["EncodedImage:blob"])
+    assert len(frames) >= 40 and frames == list(range(len(frames)))
+    chunks = sorted(rows["/policy/chunk"]["Tensor:data"])
+    assert chunks and chunks == sorted(rows["/events/chunk"]["TextLog:text"])
 
 
 def test_estop_mid_chunk_stops_every_target_until_reset_and_start(policy_graph):

@@ -22,6 +22,12 @@ _DRIVER_ARGS = {
     "robot": ("real", "real | emulated (real SDKs vs protocol emulators) | sim (the simulated cell)"),
     "config": ("", "drivers YAML; empty: ate_bringup/config/drivers.yaml"),
 }
+_VIZ_ARGS = {
+    "viz": ("", "true: log the cell to Rerun: cameras, joints vs targets, the 3D model, events "
+                "(docs/visualization.md); empty: false (true with dry_run:=true)"),
+    "viz_mode": ("native", "viz:=true: native (a Rerun Viewer window) | web (a web viewer on localhost) | off"),
+    "viz_rrd": ("", "viz:=true: also save the recording to this .rrd file"),
+}
 LAUNCH_ARGS: dict[str, dict[str, tuple[str, str]]] = {
     "drivers": {
         **_DRIVER_ARGS,
@@ -44,6 +50,7 @@ LAUNCH_ARGS: dict[str, dict[str, tuple[str, str]]] = {
                           "otherwise (an operator starts it: /policy/start); refused with robot:=real"),
         "sim_clock": ("lockstep", "robot:=sim: lockstep (any machine; time waits for the policy) | realtime"),
         "sim_seed": ("", "robot:=sim: object randomisation seed; empty: drivers.yaml sim.seed"),
+        **_VIZ_ARGS,
     },
     "teleop_dual": {
         **_DRIVER_ARGS,
@@ -54,6 +61,9 @@ LAUNCH_ARGS: dict[str, dict[str, tuple[str, str]]] = {
         "teleop_config": ("", "teleop YAML; empty: ate_bringup/config/teleop.yaml"),
         "sim_clock": ("realtime", "robot:=sim: realtime (people teleoperating) | lockstep (tests)"),
         "sim_seed": ("", "robot:=sim: object randomisation seed; empty: drivers.yaml sim.seed"),
+        **_VIZ_ARGS,
+        "dry_run": ("false", "no hardware: the sim cell in lockstep, two emulated headsets with a moving hand, "
+                             "scripted Joy-Con presses that record one episode, shown live (viz:=true by default)"),
     },
 }
 
@@ -168,6 +178,14 @@ def sim_cell(args: dict, config: str) -> NodeSpec:
     return NodeSpec("ate_sim", "sim_node", "ate_sim.sim_node", "sim_cell", "", params)
 
 
+def _viz(a: dict) -> dict:
+    """The node parameters of ``viz`` / ``viz_mode`` / ``viz_rrd``."""
+    mode = str(a.get("viz_mode") or "native")
+    if mode not in ("native", "web", "off"):
+        raise ValueError(f"viz_mode:={mode} must be native, web or off")
+    return {"viz": _bool(a.get("viz", False)), "viz_mode": mode, "viz_rrd": str(a.get("viz_rrd", "") or "")}
+
+
 def _robot(a: dict) -> str:
     robot = str(a.get("robot", "real"))
     if robot not in ROBOT_MODES:
@@ -219,7 +237,7 @@ def policy(args: dict | None = None) -> list[NodeSpec]:
     params = {"task": task, "checkpoint": str(a.get("checkpoint", "") or ""), "device": str(a.get("device", "") or ""),
               "robot": robot, "lockstep": lockstep,
               "autostart": _bool(autostart) if autostart else robot == "sim",
-              "use_sim_time": robot == "sim"}
+              "use_sim_time": robot == "sim", **_viz(a)}
     specs.append(NodeSpec("ate_deploy", "policy_node", "ate_deploy.policy_node", "policy", "", params))
     return specs
 
@@ -228,6 +246,9 @@ def teleop_dual(args: dict | None = None) -> list[NodeSpec]:
     """``teleop_dual.launch.py``: the drivers (or the sim cell) and the teleop node: two operators, each with a
     Vision Pro and a Joy-Con driving one arm, recording episodes into a LeRobot dataset."""
     a = dict(args or {})
+    dry_run = _bool(a.get("dry_run", False))
+    if dry_run:
+        a = _dry_run(a)
     task = str(a.get("task") or "cook_bun")
     d, lockstep = _with_consumer({**a, "task": task}, "teleop", "realtime")
     robot = _robot(a)
@@ -235,9 +256,23 @@ def teleop_dual(args: dict | None = None) -> list[NodeSpec]:
     params = {"config_file": str(a.get("teleop_config", "") or ""), "task": task, "robot": robot,
               "dataset": str(a.get("dataset", "") or ""), "left_avp_ip": str(a.get("left_avp_ip", "") or ""),
               "right_avp_ip": str(a.get("right_avp_ip", "") or ""), "lockstep": lockstep,
-              "use_sim_time": robot == "sim"}
+              "use_sim_time": robot == "sim", **_viz(a), "dry_run": dry_run}
     specs.append(NodeSpec("ate_teleop", "teleop_node", "ate_teleop.teleop_node", "teleop", "", params))
     return specs
+
+
+def _dry_run(a: dict) -> dict:
+    """``dry_run:=true`` implies ``robot:=sim sim_clock:=lockstep`` (a realtime sim cannot hold 20 Hz on a CPU;
+    launch passes every argument's default, so these are set, not defaulted), records into
+    outputs/dry_run/dataset unless ``dataset:=`` names one and turns viz on unless ``viz:=false``; the teleop node
+    starts the emulated headsets and scripts the Joy-Cons (``teleop.dry_run``)."""
+    for ip in ("left_avp_ip", "right_avp_ip"):
+        if a.get(ip):
+            raise ValueError(f"dry_run:=true emulates the headsets on 127.0.0.1 / 127.0.0.2: drop {ip}:=")
+    out = {**a, "robot": "sim", "sim_clock": "lockstep", "dataset": a.get("dataset") or "outputs/dry_run/dataset"}
+    if str(a.get("viz") or "") == "":
+        out["viz"] = "true"
+    return out
 
 
 GRAPHS = {"drivers": drivers, "policy": policy, "teleop_dual": teleop_dual}

@@ -59,13 +59,23 @@ class TeleopNode(Node):
                 ("left_avp_ip", "", "left operator's Vision Pro; empty: teleop.yaml's"),
                 ("right_avp_ip", "", "right operator's Vision Pro; empty: teleop.yaml's"),
                 ("robot", "real", "real | emulated | sim (informational)"),
-                ("lockstep", False, "tick on the sim cell's lockstep observations")):
+                ("lockstep", False, "tick on the sim cell's lockstep observations"),
+                ("viz", False, "log the cell to Rerun (docs/visualization.md)"),
+                ("viz_mode", "native", "native (a viewer window) | web (localhost) | off"),
+                ("viz_rrd", "", "also save the Rerun recording to this .rrd file"),
+                ("dry_run", False, "emulated headsets with a moving hand + scripted Joy-Con presses "
+                                   "(teleop.dry_run)")):
             self.declare_parameter(name, default, desc(text))
         p = {k: self.get_parameter(k).value for k in ("config_file", "task", "dataset", "left_avp_ip",
                                                         "right_avp_ip", "lockstep")}
         instruction = load_task(p["task"]).instruction
-        cfg = load_teleop_config(p["config_file"] or None,
-                                 teleop_overrides(instruction, p["dataset"], p["left_avp_ip"], p["right_avp_ip"]))
+        over = teleop_overrides(instruction, p["dataset"], p["left_avp_ip"], p["right_avp_ip"])
+        self.headsets = None
+        if self.get_parameter("dry_run").value:   # no hardware: emulated headsets, scripted buttons
+            from teleop.dry_run import EmulatedHeadsets, dry_run_overrides
+            over = dry_run_overrides(over)
+            self.headsets = EmulatedHeadsets().start()
+        cfg = load_teleop_config(p["config_file"] or None, over)
         self.session = DualTeleopSession(cfg)
         self.get_logger().info(f"connecting to the headsets {cfg.left.avp.ip} / {cfg.right.avp.ip} and Joy-Cons")
         try:
@@ -90,6 +100,11 @@ class TeleopNode(Node):
         self.client = CellClient(self, self.on_tick, consumer="teleop", lockstep=bool(p["lockstep"]),
                                  rate_hz=cfg.rate_hz)
         self.last_status: dict = {}
+        self.viz = None
+        if self.get_parameter("viz").value:   # Rerun, off the control path (ate_policy.viz)
+            from ate_policy.viz.live import TeleopViz
+            self.viz = TeleopViz(self.get_parameter("viz_mode").value, self.get_parameter("viz_rrd").value)
+            self.get_logger().info(f"viz: {self.viz.web_url or self.get_parameter('viz_mode').value}")
         # The loop's achieved rate, live: a warning line and diagnostics the moment it falls below rate_hz (a
         # recording loop that misses ticks writes repeated frames; docs/data.md).
         from ate_policy.recording.rate import RateMonitor
@@ -127,6 +142,12 @@ class TeleopNode(Node):
             self.get_logger().info(line)
         out.status["loop"] = self.loop_rate.status()
         self.last_status = out.status
+        if self.viz is not None:
+            self.viz.tick(now_s, {a: m.value for a, m in snap.joints.items()},
+                          {a: m.value for a, m in snap.grippers.items()},
+                          {a: m.value for a, m in snap.wrenches.items()},
+                          {c: m.value for c, m in snap.images.items()}, out.joint_targets, out.gripper_targets,
+                          out.status, out.events)
         self.pub_status.publish(String(data=json.dumps(out.status, default=str)))
 
     def request_estop(self) -> None:
@@ -162,6 +183,10 @@ class TeleopNode(Node):
 
     def close(self) -> None:
         self.session.close()
+        if self.headsets is not None:
+            self.headsets.stop()
+        if self.viz is not None:
+            self.viz.close()
 
 
 def main(argv=None) -> int:
