@@ -109,7 +109,9 @@ def policy_config(run: Run):
     overrides = {"output_dir": str(run.out), "seed": run.seed,
                  "device": "cpu" if run.device == "cpu" else "auto",
                  "dataset": {"repo_id": f"local/{data.name}", "root": str(data)},
-                 "stage1_dir": str(run.artefacts["vae stage 1"])}
+                 "stage1_dir": str(run.artefacts["vae stage 1"]),
+                 # The Stage 2 trained above, as train_tiny describes it (its fingerprint must match to be reused).
+                 "vae_stage2": {"seed": run.seed}}
     if run.policy_steps is not None:
         overrides["steps"] = run.policy_steps
         overrides["save_every"] = max(1, run.policy_steps // 2)

@@ -4,9 +4,12 @@
     Stage 2  adaptation InfoVAE aligned by the reverse KL       (ate_policy.vae.train.train_stage)
     Stage 3  policy fine-tuning (LeRobot PI0 or Diffusion) steered by the latent guidance of the frozen Stage-2 encoder
 
-Each stage is skipped when its output is complete and resumed when it was interrupted. The run folder::
+Each stage is skipped when its output is complete and resumed when it was interrupted, both only when the stage
+folder's ``fingerprint.json`` (its config section without length/logging/paths/device, plus digests of its input
+data: ``ate_policy.provenance``) matches this run; otherwise the run refuses before writing anything, or with
+``--fresh`` retrains that stage and what depends on it. The run folder::
 
-    train_config.yaml                  the exact config of the run
+    train_config.yaml                  the config of the latest run that passed those checks
     bags_dataset/                      with ``bags.paths``: the bags converted to LeRobot v3.0 (cached on content)
     vae_stage1/  vae_stage2/           the two InfoVAE stages (their own layout, see ate_policy.vae.train)
     policy/
@@ -16,11 +19,14 @@ Each stage is skipped when its output is complete and resumed when it was interr
       checkpoints/last                       -> newest complete checkpoint
       metrics.jsonl                          one line per logged step (loss, guidance norms, clamped fraction, s/step)
       tensorboard/                           the same, for TensorBoard
-      summary.json                           written last: the stage is complete
+      fingerprint.json                       what the stage is computed from
+      summary.json                           written last: the stage is complete (fingerprint, versions, commit)
 
 Multi-GPU: ``accelerate launch [--num_processes N] -m ate_policy.cli train --config ...``. ``batch_size`` is the
 total over all processes; each process reads its own slice of every global batch (a fixed, seeded order per
-epoch), so a resumed run reads exactly the batches the interrupted one would have.
+epoch), so a resumed run reads exactly the batches the interrupted one would have. The main process converts
+bags and trains the VAEs while the others wait outside any collective (``on_main_process_while_others_wait``),
+so those hours never count against ``process_group_timeout_s``.
 """
 
 from __future__ import annotations
@@ -121,10 +127,15 @@ class ATETrainConfig:
     mixed_precision: str = "no"
     # Write the dataset indices each process trained on to policy/sample_indices_rank<r>.txt (audits, tests).
     record_sample_indices: bool = False
+    # Seconds any collective (barrier, gradient all-reduce) may wait before the run aborts (torch.distributed's
+    # process-group timeout, through Accelerate's InitProcessGroupKwargs). Long single-process work (bag
+    # conversion, the VAE stages on the main process) never sits in a collective, so this only has to cover a
+    # checkpoint save and the slowest step.
+    process_group_timeout_s: int = 1800
     wandb: WandBConfig = field(default_factory=WandBConfig)
 
     def __post_init__(self):
-        for name in ("steps", "batch_size", "save_every", "log_every"):
+        for name in ("steps", "batch_size", "save_every", "log_every", "process_group_timeout_s"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
@@ -153,6 +164,108 @@ def stage_configs(cfg: ATETrainConfig) -> tuple[VAETrainConfig | None, VAETrainC
                              stage1_dir=stage1_dir, chunk_len=cfg.policy.chunk_size, normalization=norm,
                              datasets=cfg.vae_stage2.datasets or [cfg.dataset])
     return s1, s2
+
+
+def check_inputs(cfg: ATETrainConfig) -> None:
+    """Every dataset folder the run needs exists: otherwise a one-line error naming the config key to set, before
+    any stage runs (a shipped recipe's placeholder paths fail here, not hours later)."""
+    d = cfg.dataset
+    if not cfg.bags.paths:
+        if not d.repo_id and not d.root:
+            raise UserError("dataset.repo_id / dataset.root not set: name the LeRobot dataset to fine-tune on "
+                            "(--dataset.root=DIR --dataset.repo_id=NAME), or rosbag2 bags with --bags.paths")
+        if d.root is not None and not Path(d.root).exists():
+            raise UserError(f"dataset.root: {d.root} does not exist: set --dataset.root=DIR (and "
+                            "--dataset.repo_id=NAME) to the LeRobot dataset to fine-tune on")
+    if not cfg.guidance.enable:
+        return
+    if cfg.stage1_dir is not None:
+        if not Path(cfg.stage1_dir).exists():
+            raise UserError(f"stage1_dir: {cfg.stage1_dir} does not exist: name a finished Stage-1 run "
+                            "(`ate_policy vae pretrain`), or unset it to train Stage 1 from vae_stage1.datasets")
+    else:
+        if not cfg.vae_stage1.datasets:
+            raise UserError("vae_stage1.datasets is empty: name the pre-training dataset(s), or set stage1_dir to "
+                            "a finished Stage-1 run")
+        for i, ds in enumerate(cfg.vae_stage1.datasets):
+            if ds.root is not None and not Path(ds.root).exists():
+                raise UserError(f"vae_stage1.datasets[{i}].root: {ds.root} does not exist: point vae_stage1.datasets "
+                                "at the pre-training data (--vae_stage1.datasets='[{repo_id: NAME, root: DIR}]'; a "
+                                "hub id needs no root), or set --stage1_dir to a finished Stage-1 run")
+    for i, ds in enumerate(cfg.vae_stage2.datasets):
+        if ds.root is not None and not Path(ds.root).exists():
+            raise UserError(f"vae_stage2.datasets[{i}].root: {ds.root} does not exist: fix it, or leave "
+                            "vae_stage2.datasets unset to train Stage 2 on the fine-tuning dataset")
+
+
+def policy_started(policy_dir: Path) -> bool:
+    return (policy_dir / "summary.json").exists() or any((policy_dir / "checkpoints").glob("[0-9]*"))
+
+
+def policy_fingerprint(cfg: ATETrainConfig, s2: VAETrainConfig | None) -> tuple[str, dict]:
+    """(fingerprint, document) of the policy stage: the run's config without the VAE sections, paths, length,
+    logging and device, plus the fine-tuning dataset's digest and the fingerprint of the Stage 2 steering it."""
+    from ate_policy.config import to_dict
+    from ate_policy.provenance import config_section, dataset_digest, fingerprint
+    from ate_policy.vae.train import stage_fingerprint
+
+    d = cfg.dataset
+    inputs = {"dataset": dataset_digest(d.repo_id or Path(d.root).name, d.root, d.action_key),
+              "stage2": stage_fingerprint(s2)[0] if cfg.guidance.enable and s2 is not None else None}
+    section = config_section(to_dict(cfg), drop=("vae_stage1", "vae_stage2", "stage1_dir", "bags", "dataset"))
+    doc = {"config": section, "inputs": inputs}
+    return fingerprint(doc), doc
+
+
+def check_guidance_contract(encoder, stage2_dir: Path, pcfg, ds_meta, dataset_name: str,
+                            action_key: str = "action") -> None:
+    """The frozen Stage-2 encoder must read the policy's chunks as it read its training chunks: the same
+    normalisation mode and stats (rtol 1e-6) for this dataset, action dim, padding size and chunk length
+    (``ate_policy.data.chunks`` stores them with the model). Anything else stops with what differs and the fix."""
+    import numpy as np
+
+    retrain = ("train Stage 2 on the policy's own dataset and normalisation (leave vae_stage2.datasets unset so "
+               "it follows `dataset`) and re-run with --fresh, or delete " + str(stage2_dir.parent))
+    meta = getattr(encoder, "meta", {}) or {}
+    where = f"the Stage-2 encoder ({stage2_dir})"
+    if encoder.chunk_len != pcfg.chunk_size:
+        raise UserError(f"{where} reads chunks of {encoder.chunk_len} steps, the policy's are {pcfg.chunk_size}: "
+                        f"{retrain} (its chunk_len follows policy.chunk_size)")
+    padded = getattr(pcfg, "max_action_dim", None)
+    if padded is not None and encoder.config.action_dim != padded:
+        raise UserError(f"{where} reads actions padded to {encoder.config.action_dim} dims, the policy pads them to "
+                        f"{padded} (max_action_dim): set vae_stage2.model.action_dim: {padded} and {retrain}")
+    entries = meta.get("normalization") or {}
+    if dataset_name in entries:
+        name, entry = dataset_name, entries[dataset_name]
+    elif len(entries) == 1:
+        name, entry = next(iter(entries.items()))
+    else:
+        raise UserError(f"{where} was trained on {', '.join(entries) or 'no recorded dataset'}, not on the "
+                        f"policy's dataset {dataset_name}: {retrain}")
+    mode = pcfg.normalization_mapping.get("ACTION")
+    mode = getattr(mode, "value", str(mode)).lower()
+    if entry["mode"] != mode:
+        raise UserError(f"{where} saw {name}'s actions normalised {entry['mode']}, the policy normalises them "
+                        f"{mode}: {retrain}")
+    real_dim = int(ds_meta.features[action_key]["shape"][0])
+    if int(entry["action_dim"]) != real_dim or real_dim > encoder.config.action_dim:
+        raise UserError(f"{where} was trained on {entry['action_dim']}-dim actions of {name}, the policy's dataset "
+                        f"has {real_dim}: {retrain}")
+    theirs = ds_meta.stats.get(action_key, {}) if ds_meta.stats else {}
+    for key, used in entry["stats"].items():
+        if key not in theirs:
+            raise UserError(f"the policy's dataset {dataset_name} has no {key!r} stats for {action_key!r}, which "
+                            f"Stage 2 normalised with: recompute the dataset's stats, then {retrain}")
+        a = np.asarray(used, dtype=np.float64).reshape(-1)
+        b = np.asarray(theirs[key], dtype=np.float64).reshape(-1)
+        if a.shape != b.shape or not np.allclose(a, b, rtol=1e-6, atol=1e-12):
+            rel = np.abs(a - b) / np.maximum(np.abs(b), 1e-12) if a.shape == b.shape else np.array([np.inf])
+            j = int(np.argmax(rel))
+            raise UserError(f"{where} normalised {name}'s actions with other {key!r} stats than the policy's dataset "
+                            f"{dataset_name} has (dim {j}: {a[j] if a.size > j else '-'} vs "
+                            f"{b[j] if b.size > j else '-'}, relative difference {rel[j]:.1e}; the dataset or its "
+                            f"stats changed since Stage 2 was trained): {retrain}")
 
 
 # --- the policy ---------------------------------------------------------------------------------------------------
@@ -339,31 +452,41 @@ def save_policy_checkpoint(policy_dir: Path, step: int, policy, optimizer, sched
 
 
 # --- stage 3 ------------------------------------------------------------------------------------------------------
-def train_policy(cfg: ATETrainConfig, stage2_final: Path | None, accelerator, progress: bool = True) -> Path:
+def train_policy(cfg: ATETrainConfig, stage2_final: Path | None, accelerator, progress: bool = True,
+                 fresh: bool = False, s2: VAETrainConfig | None = None) -> Path:
+    """Stage 3. ``s2`` is the Stage-2 config steering it (its fingerprint keys this stage); ``fresh`` retrains a
+    policy folder made by another config or other data instead of refusing."""
     from lerobot.common.train_utils import load_training_state
     from lerobot.utils.constants import PRETRAINED_MODEL_DIR
 
+    from ate_policy.provenance import claim_stage, provenance
     from ate_policy.vae.modeling_vae import InfoVAE
 
     policy_dir = cfg.out / "policy"
     summary_file = policy_dir / "summary.json"
+    is_main, rank, world = accelerator.is_main_process, accelerator.process_index, accelerator.num_processes
+    if cfg.guidance.enable and s2 is None:
+        s2 = stage_configs(cfg)[1]
+    fp, doc = policy_fingerprint(cfg, s2)
+    # Every process checks (same files, same answer, one clear error each); only the main one deletes or writes.
+    claim_stage(policy_dir, doc, "the policy stage", policy_started, fresh, write=is_main)
+    accelerator.wait_for_everyone()
     if summary_file.exists():
         log.info("policy stage already complete in %s: skipped", policy_dir)
         return policy_dir
-    is_main, rank, world = accelerator.is_main_process, accelerator.process_index, accelerator.num_processes
     device = accelerator.device
 
     torch.manual_seed(cfg.seed)  # the same initial weights on every process
-    pcfg = build_policy_config(cfg.policy, _meta_only(cfg), device.type, cfg.policy_optim)
-    dataset, meta = make_dataset(cfg, pcfg)
-    policy = build_policy(cfg.policy, pcfg)
-    pre, post = build_processors(cfg.policy, pcfg, meta.stats, cfg.out)
+    ds_meta = _meta_only(cfg)
+    pcfg = build_policy_config(cfg.policy, ds_meta, device.type, cfg.policy_optim)
     encoder = None
     if cfg.guidance.enable:
         encoder = InfoVAE.from_pretrained(stage2_final).to(device)
-        if encoder.chunk_len < cfg.policy.chunk_size:
-            raise UserError(f"the Stage-2 VAE reads chunks of {encoder.chunk_len}, the policy predicts "
-                            f"{cfg.policy.chunk_size}: retrain Stage 2 with chunk_len = policy.chunk_size")
+        check_guidance_contract(encoder, Path(stage2_final), pcfg, ds_meta,
+                                cfg.dataset.repo_id or str(cfg.dataset.root), cfg.dataset.action_key)
+    dataset, meta = make_dataset(cfg, pcfg)
+    policy = build_policy(cfg.policy, pcfg)
+    pre, post = build_processors(cfg.policy, pcfg, meta.stats, cfg.out)
     policy.attach_guidance(encoder, cfg.guidance)
 
     optimizer = pcfg.get_optimizer_preset().build(policy.get_optim_params())
@@ -457,7 +580,7 @@ def train_policy(cfg: ATETrainConfig, stage2_final: Path | None, accelerator, pr
         summary = {"policy": cfg.policy.type, "steps": step, "steps_this_run": step - first_step,
                    "processes": world, "guidance": encoder is not None, "lambda": cfg.guidance.lam,
                    "seconds_this_run": round(time.perf_counter() - t_run, 2),
-                   "final_checkpoint": str(last / PRETRAINED_MODEL_DIR)}
+                   "final_checkpoint": str(last / PRETRAINED_MODEL_DIR), **provenance(fp)}
         summary_file.write_text(json.dumps(summary, indent=2))
     accelerator.wait_for_everyone()
     return policy_dir
@@ -510,49 +633,127 @@ def _bar(total: int, initial: int, desc: str, enable: bool):
 
 
 # --- the pipeline -------------------------------------------------------------------------------------------------
-def run(cfg: ATETrainConfig, progress: bool = True) -> dict[str, Path]:
-    """Every stage in order, skipping complete ones and resuming an interrupted one; returns their folders."""
+def run(cfg: ATETrainConfig, progress: bool = True, fresh: bool = False) -> dict[str, Path]:
+    """Every stage in order, skipping complete ones and resuming an interrupted one; returns their folders.
+
+    A stage folder made by another config or other data (``ate_policy.provenance``) is refused before anything is
+    written, or with ``fresh`` retrained (with everything that depends on it).
+    """
+    from datetime import timedelta
+
     from accelerate import Accelerator
+    from accelerate.utils import DistributedDataParallelKwargs, InitProcessGroupKwargs
 
     from ate_policy.vae.train import train_stage
 
-    from accelerate.utils import DistributedDataParallelKwargs
-
+    check_inputs(cfg)
     # PI0 holds parameters its loss never reaches (the VLM's LM head and final norm): DDP must not wait for them
-    # (LeRobot's own trainer does the same).
+    # (LeRobot's own trainer does the same). The process-group timeout is explicit (NCCL's default is 10 minutes).
     accelerator = Accelerator(cpu=cfg.device == "cpu", mixed_precision=cfg.mixed_precision,
-                              kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+                              kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True),
+                                               InitProcessGroupKwargs(
+                                                   timeout=timedelta(seconds=cfg.process_group_timeout_s))])
+
+    def main_process_work() -> None:
+        """Bag conversion and the two VAE stages (small next to the policy), on the main process only."""
+        run_cfg = with_converted_bags(cfg) if cfg.bags.paths else cfg
+        s1, s2 = stage_configs(run_cfg) if run_cfg.guidance.enable else (None, None)
+        if not fresh:
+            _refuse_stale_stages(run_cfg, s1, s2)
+        run_cfg.out.mkdir(parents=True, exist_ok=True)
+        dump_yaml(run_cfg, run_cfg.out / "train_config.yaml")
+        if s1 is not None:
+            train_stage(_on_device(s1, accelerator), progress, fresh)
+        if s2 is not None:
+            train_stage(_on_device(s2, accelerator), progress, fresh)
+
+    on_main_process_while_others_wait(accelerator, main_process_work, cfg.out)
     if cfg.bags.paths:
-        cfg = with_converted_bags(cfg, accelerator)
-    s1, s2 = stage_configs(cfg)
+        cfg = with_converted_bags(cfg, convert=False)
+    s1, s2 = stage_configs(cfg) if cfg.guidance.enable else (None, None)
     out: dict[str, Path] = {}
-    if accelerator.is_main_process:
-        cfg.out.mkdir(parents=True, exist_ok=True)
-        dump_yaml(cfg, cfg.out / "train_config.yaml")
-    # The VAEs are small next to the policy: the main process trains them while the others wait.
-    if cfg.guidance.enable:
-        if accelerator.is_main_process:
-            if s1 is not None:
-                out["vae_stage1"] = train_stage(_on_device(s1, accelerator), progress)
-            out["vae_stage2"] = train_stage(_on_device(s2, accelerator), progress)
-        accelerator.wait_for_everyone()
+    if s1 is not None:
+        out["vae_stage1"] = Path(s1.output_dir)
+    if s2 is not None:
         out["vae_stage2"] = Path(s2.output_dir) / "final"
-    out["policy"] = train_policy(cfg, out.get("vae_stage2"), accelerator, progress)
+    out["policy"] = train_policy(cfg, out.get("vae_stage2"), accelerator, progress, fresh, s2)
     return out
 
 
-def with_converted_bags(cfg: ATETrainConfig, accelerator=None) -> ATETrainConfig:
-    """``cfg`` with ``dataset`` pointing at the conversion of ``cfg.bags`` (done by the main process, cached)."""
+def _refuse_stale_stages(cfg: ATETrainConfig, s1: VAETrainConfig | None, s2: VAETrainConfig | None) -> None:
+    """Refuse up front (before train_config.yaml is rewritten and before hours of Stage 1) every stage whose
+    fingerprint can already be computed and does not match its folder."""
+    from ate_policy.provenance import claim_stage
+    from ate_policy.vae.train import stage_complete, stage_fingerprint, stage_started
+
+    def check(folder: Path, doc: dict, name: str, started) -> None:
+        claim_stage(folder, doc, name, started, fresh=False, write=False)
+
+    if s1 is not None:
+        check(s1.out, stage_fingerprint(s1)[1], "the pretrain VAE stage", stage_started)
+        if not stage_complete(s1):
+            return  # Stage 2's fingerprint needs Stage 1's statistics
+    if s2 is not None:
+        check(s2.out, stage_fingerprint(s2)[1], "the adapt VAE stage", stage_started)
+    check(cfg.out / "policy", policy_fingerprint(cfg, s2)[1], "the policy stage", policy_started)
+
+
+def on_main_process_while_others_wait(accelerator, work, out: Path, poll_s: float = 2.0) -> None:
+    """Run ``work()`` on the main process; the other processes wait for it *outside* any collective.
+
+    A process blocked in a collective (``wait_for_everyone``) longer than the process-group timeout aborts the run
+    (NCCL's watchdog; gloo's own timeout), and Stage 1 of the paper's recipe runs for many hours on one GPU. So the
+    others poll a marker file the main process writes when the work is done (or failed), and meet it in one
+    barrier only afterwards, which returns at once. ``out`` must be the same folder for every process: a quick
+    check at the start refuses a multi-machine run whose output_dir is not on a shared filesystem.
+    """
+    if accelerator.num_processes == 1:
+        work()
+        return
+    import uuid
+
+    from accelerate.utils import broadcast_object_list, gather_object
+
+    token = [uuid.uuid4().hex if accelerator.is_main_process else None]
+    broadcast_object_list(token)  # every process is at the start: a short collective
+    sync = out / ".sync"
+    hello, done, failed = (sync / f"{token[0]}.{k}" for k in ("hello", "done", "failed"))
+    if accelerator.is_main_process:
+        sync.mkdir(parents=True, exist_ok=True)
+        hello.write_text("")
+    accelerator.wait_for_everyone()
+    blind = [r for r, seen in enumerate(gather_object([hello.exists()])) if not seen]
+    if blind:
+        raise UserError(f"output_dir {out} is not the same folder for every process (process(es) {blind} cannot "
+                        "see what the main process wrote there): a multi-machine run needs output_dir on a "
+                        "filesystem shared by all machines")
+    if accelerator.is_main_process:
+        try:
+            work()
+        except BaseException as e:
+            failed.write_text(f"{type(e).__name__}: {e}")
+            raise
+        done.write_text("")
+    else:
+        while not done.exists():
+            if failed.exists():
+                raise RuntimeError(f"the main process failed ({failed.read_text()}); see its output")
+            time.sleep(poll_s)
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        shutil.rmtree(sync, ignore_errors=True)
+
+
+def with_converted_bags(cfg: ATETrainConfig, convert: bool = True) -> ATETrainConfig:
+    """``cfg`` with ``dataset`` pointing at the conversion of ``cfg.bags`` (converted, cached, when ``convert``)."""
     import dataclasses
 
     from ate_policy.data.convert import convert_bags
 
     root = cfg.out / "bags_dataset"
-    if accelerator is None or accelerator.is_main_process:
+    if convert:
         cfg.out.mkdir(parents=True, exist_ok=True)
         convert_bags([Path(p) for p in cfg.bags.paths], root, cfg.bags.convert, overwrite=True)
-    if accelerator is not None:
-        accelerator.wait_for_everyone()
     return dataclasses.replace(cfg, dataset=DatasetSpec(repo_id=cfg.bags.convert.repo_id, root=str(root)))
 
 
@@ -563,8 +764,10 @@ def _on_device(stage: VAETrainConfig, accelerator) -> VAETrainConfig:
 
 
 def main(argv: list[str]) -> int:
-    cfg = parse_cli(ATETrainConfig, argv, prog="ate_policy train")
-    folders = run(cfg)
+    # --fresh: retrain the stages whose config or data changed (and what depends on them) instead of refusing.
+    fresh = "--fresh" in argv
+    cfg = parse_cli(ATETrainConfig, [a for a in argv if a != "--fresh"], prog="ate_policy train")
+    folders = run(cfg, fresh=fresh)
     summary = json.loads((folders["policy"] / "summary.json").read_text())
     print(f"policy {summary['policy']}{' + ATE (lambda ' + str(summary['lambda']) + ')' if summary['guidance'] else ''}"
           f": {summary['steps']} steps on {summary['processes']} process(es) -> {summary['final_checkpoint']}")

@@ -1,7 +1,9 @@
 """``ate_policy vae pretrain|adapt|report``.
 
 pretrain / adapt take a draccus config (``--config FILE`` or a shipped recipe name such as ``vae_tiny_pretrain``,
-plus dotted overrides, e.g. ``--steps=500 --model.width=64``); ``--help`` after the stage lists every field.
+plus dotted overrides, e.g. ``--steps=500 --model.width=64``); without ``--config`` the defaults (the authors'
+values) for the sub-command's own stage. ``--fresh`` retrains a stage folder made by another config or other data
+(otherwise refused). ``--help`` after the stage lists every field.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ USAGE = """usage: ate_policy vae <pretrain|adapt|report> [options]
 examples:
   ate_policy vae pretrain --config vae_tiny_pretrain --datasets='[{repo_id: local/x, root: data/x}]'
   ate_policy vae adapt --config vae_paper_adapt --stage1_dir outputs/vae_stage1
+  ate_policy vae adapt --stage1_dir outputs/vae_stage1 --datasets='[{repo_id: local/y, root: data/y}]' --chunk_len=20
+
+  without --config: the defaults of the sub-command's stage; --fresh: retrain a stage made by another config
   ate_policy vae report --stage1 outputs/vae_stage1 --stage2 outputs/vae_stage2 --output outputs/report
 """
 
@@ -40,11 +45,17 @@ def run_stage(stage: str, argv: list[str]) -> int:
     from ate_policy.vae.configuration_vae import VAETrainConfig
     from ate_policy.vae.train import read_summary, train_stage
 
+    fresh = "--fresh" in argv
+    argv = [a for a in argv if a != "--fresh"]
+    has_config = any(a.split("=", 1)[0] in ("--config", "--config_path") for a in argv)
+    if not has_config and not any(a.split("=", 1)[0] == "--stage" for a in argv):
+        # No recipe: the config's defaults (the authors' values) for the stage this sub-command trains.
+        argv = [f"--stage={stage}", *argv]
     cfg = parse_cli(VAETrainConfig, argv, prog=f"ate_policy vae {stage}")
     if cfg.stage != stage:
         raise UserError(f"the config describes stage {cfg.stage!r} but `vae {stage}` was asked for; "
                         f"use `ate_policy vae {cfg.stage}` or set --stage={stage}")
-    fin = train_stage(cfg)
+    fin = train_stage(cfg, fresh=fresh)
     print(summary_line(read_summary(fin)))
     print(f"model: {fin}  (checkpoints: {cfg.out / 'checkpoints'}, TensorBoard: {cfg.out / 'tensorboard'})")
     return 0

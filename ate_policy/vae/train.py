@@ -3,13 +3,16 @@
 A stage's folder (``output_dir``)::
 
     train_config.yaml          the exact config it ran with
+    fingerprint.json           what the stage computes from (config without length/logging/paths, input digests)
     checkpoints/<step>/        model + optimizer/RNG state every `save_every` steps; `checkpoints/last` names the newest
     final/                     model.safetensors, vae_config.json (model, chunk length, normalisation, held-out
                                episodes), latent_stats.safetensors (Stage 1: mu_phi, sigma_phi), summary.json
     tensorboard/               recon, KL, MMD, latent norms per step
 
 ``train_stage`` skips a stage whose ``final/`` is complete and resumes an interrupted one from its newest
-checkpoint: same step count, same data order, same RNG stream, so the loss curve continues.
+checkpoint: same step count, same data order, same RNG stream, so the loss curve continues. Both only when the
+folder's ``fingerprint.json`` matches the config and data (``stage_fingerprint``; ``steps``/``epochs`` may grow):
+otherwise it refuses, or with ``fresh`` starts the stage over.
 """
 
 from __future__ import annotations
@@ -73,17 +76,49 @@ def load_latent_stats(stage1_dir: str | Path) -> tuple[torch.Tensor, torch.Tenso
     """The Stage-1 statistics, from a Stage-1 run folder or its ``final/`` folder."""
     from safetensors.torch import load_file
 
+    t = load_file(latent_stats_file(stage1_dir))
+    return t["mu"], t["sigma"]
+
+
+def latent_stats_file(stage1_dir: str | Path) -> Path:
+    """The Stage-1 statistics file of a Stage-1 run folder or of its ``final/`` folder."""
     d = Path(stage1_dir)
     for cand in (d / "final" / STATS_FILE, d / STATS_FILE):
         if cand.exists():
-            t = load_file(cand)
-            return t["mu"], t["sigma"]
+            return cand
     raise UserError(f"no Stage-1 latent statistics under {d} ({STATS_FILE} missing): run `ate_policy vae pretrain` "
                     "to completion first and pass its output folder as `stage1_dir`")
 
 
 def final_dir(output_dir: str | Path) -> Path:
     return Path(output_dir) / "final"
+
+
+def stage_started(output_dir: str | Path) -> bool:
+    """Whether a stage folder holds work: a checkpoint or a final result."""
+    out = Path(output_dir)
+    return final_dir(out).exists() or any((out / "checkpoints").glob("[0-9]*"))
+
+
+def stage_fingerprint(cfg: VAETrainConfig) -> tuple[str, dict]:
+    """(fingerprint, document) of what this stage computes: its config section without length, logging, paths and
+    device, plus its inputs (each dataset's id and meta hashes; for Stage 2 the Stage-1 statistics it aligns to)."""
+    from ate_policy.config import to_dict
+    from ate_policy.provenance import config_section, dataset_digest, file_sha256, fingerprint
+
+    if not cfg.datasets:
+        raise UserError("no dataset given: set `datasets` in the config, e.g. --datasets='[{repo_id: x, root: path}]'")
+    for i, d in enumerate(cfg.datasets):
+        if d.root is not None and not Path(d.root).exists():
+            raise UserError(f"dataset folder {d.root} does not exist (datasets[{i}] of the {cfg.stage} stage)")
+    inputs: dict = {"datasets": [dataset_digest(d.repo_id, d.root, d.action_key) for d in cfg.datasets]}
+    if cfg.stage == "adapt":
+        if not cfg.stage1_dir:
+            raise UserError("Stage 2 (adapt) needs the Stage-1 statistics: set `stage1_dir` to the folder of a "
+                            "finished `ate_policy vae pretrain` run")
+        inputs["stage1_latent_stats_sha256"] = file_sha256(latent_stats_file(cfg.stage1_dir))
+    doc = {"config": config_section(to_dict(cfg), drop=("datasets", "stage1_dir")), "inputs": inputs}
+    return fingerprint(doc), doc
 
 
 def stage_complete(cfg: VAETrainConfig) -> bool:
@@ -161,17 +196,22 @@ def load_sources(cfg: VAETrainConfig) -> list[ActionSource]:
     return [load_action_source(d.repo_id, d.root, d.action_key, cfg.normalization) for d in cfg.datasets]
 
 
-def train_stage(cfg: VAETrainConfig, progress: bool = True) -> Path:
-    """Run one stage to completion (resuming or skipping as needed); returns its ``final/`` folder."""
+def train_stage(cfg: VAETrainConfig, progress: bool = True, fresh: bool = False) -> Path:
+    """Run one stage to completion (resuming or skipping as needed); returns its ``final/`` folder.
+
+    A stage folder started by another config or other data (``stage_fingerprint``) is refused, or with ``fresh``
+    deleted and retrained.
+    """
+    from ate_policy.provenance import claim_stage, provenance
+
     out = cfg.out
+    fp, doc = stage_fingerprint(cfg)
+    claim_stage(out, doc, f"the {cfg.stage} VAE stage", stage_started, fresh)
     if stage_complete(cfg):
         log.info("stage %s already complete in %s: skipped", cfg.stage, out)
         return final_dir(out)
     prior = None
     if cfg.stage == "adapt":
-        if not cfg.stage1_dir:
-            raise UserError("Stage 2 (adapt) needs the Stage-1 statistics: set `stage1_dir` to the folder of a "
-                            "finished `ate_policy vae pretrain` run")
         prior = load_latent_stats(cfg.stage1_dir)
         if prior[0].numel() != cfg.model.width:
             raise UserError(f"Stage-1 latents have dim {prior[0].numel()} but this Stage 2 has model.width "
@@ -255,6 +295,9 @@ def train_stage(cfg: VAETrainConfig, progress: bool = True) -> Path:
         "stage": cfg.stage, "steps": step, "windows": len(dataset), "skipped_episodes": dataset.skipped_episodes,
         "held_out_episodes": len(val_eps), "final": {k: v for k, v in history[-1].items() if k != "step"},
         "seconds_this_run": round(elapsed, 2), "device": str(device),
+        # Which stats each dataset was normalised with (the policy's fine-tuning checks them against its own).
+        "normalization": meta["normalization"],
+        **provenance(fp),
     }
     if cfg.stage == "pretrain":
         stats_ds = ChunkDataset(sources, cfg.chunk_len, cfg.model.action_dim, cfg.stats_stride or 1, train_eps)

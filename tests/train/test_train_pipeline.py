@@ -76,6 +76,74 @@ def test_bad_configs_are_refused_clearly(tmp_path):
         build_policy(cfg.policy, None)
 
 
+def _copy_with_action_mean_scaled(src: Path, dst: Path, factor: float) -> Path:
+    """A copy of a LeRobot dataset whose meta/stats.json action mean is edited by hand (the data stay the same)."""
+    shutil.copytree(src, dst)
+    stats_file = dst / "meta" / "stats.json"
+    stats = json.loads(stats_file.read_text())
+    stats["action"]["mean"] = [m * factor for m in stats["action"]["mean"]]
+    stats_file.write_text(json.dumps(stats))
+    return dst
+
+
+def test_guidance_contract_names_each_mismatch(demo_data):
+    """The Stage-2 encoder must read the policy's chunks as it was trained: stats, mode, dims, padding, length."""
+    from lerobot.datasets.lerobot_dataset import LeRobotDatasetMetadata
+
+    from ate_policy.policies.tiny import tiny_pi0_config
+    from ate_policy.train import check_guidance_contract
+    from ate_policy.vae.configuration_vae import InfoVAEConfig
+    from ate_policy.vae.modeling_vae import InfoVAE
+
+    root = demo_data["adaptation"]
+    meta = LeRobotDatasetMetadata("local/demo_dual", root=root)
+    # The stats as stored on disk, read independently of the trainer and of LeRobot.
+    on_disk = json.loads((Path(root) / "meta" / "stats.json").read_text())["action"]
+
+    def encoder(chunk=8, action_dim=32, mode="mean_std", dim=16, scale=1.0, name="local/demo_dual"):
+        vae = InfoVAE(InfoVAEConfig(action_dim=action_dim, width=16, n_heads=4, ffn_dim=32, n_layers=1), chunk)
+        stats = {"mean": [m * scale for m in on_disk["mean"]], "std": on_disk["std"]} if mode == "mean_std" \
+            else {"min": on_disk["min"], "max": on_disk["max"]}
+        vae.meta = {"normalization": {name: {"mode": mode, "stats": stats, "action_dim": dim}}}
+        return vae
+
+    pcfg = tiny_pi0_config(chunk_size=8)
+    where = Path("run/vae_stage2/final")
+    check_guidance_contract(encoder(), where, pcfg, meta, "local/demo_dual")  # what ate_policy train writes
+    check_guidance_contract(encoder(scale=1 + 1e-8), where, pcfg, meta, "local/demo_dual")  # float noise passes
+    cases = [
+        (encoder(scale=1.01), r"other 'mean' stats .* relative difference 1\.0e-02"),
+        (encoder(scale=1.0 + 1e-5), r"other 'mean' stats"),
+        (encoder(mode="min_max"), r"normalised min_max, the policy normalises them mean_std"),
+        (encoder(dim=14), r"14-dim actions .* has 16"),
+        (encoder(chunk=10), r"chunks of 10 steps, the policy's are 8"),
+        (encoder(action_dim=24), r"padded to 24 dims, the policy pads them to 32"),
+    ]
+    for vae, message in cases:
+        with pytest.raises(UserError, match=message) as err:
+            check_guidance_contract(vae, where, pcfg, meta, "local/demo_dual")
+        assert "--fresh" in str(err.value) or "retrain" in str(err.value)
+    several = encoder()
+    several.meta["normalization"]["local/other"] = several.meta["normalization"]["local/demo_dual"]
+    del several.meta["normalization"]["local/demo_dual"]
+    several.meta["normalization"]["local/third"] = several.meta["normalization"]["local/other"]
+    with pytest.raises(UserError, match="trained on local/other, local/third, not on the policy's dataset"):
+        check_guidance_contract(several, where, pcfg, meta, "local/demo_dual")
+
+
+def test_the_readme_training_line_names_the_key_it_needs(demo_data, tmp_path):
+    """The paper recipe's Stage-1 data is a placeholder: the error names the key, before anything runs."""
+    cfg = load_yaml(ATETrainConfig, "train_paper_pi0", {"output_dir": str(tmp_path / "run"),
+                                                        "dataset": {"root": str(demo_data["adaptation"])}})
+    with pytest.raises(UserError, match=r"vae_stage1\.datasets\[0\]\.root: data/pretrain_mixture does not exist.*"
+                                        r"--vae_stage1\.datasets=.*--stage1_dir"):
+        run(cfg, progress=False)
+    assert not (tmp_path / "run").exists()
+    cfg = load_yaml(ATETrainConfig, "train_paper_pi0", {"output_dir": str(tmp_path / "run")})
+    with pytest.raises(UserError, match=r"dataset\.root: data/realman_cook_bun does not exist: set --dataset\.root"):
+        run(cfg, progress=False)
+
+
 # --- the pipeline -------------------------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_pipeline_runs_every_stage_and_writes_a_plain_lerobot_checkpoint(reference_run):
@@ -166,13 +234,14 @@ def test_two_processes_with_accelerate_read_different_data_and_write_one_checkpo
     ref_cfg, _ = reference_run
     out = tmp_path / "run"
     out.mkdir()
-    for stage in ("vae_stage1", "vae_stage2"):
-        shutil.copytree(ref_cfg.out / stage, out / stage)
+    # Stage 1 is reused; Stage 2 is trained by the main process while the other waits for it outside any
+    # collective (on_main_process_while_others_wait), then both fine-tune.
+    shutil.copytree(ref_cfg.out / "vae_stage1", out / "vae_stage1")
     from ate_policy.config import dump_yaml
 
     cfg_file = tmp_path / "cfg.yaml"
     dump_yaml(load_yaml(ATETrainConfig, "train_tiny", tiny_overrides(
-        demo_data, out, steps=2, save_every=2, record_sample_indices=True)), cfg_file)
+        demo_data, out, steps=2, save_every=2, record_sample_indices=True, process_group_timeout_s=120)), cfg_file)
     accelerate = Path(sys.executable).parent / "accelerate"
     # `--multi_gpu` selects Accelerate's torchrun launcher; without a GPU the processes join over gloo (MULTI_CPU).
     # (`--cpu` would start a single process.)
@@ -190,6 +259,8 @@ def test_two_processes_with_accelerate_read_different_data_and_write_one_checkpo
         assert len(a) == len(b) == 2 and not a & b  # each step: two halves of one global batch of 4
     assert sorted(p.name for p in (out / "policy" / "checkpoints").iterdir()) == ["00000002", "last"]
     assert len(_metrics(out)) == 2  # one log writer: the main process
+    assert json.loads((out / "vae_stage2" / "final" / "summary.json").read_text())["steps"] == 6  # trained once
+    assert not (out / ".sync").exists()
 
 
 @pytest.mark.slow
@@ -211,3 +282,96 @@ def test_diffusion_policy_pipeline_reuses_stage1_and_loads_with_plain_lerobot(re
     final = Path(json.loads((cfg.out / "policy" / "summary.json").read_text())["final_checkpoint"])
     policy = DiffusionPolicy.from_pretrained(final)
     assert policy.config.horizon == 8
+
+
+@pytest.mark.slow
+def test_fine_tuning_refuses_a_dataset_whose_stats_changed_by_one_percent(reference_run, demo_data,
+                                                                          tiny_overrides, tmp_path):
+    """Stage 2 (and its fingerprint) on the original data; the policy on a copy whose action mean was edited by hand:
+    the frozen encoder would read differently scaled chunks, so fine-tuning stops before it starts."""
+    ref_cfg, _ = reference_run
+    out = tmp_path / "run"
+    out.mkdir()
+    for stage in ("vae_stage1", "vae_stage2"):
+        shutil.copytree(ref_cfg.out / stage, out / stage)
+    changed = _copy_with_action_mean_scaled(demo_data["adaptation"], tmp_path / "changed", 1.01)
+    over = tiny_overrides(demo_data, out, dataset={"root": str(changed)}, vae_stage2={
+        "datasets": [{"repo_id": "local/demo_dual", "root": str(demo_data["adaptation"])}]})
+    with pytest.raises(UserError, match=r"other 'mean' stats than the policy's dataset local/demo_dual has .*"
+                                        r"relative difference 1\.0e-02.*--fresh"):
+        run(load_yaml(ATETrainConfig, "train_tiny", over), progress=False)
+    assert not (out / "policy" / "checkpoints").exists()
+
+
+@pytest.mark.slow
+def test_another_lambda_is_refused_raised_steps_reuse_and_fresh_retrains_only_the_policy(
+        reference_run, demo_data, tiny_overrides, tmp_path):
+    ref_cfg, _ = reference_run
+    out = tmp_path / "run"
+    shutil.copytree(ref_cfg.out, out)
+    ref_summary = json.loads((out / "policy" / "summary.json").read_text())
+    stamps = {p: p.stat().st_mtime_ns for p in (out / "vae_stage1" / "final" / "model.safetensors",
+                                               out / "vae_stage2" / "final" / "model.safetensors",
+                                               out / "policy" / "summary.json")}
+    # More steps, other logging/saving/workers: what the stages compute is unchanged, the complete run is reused.
+    run(load_yaml(ATETrainConfig, "train_tiny", tiny_overrides(demo_data, out, steps=12, log_every=3, save_every=5,
+                                                               num_workers=1)), progress=False)
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    written = (out / "train_config.yaml").read_text()
+    # Another lambda into the same folder: refused up front, naming the change; nothing is rewritten.
+    lam3 = load_yaml(ATETrainConfig, "train_tiny", tiny_overrides(demo_data, out, guidance={"lam": 3.0}, steps=2,
+                                                                  save_every=2))
+    with pytest.raises(UserError, match=r"the policy stage in .*guidance\.lam: 2\.0 -> 3\.0.*--fresh"):
+        run(lam3, progress=False)
+    assert (out / "train_config.yaml").read_text() == written
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    # --fresh retrains what changed (the policy) and reuses the VAE stages, whose inputs did not change.
+    run(lam3, progress=False, fresh=True)
+    summary = json.loads((out / "policy" / "summary.json").read_text())
+    assert summary["lambda"] == 3.0 and summary["steps"] == 2 and summary["steps_this_run"] == 2
+    assert [p.stat().st_mtime_ns for p in list(stamps)[:2]] == list(stamps.values())[:2]
+    recorded = json.loads((out / "policy" / "fingerprint.json").read_text())
+    assert summary["fingerprint"] == recorded["fingerprint"] != ref_summary["fingerprint"]
+    assert recorded["inputs"]["inputs"]["stage2"] == json.loads(
+        (out / "vae_stage2" / "fingerprint.json").read_text())["fingerprint"]
+    assert summary["versions"]["lerobot"] == "0.6.1" and summary["git_commit"]
+
+
+_WAITING_WORKER = '''
+import sys, time
+from datetime import timedelta
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import InitProcessGroupKwargs
+
+from ate_policy.train import on_main_process_while_others_wait
+
+out, timeout_s, work_s = Path(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
+acc = Accelerator(cpu=True, kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(seconds=timeout_s))])
+t0 = time.monotonic()
+on_main_process_while_others_wait(acc, lambda: time.sleep(work_s), out, poll_s=0.2)
+waited = time.monotonic() - t0
+total = acc.reduce(torch.ones(1), "sum").item()  # the process group still works after the long stage
+(out / f"rank{acc.process_index}.txt").write_text(f"{acc.num_processes} {waited} {total}")
+'''
+
+
+@pytest.mark.slow
+def test_a_main_process_stage_longer_than_the_process_group_timeout_does_not_abort_the_run(tmp_path):
+    """2 processes over gloo with a 2 s process-group timeout; the main process works 6 s (as Stage 1 does for hours
+    under NCCL's 10 minutes): the other waits outside any collective and both finish with the group intact."""
+    script = tmp_path / "worker.py"
+    script.write_text(_WAITING_WORKER)
+    out = tmp_path / "out"
+    accelerate = Path(sys.executable).parent / "accelerate"
+    cmd = [str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", str(script), str(out), "2", "6"]
+    done = subprocess.run(cmd, env=_cli_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    for rank in (0, 1):
+        world, waited, total = (out / f"rank{rank}.txt").read_text().split()
+        assert int(world) == 2 and float(total) == 2.0
+        assert float(waited) >= 6.0  # the non-main process really waited three timeouts' worth
+    assert not (out / ".sync").exists()  # the markers are cleaned up

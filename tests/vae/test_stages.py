@@ -134,3 +134,52 @@ def test_resume_after_kill_continues_step_count_and_loss_curve(demo_data, tmp_pa
     for a, b in zip(hist, ref_hist):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-4, abs=1e-6), (a, b)
     assert read_summary(out / "final")["steps"] == 40
+
+
+def _copy_with_action_mean_scaled(src: Path, dst: Path, factor: float) -> Path:
+    """A copy of a LeRobot dataset whose meta/stats.json action mean is edited by hand (the data stay the same)."""
+    import shutil
+
+    shutil.copytree(src, dst)
+    stats_file = dst / "meta" / "stats.json"
+    stats = json.loads(stats_file.read_text())
+    stats["action"]["mean"] = [m * factor for m in stats["action"]["mean"]]
+    stats_file.write_text(json.dumps(stats))
+    return dst
+
+
+def test_a_stage_made_by_another_config_or_data_is_refused_and_fresh_retrains_it(stage1, demo_data, tmp_path):
+    import re
+    import shutil
+
+    out = tmp_path / "s1"
+    shutil.copytree(stage1, out)  # a stage folder may move: the fingerprint holds no paths
+    stamp = (out / "final" / "model.safetensors").stat().st_mtime_ns
+    # Length, logging and device do not change what the stage computes: the complete stage is reused.
+    train_stage(stage1_cfg(demo_data, out, steps=90, log_every=7, save_every=9), progress=False)
+    assert (out / "final" / "model.safetensors").stat().st_mtime_ns == stamp
+    # Another optimiser setting or model weight: refused, naming what changed and the way out.
+    with pytest.raises(UserError, match=r"optim\.lr: 0\.002 -> 0\.003.*--fresh"):
+        train_stage(stage1_cfg(demo_data, out, optim={"batch_size": 16, "lr": 3e-3}), progress=False)
+    with pytest.raises(UserError, match=r"model\.w_kl"):
+        train_stage(stage1_cfg(demo_data, out, model={**TINY_MODEL, "w_kl": 0.5}), progress=False)
+    # The same dataset id whose stats were recomputed (edited here by 1 %): refused on the stats hash.
+    changed = _copy_with_action_mean_scaled(demo_data["pretrain"], tmp_path / "changed", 1.01)
+    changed_cfg = stage1_cfg(demo_data, out, steps=4,
+                             datasets=[{"repo_id": "local/demo_pretrain", "root": str(changed)}])
+    with pytest.raises(UserError, match=r"inputs\.datasets\[0\]\.stats_sha256"):
+        train_stage(changed_cfg, progress=False)
+    assert (out / "final" / "model.safetensors").stat().st_mtime_ns == stamp
+    # --fresh retrains it; the summary records what produced it.
+    train_stage(changed_cfg, progress=False, fresh=True)
+    summary = read_summary(out / "final")
+    assert summary["steps"] == 4
+    recorded = json.loads((out / "fingerprint.json").read_text())
+    assert summary["fingerprint"] == recorded["fingerprint"]
+    assert recorded["inputs"]["config"]["optim"]["lr"] == 2e-3 and "steps" not in recorded["inputs"]["config"]
+    import torch as _torch
+
+    assert summary["versions"]["torch"] == _torch.__version__.split("+")[0] or \
+        summary["versions"]["torch"] == _torch.__version__
+    assert re.fullmatch(r"[0-9a-f]{40}(-dirty)?|unknown", summary["git_commit"])
+    assert summary["normalization"]["local/demo_pretrain"]["mode"] == "mean_std"
