@@ -1,15 +1,17 @@
 """Arm loop benchmark: the command path from a 20 Hz target to the controller, on this machine.
 
-Side by side in one run (the emulated controller runs in this process, so both ends of each time are read on one
-monotonic clock):
-* ``direct``: ``RealmanArm.send_joint_targets`` (the real SDK) -> emulator receives ``movej_canfd`` (SDK latency);
+Side by side in one run (the emulated controller runs in this process, so both ends of each time are read on
+one monotonic clock):
+* ``direct``: ``RealmanArm.send_joint_targets`` (the real SDK) -> emulator receives ``movej_canfd`` (SDK
+  latency);
 * ``stream``: 20 Hz targets -> ``ArmDriver`` (safety layer, stream thread at the controller's rate) -> SDK ->
-  emulator: frame-gap jitter at the controller rate, how many gaps exceed high follow's 10 ms, and the latency the
-  stream adds (the delay that best aligns the frames with the 20 Hz input, plus the time to a target's first frame);
-* ``ros``: the same, with the targets published over DDS to the arm node (a separate process); plus the interval
-  between the ``joint_states`` messages it publishes;
-* ``estop``: two arms in one process sharing one e-stop (the lab PC's layout): trigger -> ``set_arm_stop`` at each
-  emulated controller, and no frame after it.
+  emulator: frame-gap jitter at the controller rate, how many gaps exceed high follow's 10 ms, and the latency
+  the stream adds (the delay that best aligns the frames with the 20 Hz input, plus the time to a target's
+  first frame);
+* ``ros``: the same, with the targets published over DDS to the arm node (a separate process); plus the
+  interval between the ``joint_states`` messages it publishes;
+* ``estop``: two arms in one process sharing one e-stop (the lab PC's layout): trigger -> ``set_arm_stop`` at
+  each emulated controller, and no frame after it.
 
 Usage: ``python benchmarks/arm_loop.py [--seconds 10]`` (``--seconds 2`` is the quick run); writes
 ``benchmarks/results/arm_loop.json``.

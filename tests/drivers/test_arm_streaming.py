@@ -118,8 +118,8 @@ def test_stream_passes_each_target_one_tick_later_within_velocity_acceleration_a
     assert np.max(np.abs(a)) <= cfg.max_acceleration_rad_s2 * (1 + 1e-6)
     moving = (np.abs(v[1:-1]) > 1e-9) & (np.abs(v[2:]) > 1e-9)        # jerk: bounded except when coming to rest
     assert np.max(np.abs(j[moving])) <= cfg.max_jerk_rad_s3 * (1 + 1e-6)
-    # It tracks that within the distance it needs to stop from the input's top speed (it must be able to stop on
-    # the newest target): v^2 / (2 A) + v A / (2 J).
+    # It tracks that within the distance it needs to stop from the input's top speed (it must be able to stop
+    # on the newest target): v^2 / (2 A) + v A / (2 J).
     v_in = 0.3 * np.pi
     brake = v_in ** 2 / (2 * cfg.max_acceleration_rad_s2) + v_in * cfg.max_acceleration_rad_s2 / (2 * cfg.max_jerk_rad_s3)
     assert np.max(np.abs(q[: 60 * n_frames] - expected[: 60 * n_frames])) < brake + 0.005
@@ -181,8 +181,8 @@ def test_filter_mode_needs_the_last_target_resent_and_the_driver_does_so():
         r.step(target)
         for _ in range(120):
             r.step()
-        # The emulated filter only advances when frames arrive: the driver kept sending the settled target until
-        # the joints were there, then stopped.
+        # The emulated filter only advances when frames arrive: the driver kept sending the settled target
+        # until the joints were there, then stopped.
         np.testing.assert_allclose(np.radians(r.emu.joints_deg()), target, atol=1e-3)
         assert r.emu.commands("movej_canfd")[-1].msg["trajectory_mode"] == 2
         assert r.emu.commands("movej_canfd")[-1].msg["radio"] == 500
@@ -242,8 +242,8 @@ def test_a_controller_error_blocks_commands_until_cleared_through_the_sdk(rig):
     n = rig.frames()
     assert not rig.step(HOME + 0.03)
     assert rig.drv.safety.refusals["controller_error"] == 1
-    # Even when the controller's own error is gone (it would clear on the next motion command), the driver waits
-    # for the explicit clear.
+    # Even when the controller's own error is gone (it would clear on the next motion command), the driver
+    # waits for the explicit clear.
     rig.emu.faults.errors = []
     rig.step()
     assert not rig.step(HOME + 0.03) and rig.frames() == n
@@ -301,7 +301,8 @@ def _stream_on_the_wall_clock(emulator, seconds: float = 2.0) -> tuple[np.ndarra
 
 def test_realtime_stream_thread_holds_the_frame_period(emulator):
     """Smoke test on the wall clock: >= 95 % of frame gaps within the period + 2 ms. This CPU is shared with other
-    jobs that can starve any process for a while, so one of three 2 s windows has to meet it. The arm node shortens
+    jobs that can starve any process for a while, so one of three 2 s windows has to meet it. The arm node
+    shortens
     the interpreter's thread switch interval for its stream thread; so does this test."""
     switch = sys.getswitchinterval()
     sys.setswitchinterval(0.0005)

@@ -144,7 +144,8 @@ def test_planned_movej_blocking_returns_on_arrival_non_blocking_at_once(emulator
     t0 = time.monotonic()
     arm.move_joints(goal, speed_percent=50, block=True)
     took = time.monotonic() - t0
-    # 50 % of joint 1's 180 deg/s: 9 deg take 0.1 s; the SDK returned when the controller said the arm arrived.
+    # 50 % of joint 1's 180 deg/s: 9 deg take 0.1 s; the SDK returned when the controller said the arm
+    # arrived.
     assert took >= 0.09
     np.testing.assert_allclose(emulator.joints_deg(), np.degrees(goal), atol=1e-3)
     assert emulator.commands("movej")[-1].msg["v"] == 50
@@ -191,7 +192,8 @@ def test_a_controller_in_error_executes_no_motion_command(emulator, arm):
 def test_the_published_wrench_is_the_zeroed_one_without_the_tools_weight(emulator, arm):
     code, d = arm._arm.rm_get_force_data()
     raw, zeroed = np.array(list(d["force_data"])), np.array(list(d["zero_force_data"]))
-    # The raw reading carries the tool's weight (1 kg: 9.81 N whatever the wrist's orientation); zeroed does not.
+    # The raw reading carries the tool's weight (1 kg: 9.81 N whatever the wrist's orientation); zeroed does
+    # not.
     assert np.linalg.norm(raw[:3] - zeroed[:3]) == pytest.approx(emulator.tool_mass_kg * 9.81, abs=2e-3)
     np.testing.assert_allclose(arm.read_wrench(), zeroed)
     np.testing.assert_allclose(arm.read_wrench(), emulator.wrench, atol=1e-3)

@@ -1,8 +1,8 @@
 """The arm driver's logic, without ROS: safety, streaming, tracking guard, controller faults, watchdog, e-stop,
 reconnect with back-off, diagnostics.
 
-The arm node owns one :class:`ArmDriver` and calls ``on_command`` from its subscription, ``tick`` from its state
-timer, ``clear_error`` from its service, and publishes what they return. Rules:
+The arm node owns one :class:`ArmDriver` and calls ``on_command`` from its subscription, ``tick`` from its
+state timer, ``clear_error`` from its service, and publishes what they return. Rules:
 
 * A 20 Hz target goes to the arm at most once (never replayed) and only after :class:`SafetyFilter` passed it
   (limits, velocity cap over one period, tracking bound to the measured joints, stamps).
@@ -10,23 +10,26 @@ timer, ``clear_error`` from its service, and publishes what they return. Rules:
   :class:`~ate_drivers.arm.streaming.JointStream`, and the driver's own thread sends one frame per controller
   period (e.g. 200 Hz) while commands keep coming (and until it rests on the last target), each checked again
   (limits, velocity cap over the frame period, tracking bound) before it is sent; once commands stop for
-  ``watchdog_s`` and the stream rests, no frame is sent (the controller holds; nothing is replayed). It costs one 20 Hz tick of latency (the stream interpolates toward the newest target over one period).
-  A backend without a frame period (the simulated cell) gets each target as it comes.
+  ``watchdog_s`` and the stream rests, no frame is sent (the controller holds; nothing is replayed). It costs
+  one 20 Hz tick of latency (the stream interpolates toward the newest target over one period). A backend
+  without a frame period (the simulated cell) gets each target as it comes.
 * **Tracking guard**: a target or frame farther than ``tracking_bound_rad`` from the measured joints (the
-  controller stopped following: collision stop, brake) is refused and the arm holds; the next command is judged
-  against the measured position, so nothing jumps when the arm moves again.
+  controller stopped following: collision stop, brake) is refused and the arm holds; the next command is
+  judged against the measured position, so nothing jumps when the arm moves again.
 * **Controller errors** latch: the arm holds and every command is refused until ``clear_error()`` (the node's
   ``clear_error`` service) has cleared them through the SDK and the controller reports none.
 * A dropped connection: the driver marks itself disconnected, retries with exponential back-off, and after a
   reconnect (which re-checks the controller and re-applies tool power) first stops the arm, then waits for a
   *fresh* command (stamped after the reconnect) judged against the measured position.
-* The e-stop stops the arm through the SDK at once (the :class:`EStop` listener), then ignores commands until reset.
+* The e-stop stops the arm through the SDK at once (the :class:`EStop` listener), then ignores commands until
+  reset.
 
-**Events for a supervisor**: ``add_event_listener(fn)`` registers ``fn(kind, detail)``, called (from the thread
-that noticed it, never holding the caller up for long) for the driver's own decisions: ``refused`` (every refused
-command, detail ``reason: text``), ``hold`` (the driver stopped the arm by itself: tracking, a refused frame, a
-controller error), ``controller_error``, ``error_cleared``, ``disconnected``, ``connected``. ``hold()`` called from
-outside (a supervisor holding both arms) emits nothing, so a supervisor that reacts to ``hold`` cannot loop.
+**Events for a supervisor**: ``add_event_listener(fn)`` registers ``fn(kind, detail)``, called (from the
+thread that noticed it, never holding the caller up for long) for the driver's own decisions: ``refused``
+(every refused command, detail ``reason: text``), ``hold`` (the driver stopped the arm by itself: tracking, a
+refused frame, a controller error), ``controller_error``, ``error_cleared``, ``disconnected``, ``connected``.
+``hold()`` called from outside (a supervisor holding both arms) emits nothing, so a supervisor that reacts to
+``hold`` cannot loop.
 """
 
 from __future__ import annotations
@@ -66,7 +69,8 @@ def _dispatching(method):
 
 @dataclass
 class ReconnectConfig:
-    # First retry soon (a controller reboot takes seconds), then back off so a dead link does not flood the log.
+    # First retry soon (a controller reboot takes seconds), then back off so a dead link does not flood the
+    # log.
     initial_backoff_s: float = 0.2
     max_backoff_s: float = 5.0
 
@@ -98,8 +102,8 @@ class ArmDriver:
         self._backoff = self.reconnect_cfg.initial_backoff_s
         self._next_attempt = -math.inf
         self._fresh_after = -math.inf   # commands stamped before this are refused (set at reconnect)
-        # Direct mode (no frame period): a checked target that came sooner than the backend takes waits here for
-        # the next tick (replaced by any newer one, dropped when older than the watchdog): no burst.
+        # Direct mode (no frame period): a checked target that came sooner than the backend takes waits here
+        # for the next tick (replaced by any newer one, dropped when older than the watchdog): no burst.
         self._pending: tuple[float, np.ndarray] | None = None
         self.deferred = 0
         self._lock = threading.RLock()
@@ -118,8 +122,8 @@ class ArmDriver:
         self._listeners.append(fn)
 
     def _emit(self, kind: str, detail: str) -> None:
-        # Queued and delivered by _dispatch once the driver's lock is released: a listener that holds the other
-        # arm (taking that driver's lock) can then never deadlock with it.
+        # Queued and delivered by _dispatch once the driver's lock is released: a listener that holds the
+        # other arm (taking that driver's lock) can then never deadlock with it.
         self._events.append((kind, detail))
 
     def _dispatch(self) -> None:

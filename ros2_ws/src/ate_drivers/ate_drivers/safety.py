@@ -9,16 +9,16 @@ Every driver node that commands an arm or a gripper holds a :class:`SafetyFilter
   reference is the last target sent while commands keep coming, otherwise the measured position, so a command
   after a pause is judged against where the arm is;
 * too far from the measured joints (tracking guard, ``tracking_bound_rad``): the controller is not following;
-* stale: stamped longer ago than the watchdog timeout (a late message is never replayed), or stamped in the future
-  beyond ``future_stamp_tolerance_s``;
+* stale: stamped longer ago than the watchdog timeout (a late message is never replayed), or stamped in the
+  future beyond ``future_stamp_tolerance_s``;
 * sent while the e-stop is latched.
 
 Every frame the arm driver streams to the controller is checked again by :meth:`SafetyFilter.check_frame`
 (limits, velocity cap over the frame's period, tracking bound).
 
-Watchdog: when no fresh command arrived for ``watchdog_s`` the driver holds (sends nothing, the controller keeps
-the last position); the old target is never re-sent. Every refusal is counted by reason and kept for diagnostics.
-Pure Python, no rclpy.
+Watchdog: when no fresh command arrived for ``watchdog_s`` the driver holds (sends nothing, the controller
+keeps the last position); the old target is never re-sent. Every refusal is counted by reason and kept for
+diagnostics. Pure Python, no rclpy.
 """
 
 from __future__ import annotations

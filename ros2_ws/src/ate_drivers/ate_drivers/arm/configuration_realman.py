@@ -1,21 +1,21 @@
 """Configuration of one RealMan arm behind the ``Robotic_Arm`` SDK, and the streaming facts RealMan documents.
 
-How a joint stream reaches the joints is chosen per arm by ``mode`` (the SDK's ``rm_movej_canfd`` arguments):
+How a joint stream reaches the joints is chosen per arm by ``mode`` (the SDK's ``rm_movej_canfd`` arguments; what
+the controller does, from RealMan's JSON protocol documentation):
 
-=================  ==========================  ==================================================================
-mode               follow / trajectory_mode    what the controller does (RealMan's JSON protocol documentation)
-=================  ==========================  ==================================================================
-``high_follow``    true / 0 (full pass-through) joints follow each frame exactly; needs a stable period <= 10 ms
-``curve_fitting``  true / 1, radio 0-100        smooths the frames (larger radio smoother, up to ~15 frames lag)
-``filter``         true / 2, radio 0-999        low-pass filters the frames; the last target must be re-sent
-                                                until the arm is there
-``low_follow``     false / 0                    softer following, for links that cannot hold 10 ms
-=================  ==========================  ==================================================================
+* ``high_follow`` (follow true, trajectory_mode 0, full pass-through): the joints follow each frame exactly; needs
+  a stable period <= 10 ms;
+* ``curve_fitting`` (true / 1, radio 0-100): the controller smooths the frames (larger radio smoother, up to ~15
+  frames of lag);
+* ``filter`` (true / 2, radio 0-999): the controller low-pass filters the frames; the last target must be re-sent
+  until the arm is there;
+* ``low_follow`` (false / 0): softer following, for links that cannot hold 10 ms.
 
-The fastest stable frame period depends on the controller generation and the link (``MIN_FRAME_PERIOD_S``): Gen-2
-over Ethernet or Wi-Fi 20 ms, over USB / RS485 or its high-speed Ethernet port (enabled by a command first) 10 ms,
-Gen-3 (and Gen-4) over wired Ethernet 2 ms. The three high-follow modes need a period of at most 10 ms, so a Gen-2
-controller on plain Ethernet can only use ``low_follow``. :func:`stream_plan` checks a pair and names the fix.
+The fastest stable frame period depends on the controller generation and the link (``MIN_FRAME_PERIOD_S``):
+Gen-2 over Ethernet or Wi-Fi 20 ms, over USB / RS485 or its high-speed Ethernet port (enabled by a command
+first) 10 ms, Gen-3 (and Gen-4) over wired Ethernet 2 ms. The three high-follow modes need a period of at most
+10 ms, so a Gen-2 controller on plain Ethernet can only use ``low_follow``. :func:`stream_plan` checks a pair
+and names the fix.
 """
 
 from __future__ import annotations
@@ -47,16 +47,18 @@ MIN_FRAME_PERIOD_S: dict[tuple[int, str], float] = {
 class RealmanArmConfig:
     ip: str = "192.168.1.18"
     port: int = 8080
-    # How frames reach the joints (table above). high_follow: exact pass-through of the driver's own smooth stream,
-    # the least lag; the smoothing modes add the controller's filter lag on top.
+    # How frames reach the joints (table above). high_follow: exact pass-through of the driver's own smooth
+    # stream, the least lag; the smoothing modes add the controller's filter lag on top.
     mode: str = "high_follow"
     # Smoothing coefficient of curve_fitting (0-100) and filter (0-999); ignored by the other modes.
     radio: int = 0
-    # Frames per second the driver streams (its own thread). high-follow modes need >= 100 Hz (<= 10 ms); 200 Hz
-    # leaves room for scheduling jitter. It may not exceed what the controller and link hold (MIN_FRAME_PERIOD_S).
+    # Frames per second the driver streams (its own thread). high-follow modes need >= 100 Hz (<= 10 ms); 200
+    # Hz leaves room for scheduling jitter. It may not exceed what the controller and link hold
+    # (MIN_FRAME_PERIOD_S).
     stream_rate_hz: float = 200.0
     # Controller generation: auto = what the SDK reports at connect (3 or 4). SDK 1.1.6 cannot tell a Gen-2
-    # controller from a Gen-3 one, so a Gen-2 controller must be declared here (2) or it would get a Gen-3 rate.
+    # controller from a Gen-3 one, so a Gen-2 controller must be declared here (2) or it would get a Gen-3
+    # rate.
     controller_generation: str = "auto"
     # How the PC reaches the controller: ethernet | high_speed_ethernet | usb | rs485 | wifi.
     link: str = "ethernet"

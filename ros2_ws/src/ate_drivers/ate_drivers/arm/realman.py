@@ -3,10 +3,11 @@
 Degrees exist only at the SDK boundary (this module); everything else is radians. The SDK's C library
 (``libapi_c.so``) does the TCP and JSON; this class turns its return codes into exceptions with a meaning.
 
-At every connect (so after every controller reboot too) it checks what it is talking to and refuses what the cell
-cannot run: the model and joint count (a 7-DoF RM75), the controller generation against the configured streaming
-mode and rate (``configuration_realman.stream_plan``), and the SDK's support for the mode; then it switches the tool
-flange power on (a reboot turns it off). ``frame_period_s`` tells the arm driver to stream frames at that period.
+At every connect (so after every controller reboot too) it checks what it is talking to and refuses what the
+cell cannot run: the model and joint count (a 7-DoF RM75), the controller generation against the configured
+streaming mode and rate (``configuration_realman.stream_plan``), and the SDK's support for the mode; then it
+switches the tool flange power on (a reboot turns it off). ``frame_period_s`` tells the arm driver to stream
+frames at that period.
 """
 
 from __future__ import annotations
@@ -194,9 +195,10 @@ class RealmanArm:
     def read_wrench(self) -> np.ndarray:
         """fx, fy, fz (N), tx, ty, tz (Nm) at the flange sensor, the tool's own weight removed.
 
-        The SDK's ``force_data`` is the raw sensor reading (the gripper's weight included, so it changes with the
-        wrist's orientation); ``zero_force_data`` is the external wrench the controller computes from it with the
-        tool's load parameters, in the sensor frame: what contact with the world looks like, and what we publish.
+        The SDK's ``force_data`` is the raw sensor reading (the gripper's weight included, so it changes with
+        the wrist's orientation); ``zero_force_data`` is the external wrench the controller computes from it
+        with the tool's load parameters, in the sensor frame: what contact with the world looks like, and what
+        we publish.
         """
         with self._io:
             code, d = self._sdk().rm_get_force_data()
@@ -237,8 +239,9 @@ class RealmanArm:
         if now - self._last_send < plan.min_frame_period_s * 0.9:   # 10 %: scheduling jitter of a steady stream
             self.frames_dropped_rate += 1
             return False
-        # Not under the request lock: a frame awaits no reply (nothing to mix up with another call's), goes out in
-        # one send, and must not wait for a state query's round trip (the stream's period would jitter by it).
+        # Not under the request lock: a frame awaits no reply (nothing to mix up with another call's), goes
+        # out in one send, and must not wait for a state query's round trip (the stream's period would jitter
+        # by it).
         code = self._sdk().rm_movej_canfd([float(v) for v in np.degrees(q)], plan.follow, 0,
                                           plan.trajectory_mode, plan.radio)
         self._check("movej_canfd", code)

@@ -1,41 +1,44 @@
 """A protocol-level emulator of the RealMan arm controller: JSON over TCP, what SDK 1.1.6's ``libapi_c.so`` parses.
 
-Tests drive the real ``Robotic_Arm`` SDK (and its C library) against it, so the bytes on the wire are the ones a
-real Gen-3 controller exchanges (docs/architecture.md, hardware facts). Reply formats were established against SDK
-1.1.6: every query of the connect sequence must be answered, ``get_current_arm_state`` in the ``"err": [..]`` form,
-``movej_canfd`` gets no reply; the other replies follow RealMan's JSON protocol documentation and were checked to
-parse in SDK 1.1.6 (``get_joint_degree``, ``movej`` with its ``current_trajectory_state`` push, ``clear_system_err``,
-``get_joint_err_flag``, ``set_joint_clear_err``, ``get_controller_state``, ``get_arm_all_state``). Units on the
-wire: joints 0.001 deg, positions 0.001 mm, angles 0.001 rad, force 0.001 N.
+Tests drive the real ``Robotic_Arm`` SDK (and its C library) against it, so the bytes on the wire are the ones
+a real Gen-3 controller exchanges (docs/architecture.md, hardware facts). Reply formats were established
+against SDK 1.1.6: every query of the connect sequence must be answered, ``get_current_arm_state`` in the
+``"err": [..]`` form, ``movej_canfd`` gets no reply; the other replies follow RealMan's JSON protocol
+documentation and were checked to parse in SDK 1.1.6 (``get_joint_degree``, ``movej`` with its
+``current_trajectory_state`` push, ``clear_system_err``, ``get_joint_err_flag``, ``set_joint_clear_err``,
+``get_controller_state``, ``get_arm_all_state``). Units on the wire: joints 0.001 deg, positions 0.001 mm,
+angles 0.001 rad, force 0.001 N.
 
 **How the emulated joints follow ``movej_canfd``** (our model of what the SDK docstring and RealMan's protocol
 documentation say; the real controller's dynamics are not testable here):
 
 * ``follow: true, trajectory_mode 0`` (high follow, full pass-through): the joints reach each frame within one
-  high-follow period (10 ms), then stand still. Frames spaced more than 10 ms apart therefore make the arm stop
-  between frames (stop-and-go): each such gap is counted in ``follow_stops``, logged, and kept in ``frame_gaps_s``.
-* ``trajectory_mode 1`` (curve fitting, ``radio`` 0-100): the frames are smoothed with a lag of up to ~15 frame
-  periods at radio 100 (a first-order filter of ``radio / 100 * 15 * 10 ms``), then passed through.
-* ``trajectory_mode 2`` (filter, ``radio`` 0-999): each arriving frame moves the filtered target by
-  ``1 - radio / 1000`` of the way; it only advances when frames arrive, so the last target has to be re-sent until
+  high-follow period (10 ms), then stand still. Frames spaced more than 10 ms apart therefore make the arm
+  stop between frames (stop-and-go): each such gap is counted in ``follow_stops``, logged, and kept in
+  ``frame_gaps_s``.
+* ``trajectory_mode 1`` (curve fitting, ``radio`` 0-100): the frames are smoothed with a lag of up to ~15
+  frame periods at radio 100 (a first-order filter of ``radio / 100 * 15 * 10 ms``), then passed through.
+* ``trajectory_mode 2`` (filter, ``radio`` 0-999): each arriving frame moves the filtered target by ``1 -
+  radio / 1000`` of the way; it only advances when frames arrive, so the last target has to be re-sent until
   the arm is there, as documented.
 * ``follow: false`` (low follow): a softer first-order following (50 ms), for links that cannot hold 10 ms.
 
-Every frame is also refused (ignored, counted in ``rejected_frames``) when it jumps more than 10 deg or leaves the
-joint limits, and joints never exceed their speed limits. Planned ``movej`` moves all joints linearly at ``v`` % of
-their speed limits and pushes ``current_trajectory_state`` on arrival (the SDK's blocking ``rm_movej`` waits for it).
+Every frame is also refused (ignored, counted in ``rejected_frames``) when it jumps more than 10 deg or leaves
+the joint limits, and joints never exceed their speed limits. Planned ``movej`` moves all joints linearly at
+``v`` % of their speed limits and pushes ``current_trajectory_state`` on arrival (the SDK's blocking
+``rm_movej`` waits for it).
 
 Faults are injected through :class:`Faults` (refuse a command, delay replies, send a malformed reply, drop the
-connection, report system / joint error codes, a stalled arm that no longer follows) and :meth:`collision_stop`.
-While a system error is reported the controller executes no motion command (frames are counted in
-``frames_ignored``, ``movej`` answers ``receive_state: false``) until ``clear_system_err``.
+connection, report system / joint error codes, a stalled arm that no longer follows) and
+:meth:`collision_stop`. While a system error is reported the controller executes no motion command (frames are
+counted in ``frames_ignored``, ``movej`` answers ``receive_state: false``) until ``clear_system_err``.
 
-The wrench: ``force_data`` is the raw sensor reading, the tool's weight (``tool_mass_kg`` at ``tool_com_m`` in the
-flange frame) included, so it changes with the wrist's orientation; ``zero_force_data`` is the external wrench
-(``wrench``) alone.
+The wrench: ``force_data`` is the raw sensor reading, the tool's weight (``tool_mass_kg`` at ``tool_com_m`` in
+the flange frame) included, so it changes with the wrist's orientation; ``zero_force_data`` is the external
+wrench (``wrench``) alone.
 
-An injected ``clock`` (default ``time.monotonic``) times arrivals and motion, so a test can run deterministically.
-Run by hand for a dry run: ``python -m ate_drivers.arm.realman_emulator --port 8080``.
+An injected ``clock`` (default ``time.monotonic``) times arrivals and motion, so a test can run
+deterministically. Run by hand for a dry run: ``python -m ate_drivers.arm.realman_emulator --port 8080``.
 """
 
 from __future__ import annotations

@@ -2,13 +2,15 @@
 
 Two stages, evaluated once per frame:
 
-1. **Reference**: each accepted target starts a straight segment from where the reference is at that moment to the
-   new target, lasting one target period (50 ms). On a steady 20 Hz input the reference therefore passes through
-   every target exactly one tick after it arrived (linear interpolation between consecutive targets); a late or
-   early target never makes it jump, because a segment always starts at the reference's current value.
-2. **Rate limiter** (libfranka's ``limitRate`` idea): the frame moves toward the reference with bounded velocity,
-   acceleration and jerk per joint. The velocity asked for is also capped by what can still be braked within the
-   remaining distance, so the stream settles on a target without overshooting it by more than jerk rounding.
+1. **Reference**: each accepted target starts a straight segment from where the reference is at that moment to
+   the new target, lasting one target period (50 ms). On a steady 20 Hz input the reference therefore passes
+   through every target exactly one tick after it arrived (linear interpolation between consecutive targets);
+   a late or early target never makes it jump, because a segment always starts at the reference's current
+   value.
+2. **Rate limiter** (libfranka's ``limitRate`` idea): the frame moves toward the reference with bounded
+   velocity, acceleration and jerk per joint. The velocity asked for is also capped by what can still be
+   braked within the remaining distance, so the stream settles on a target without overshooting it by more
+   than jerk rounding.
 
 Latency this adds: one target period (the interpolation) plus a few frames while the limiter rounds velocity
 corners; ``benchmarks/arm_loop.py`` measures it. The driver feeds it (``ArmDriver``) and checks every frame it
@@ -75,9 +77,9 @@ class JointStream:
         dt = self.dt
         r = self.reference(t)
         e = r - self.q
-        # Velocity that reaches the reference at this frame, but toward the last target no faster than what can
-        # still be braked to rest before it (braking distance with the jerk ramp: d = v^2 / (2 A) + v A / (2 J),
-        # solved for v), so the stream stops on the last target instead of overshooting it.
+        # Velocity that reaches the reference at this frame, but toward the last target no faster than what
+        # can still be braked to rest before it (braking distance with the jerk ramp: d = v^2 / (2 A) + v A /
+        # (2 J), solved for v), so the stream stops on the last target instead of overshooting it.
         e_goal = self._seg[2] - self.q
         c = self.a_max ** 2 / (2.0 * self.j_max)
         v_brake = np.sqrt(c * c + 2.0 * self.a_max * np.abs(e_goal)) - c
@@ -88,7 +90,8 @@ class JointStream:
         a_des = np.clip(a_des, self.a - self.j_max * dt, self.a + self.j_max * dt)
         a_des = np.clip(a_des, -self.a_max, self.a_max)
         v_new = np.clip(self.v + a_des * dt, -self.v_max, self.v_max)
-        # Brake as hard as the bounds allow where this frame's state could no longer stop before the last target.
+        # Brake as hard as the bounds allow where this frame's state could no longer stop before the last
+        # target.
         sgn = np.where(e_goal >= 0, 1.0, -1.0)
         late = self._stopping_distance(sgn * v_new, sgn * a_des) > np.abs(e_goal - v_new * dt) + 1e-12
         late &= sgn * self.v > 0           # from rest, always take the first step (else a short move could stall)
@@ -99,11 +102,11 @@ class JointStream:
         v_new = np.where(late, v_brk, v_new)
         a_des = np.where(late, (v_new - self.v) / dt, a_des)
         q_new = self.q + v_new * dt
-        # Settle exactly on a reference that stands still once within one frame of full acceleration: stops the
-        # limiter from dithering around the target (the only place the bounds are exceeded, by one sub-millirad
-        # frame at the end of a motion).
-        # The reference rests once it stood for more than a frame past its segment (a steady 20 Hz input starts the
-        # next segment right at the end of this one); the snapping frame keeps within the acceleration bound.
+        # Settle exactly on a reference that stands still once within one frame of full acceleration: stops
+        # the limiter from dithering around the target (the only place the bounds are exceeded, by one
+        # sub-millirad frame at the end of a motion). The reference rests once it stood for more than a frame
+        # past its segment (a steady 20 Hz input starts the next segment right at the end of this one); the
+        # snapping frame keeps within the acceleration bound.
         resting = t > self._seg[0] + self.target_period_s + 1.5 * dt
         v_snap = (r - self.q) / dt
         done = resting & (np.abs(v_snap) <= self.a_max * dt) & (np.abs(v_snap - self.v) <= self.a_max * dt)
@@ -122,7 +125,8 @@ class JointStream:
         t1 = ap / J
         d1 = v * t1 + ap * t1 ** 2 / 2 - J * t1 ** 3 / 6
         v1 = np.maximum(v + ap ** 2 / (2 * J), 0.0)
-        # From (v1, a = 0): a triangle of deceleration (peak sqrt(v1 J)) when -A is never reached, else a trapezoid.
+        # From (v1, a = 0): a triangle of deceleration (peak sqrt(v1 J)) when -A is never reached, else a
+        # trapezoid.
         d_tri = v1 * np.sqrt(v1 / J)
         d_trap = v1 ** 2 / (2 * A) + v1 * A / (2 * J)
         return np.maximum(d1, 0.0) + np.where(v1 <= A * A / J, d_tri, d_trap)

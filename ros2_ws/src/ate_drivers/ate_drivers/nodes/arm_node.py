@@ -1,7 +1,7 @@
 """Arm driver node (one per arm, namespace ``left`` / ``right``): ``joint_states``, ``wrench``, ``/diagnostics``
-out; ``joint_command`` and ``/estop`` in; service ``clear_error`` (std_srvs/Trigger: clear the controller's errors,
-after which commands flow again). All logic is in ``ate_drivers.arm_driver.ArmDriver`` (which streams frames to
-the controller from its own thread)."""
+out; ``joint_command`` and ``/estop`` in; service ``clear_error`` (std_srvs/Trigger: clear the controller's
+errors, after which commands flow again). All logic is in ``ate_drivers.arm_driver.ArmDriver`` (which streams
+frames to the controller from its own thread)."""
 
 from __future__ import annotations
 
@@ -60,8 +60,8 @@ class ArmNode(Node):
                                         f"({self.driver.last_error}); without hardware use robot:=sim")
                 raise SystemExit(3)
             return
-        # Tool power for the gripper is applied by the backend at every (re)connect. States carry their capture
-        # time (the backend's monotonic stamp), not the publish time.
+        # Tool power for the gripper is applied by the backend at every (re)connect. States carry their
+        # capture time (the backend's monotonic stamp), not the publish time.
         stamp = monotonic_to_stamp(self, st.stamp_s)
         self.pub_js.publish(joint_state_msg(self.names, st.q_rad, stamp))
         if st.wrench is not None:
@@ -91,8 +91,8 @@ class ArmNode(Node):
 
 
 def main(argv=None) -> int:
-    # The stream thread must wake every frame period (5 ms): do not let the executor thread keep the GIL for the
-    # interpreter's default 5 ms switch interval.
+    # The stream thread must wake every frame period (5 ms): do not let the executor thread keep the GIL for
+    # the interpreter's default 5 ms switch interval.
     sys.setswitchinterval(0.0005)
     return spin(ArmNode)
 
