@@ -129,7 +129,10 @@ def test_unsafe_commands_are_refused_by_the_cell_drivers_and_reset_gives_a_new_e
     c.step[1] = 0.5  # far beyond one tick's step limit
     assert c.spin(30.0, until=lambda: len(c.ticks) >= 5)
     q_before = c.q["left"].copy()
-    assert c.spin(10.0, until=lambda: int(c.kv("arm/left", "refused_too_fast")) >= 3)
+    # the first refusal holds the cell (both arms, the supervisor); later commands are refused as held
+    assert c.spin(10.0, until=lambda: int(c.kv("arm/left", "refused_too_fast")) >= 1
+                  and int(c.kv("arm/left", "refused_held")) >= 2)
+    assert c.spin(5.0, until=lambda: c.kv("arm/right", "cell_held", "") == "True"), c.kv("arm/right")
     assert abs(c.q["left"][1] - q_before[1]) < 0.01
 
     res = c.call("/sim/reset")
