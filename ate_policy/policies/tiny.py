@@ -109,9 +109,11 @@ def tiny_pi0_config(chunk_size: int = 8, state_dim: int = contract.STATE_DIM, ac
     from lerobot.policies.pi0.configuration_pi0 import PI0Config
 
     inputs, outputs = _features(state_dim, action_dim, cameras, image_hw)
+    # The cosine decay keeps PI0's 30k steps: LeRobot squeezes it into any shorter run (a fixed short decay left
+    # every step after it at the floor learning rate, 1/400 of the peak: a long CPU run learned nothing more).
     kw = dict(chunk_size=chunk_size, n_action_steps=chunk_size, image_resolution=(TINY_IMAGE, TINY_IMAGE),
               tokenizer_max_length=tokenizer_max_length, num_inference_steps=2, dtype="float32", device="cpu",
-              scheduler_warmup_steps=2, scheduler_decay_steps=100, push_to_hub=False,
+              scheduler_warmup_steps=2, push_to_hub=False,
               input_features=inputs, output_features=outputs)
     kw.update(overrides)
     return PI0Config(**kw)
