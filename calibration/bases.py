@@ -21,6 +21,7 @@ from ate_description.calibration import CalibrationConfig, ProcedureRecord
 from ate_description.contract import GRIPPER_FINGER_LEN_M, GRIPPER_PALM_LEN_M
 from ate_description.errors import UserError
 from calibration.geometry import rigid_fit
+from calibration.report import now_iso
 from calibration.rig import Rig
 
 
@@ -76,6 +77,7 @@ def run_bases(rig: Rig, cal: CalibrationConfig, cfg: BasesConfig | None = None) 
     cal.left.t_cell_base = np.round(res.T_cell_left, 9).tolist()
     cal.right.t_cell_base = np.eye(4).tolist()
     cal.procedures["bases"] = ProcedureRecord(
+        date=now_iso(),
         inputs={"points": str(cfg.points), "tip_mm": f"{cfg.tip_m * 1e3:g}",
                 "left_tips_mm": str(np.round(res.p_left * 1e3, 2).tolist()),
                 "right_tips_mm": str(np.round(res.p_right * 1e3, 2).tolist())},

@@ -31,6 +31,7 @@ from ate_description.errors import UserError
 from ate_description.kinematics import inv_transform, rotation_exp
 from calibration.charuco import BoardSpec, Detection, board_pose, detect, estimate_intrinsics
 from calibration.geometry import ChainFit, check_rotation_spread, hand_eye, make_transform, refine_chain
+from calibration.report import now_iso
 from calibration.rig import Rig
 
 
@@ -245,5 +246,5 @@ def _write(cal: CalibrationConfig, results: dict[str, StepResult], cfg: CamerasC
     if cross is not None:
         cur = cal.t_cell_base("left")
         residuals["left_base_vs_board_mm"] = round(float(np.linalg.norm(cross[:3, 3] - cur[:3, 3]) * 1e3), 3)
-    cal.procedures["cameras"] = ProcedureRecord(date="", inputs=inputs, residuals=residuals)
+    cal.procedures["cameras"] = ProcedureRecord(date=now_iso(), inputs=inputs, residuals=residuals)
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from ate_description.calibration import CalibrationConfig, GripperCalibration, ProcedureRecord
 from ate_description.errors import UserError
+from calibration.report import now_iso
 from calibration.rig import Rig
 
 
@@ -122,6 +123,7 @@ def run_gripper(rig: Rig, cal: CalibrationConfig, arms=("left", "right"),
         out[arm] = s
         rig.operator.say(f"  {arm}: stroke {s.gap_mm[-1]:.1f} .. {s.gap_mm[0]:.1f} mm")
     cal.procedures["gripper"] = ProcedureRecord(
+        date=now_iso(),
         inputs={"steps": str(cfg.steps), "arms": " ".join(arms)},
         residuals={f"{a}.stroke_mm": round(float(max(s.gap_mm) - min(s.gap_mm)), 3) for a, s in out.items()})
     return out
