@@ -343,3 +343,10 @@ def test_the_emulators_smoothing_and_low_follow_modes_lag_as_documented():
     assert 0.02 > after_50ms["curve20"] > after_50ms["curve100"] > 0.0
     assert 0.02 > after_50ms["low"] > 0.0
     assert emu.follow_stops == 0
+
+
+def test_a_refused_stop_during_a_controller_error_is_not_a_lost_link(rig):
+    rig.emu.faults.refuse.add("set_arm_stop")
+    rig.emu.collision_stop()
+    rig.step()
+    assert rig.drv.fault and rig.drv.connected and rig.drv.reconnects == 1

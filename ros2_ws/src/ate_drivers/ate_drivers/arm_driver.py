@@ -354,7 +354,11 @@ class ArmDriver:
                 try:
                     self.backend.stop()
                 except Exception as e:
-                    self._lost(e)
+                    if getattr(self.backend, "is_connected", False):
+                        # Answered but refused (e.g. a controller in error): not a lost link; it stopped itself.
+                        log.error("[%s] stop refused: %s", self.arm, e)
+                    else:
+                        self._lost(e)
 
     def _trip(self, kind: str, detail: str) -> None:
         """The driver holds by itself (tracking, refused frame, controller error) and says so."""
