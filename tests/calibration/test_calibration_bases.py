@@ -41,7 +41,8 @@ def test_bases_recovers_the_left_base_the_test_moved_from_noisy_touches():
     assert nominal_mm > 15.0
     assert d_mm < 3.0 and d_deg < 0.5, (d_mm, d_deg)
     assert 0.05 < res.residuals_mm.max() < 3.0              # the touch noise shows in the residuals
-    assert written.procedures["bases"].residuals["max_mm"] == pytest.approx(res.residuals_mm.max(), abs=1e-3)
+    rec = written.procedures["bases"]
+    assert rec.residuals["max_mm"] == pytest.approx(res.residuals_mm.max(), abs=1e-3) and rec.date
     written.validate()
 
 
