@@ -11,7 +11,9 @@ one monotonic clock):
 * ``ros``: the same, with the targets published over DDS to the arm node (a separate process); plus the
   interval between the ``joint_states`` messages it publishes;
 * ``estop``: two arms in one process sharing one e-stop (the lab PC's layout): trigger -> ``set_arm_stop`` at
-  each emulated controller, and no frame after it.
+  each emulated controller, and no frame after it;
+* ``estop_ros``: the cell as launched: the e-stop node and one arm node per arm (three processes, DDS); a
+  ``/estop/trigger`` call from this process -> ``set_arm_stop`` at both emulated controllers.
 
 Usage: ``python benchmarks/arm_loop.py [--seconds 10]`` (``--seconds 2`` is the quick run); writes
 ``benchmarks/results/arm_loop.json``.
@@ -252,6 +254,68 @@ def bench_estop(n: int) -> dict:
             "frames_after_stop": frames_after}
 
 
+def bench_estop_ros(n: int) -> dict:
+    """The e-stop node and two arm nodes as processes: /estop/trigger -> set_arm_stop at both controllers."""
+    import rclpy
+    from std_srvs.srv import Trigger
+
+    from ate_bringup import graph
+    from ate_bringup.launcher import ProcessGraph
+    from ate_description.config import dump_yaml
+    from ate_description.limits import default_drivers_config
+    from ate_drivers.config import load_drivers_config
+
+    os.environ["ROS_DOMAIN_ID"] = str(random.randint(1, 100))
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    emus = {arm: RealmanEmulator(q0_deg=HOME_DEG).start() for arm in ("left", "right")}
+    lat = {"left": [], "right": []}
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            cfg = load_drivers_config(default_drivers_config(), robot="real")
+            for arm, e in emus.items():
+                cfg.side(arm).realman.ip, cfg.side(arm).realman.port = "127.0.0.1", e.port
+            path = Path(tmp) / "drivers.yaml"
+            dump_yaml(cfg, path)
+            specs = graph.drivers({"robot": "real", "config": str(path), "grippers": "false", "cameras": "false",
+                                   "description": "false"})
+            with ProcessGraph(specs, log_dir=str(Path(tmp) / "logs")):
+                rclpy.init()
+                node = rclpy.create_node("estop_bench")
+                trig = node.create_client(Trigger, "/estop/trigger")
+                reset = node.create_client(Trigger, "/estop/reset")
+                if not (trig.wait_for_service(timeout_sec=60) and reset.wait_for_service(timeout_sec=60)):
+                    raise RuntimeError(f"e-stop node did not come up; see {tmp}/logs")
+                t_up = time.monotonic()   # both arm nodes connected (each stops its arm once on connect)
+                while (time.monotonic() - t_up < 60
+                       and not all(e.commands("set_arm_stop") for e in emus.values())):
+                    time.sleep(0.1)
+                time.sleep(1.0)
+                for _ in range(n):
+                    before = {a: len(e.commands("set_arm_stop")) for a, e in emus.items()}
+                    t = time.monotonic()
+                    fut = trig.call_async(Trigger.Request())
+                    rclpy.spin_until_future_complete(node, fut, timeout_sec=10)
+                    end = time.monotonic() + 5.0
+                    while time.monotonic() < end and not all(len(e.commands("set_arm_stop")) > before[a]
+                                                             for a, e in emus.items()):
+                        time.sleep(0.001)
+                    for a, e in emus.items():
+                        stops = e.commands("set_arm_stop")[before[a]:]
+                        lat[a].append(stops[0].t - t if stops else float("nan"))
+                    fut = reset.call_async(Trigger.Request())
+                    rclpy.spin_until_future_complete(node, fut, timeout_sec=10)
+                    time.sleep(0.5)
+                node.destroy_node()
+                rclpy.shutdown()
+    finally:
+        for e in emus.values():
+            e.stop()
+    both = [max(a, b) for a, b in zip(lat["left"], lat["right"])]
+    return {"triggers": n, "left_ms_p50": 1e3 * pct(lat["left"], 50), "right_ms_p50": 1e3 * pct(lat["right"], 50),
+            "both_stopped_ms_p50": 1e3 * pct(both, 50), "both_stopped_ms_max": 1e3 * float(np.nanmax(both)),
+            "missed": int(sum(1 for x in both if not np.isfinite(x)))}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=10.0)
@@ -263,10 +327,11 @@ def main(argv=None) -> int:
     stream = bench_stream(args.seconds)
     ros = None if args.no_ros else bench_ros(args.seconds)
     estop = bench_estop(max(5, int(args.seconds * 2)))
+    estop_ros = None if args.no_ros else bench_estop_ros(max(5, int(args.seconds)))
     res = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cpus",
            "load_average": os.getloadavg()[0], "python": sys.version.split()[0], "seconds": args.seconds,
            "command_rate_hz": 1 / PERIOD_S, "direct_sdk": direct, "stream": stream, "ros_arm_node": ros,
-           "estop_both_arms": estop}
+           "estop_both_arms": estop, "estop_ros_nodes": estop_ros}
     print(f"arm loop, {args.seconds:.0f} s of 20 Hz targets ({res['machine']}, load {res['load_average']:.1f})")
     print(f"SDK direct: {direct['received']}/{direct['commands']} frames, latency p50 {direct['latency_ms_p50']:.2f} ms"
           f", p99 {direct['latency_ms_p99']:.2f} ms")
@@ -284,6 +349,10 @@ def main(argv=None) -> int:
     print(f"e-stop -> set_arm_stop on both arms: p50 {estop['both_stopped_ms_p50']:.2f} ms, max "
           f"{estop['both_stopped_ms_max']:.2f} ms over {estop['triggers']} triggers; frames after the stop: "
           f"{estop['frames_after_stop']}")
+    if estop_ros is not None:
+        print(f"e-stop through the cell's nodes (/estop/trigger -> e-stop node -> both arm nodes -> set_arm_stop): "
+              f"p50 {estop_ros['both_stopped_ms_p50']:.1f} ms, max {estop_ros['both_stopped_ms_max']:.1f} ms over "
+              f"{estop_ros['triggers']} triggers, {estop_ros['missed']} missed")
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(res, indent=2) + "\n")
     print(f"wrote {OUT}")
