@@ -136,15 +136,22 @@ def command(sim, action: np.ndarray, stamp_s: float) -> None:
         sim.command_gripper(arm, opening)
 
 
-def run_episode(sim, runtime, seed: int, time_limit_s: float) -> tuple[dict, EpisodeLog]:
+def run_episode(sim, runtime, seed: int, time_limit_s: float, film=None) -> tuple[dict, EpisodeLog]:
+    """``film``: a ``sim_eval.EpisodeFilm`` collecting the camera views."""
     import torch
+
+    from ate_sim.scenes import SETTLE_S
 
     torch.manual_seed(seed)  # the policy's noise: a rerun with the same seed is the same episode
     sim.reset(seed)                       # a fresh world: the last episode's hold is gone with it
     refused_before = sim.refusals()
+    sim.step(SETTLE_S)   # objects settle before the first observation, as in the recorded demonstrations
     runtime.reset(clear_hold=True)
+    begin = getattr(runtime.select_chunk, "begin_episode", None)
+    if begin is not None:   # a replay source: the episode's time origin and seed
+        begin(sim.sim_time(), seed)
     runtime.start()
-    held = None
+    held, unrecoverable = None, ""
     ep = EpisodeLog()
     n_ticks = int(round(time_limit_s / contract.PERIOD_S))
     success, wall0 = False, time.perf_counter()
@@ -159,6 +166,8 @@ def run_episode(sim, runtime, seed: int, time_limit_s: float) -> tuple[dict, Epi
         ep.action.append(res.action if res.action is not None else np.full(contract.ACTION_DIM, np.nan))
         ep.wrench.append(wrench)
         ep.reasons.append(res.reason)
+        if film is not None:
+            film.add(obs.images)
         if sim.supervisor.held():
             # The cell holds both arms (as the robot would): a failure, never resumed here.
             held = {"reason": sim.supervisor.reason(), "at_s": round(t - ep.t_s[0], 3),
@@ -169,9 +178,15 @@ def run_episode(sim, runtime, seed: int, time_limit_s: float) -> tuple[dict, Epi
         if sim.success():
             success = True
             break
+        unrecoverable = sim.cell.scene.unrecoverable(sim.cell)
+        if unrecoverable:   # early stop: nothing the policy does can succeed any more
+            break
     refusals = {k: n - refused_before.get(k, 0) for k, n in sim.refusals().items() if n > refused_before.get(k, 0)}
     stats = runtime.stats()
-    summary = {"seed": seed, "success": success, "ticks": len(ep.t_s),
+    from ate_policy.sim_eval import outcome
+
+    summary = {"seed": seed, "success": success, **outcome(success, held, unrecoverable),
+               "ticks": len(ep.t_s),
                "episode_time_s": round(len(ep.t_s) * contract.PERIOD_S, 3),
                "wall_time_s": round(time.perf_counter() - wall0, 2),
                "missed_ticks": stats["missed_ticks"], "holds": stats["holds"], "chunks": stats["chunks"],
@@ -186,26 +201,28 @@ def run_episode(sim, runtime, seed: int, time_limit_s: float) -> tuple[dict, Epi
 # --- the whole evaluation -----------------------------------------------------------------------------------
 def evaluate(task, episodes: int, seed: int = 0, output: str | Path | None = None,
              image_hw: tuple[int, int] | None = None, time_limit_s: float | None = None, policy=None,
-             progress: bool = True, max_episode_plots: int = 5, log_refusals: bool = False) -> dict:
+             progress: bool = True, max_episode_plots: int = 5, log_refusals: bool = False,
+             videos: int = 3) -> dict:
     """Run ``episodes`` sim episodes of ``task`` (a TaskConfig); returns the summary also written to
     eval.json.
 
     ``policy``: a ready select_chunk (tests); None = ``load_policy(task.checkpoint, ...)``. The safety layer's
     refusals are counted in the report; ``log_refusals`` also logs each one (an untrained policy makes
-    many)."""
+    many). ``videos``: the first this many episodes are also written as ``episode_NNN.mp4`` (three views side by
+    side). ``time_limit_s`` None = ``sim_eval.EVAL_TIME_FACTOR`` x the demonstrator's duration."""
     safety_log = logging.getLogger("ate_drivers.safety")
     level = safety_log.level
     if not log_refusals:
         safety_log.setLevel(logging.ERROR)
     try:
         return _evaluate(task, episodes, seed, output, image_hw, time_limit_s, policy, progress,
-                         max_episode_plots)
+                         max_episode_plots, videos)
     finally:
         safety_log.setLevel(level)
 
 
 def _evaluate(task, episodes, seed, output, image_hw, time_limit_s, policy, progress,
-              max_episode_plots) -> dict:
+              max_episode_plots, videos: int = 3) -> dict:
     import dataclasses
 
     from tqdm import tqdm
@@ -217,8 +234,7 @@ def _evaluate(task, episodes, seed, output, image_hw, time_limit_s, policy, prog
     sim_task = task.sim_task or task.name
     out = Path(output or f"outputs/eval/{task.name}")
     rcfg = dataclasses.replace(task.runtime, clock="lockstep")
-    limit = time_limit_s or rcfg.episode_time_limit_s or 120.0
-    rcfg = dataclasses.replace(rcfg, episode_time_limit_s=limit)
+    limit = time_limit_s   # None: from the scene, below
     if policy is None:
         from ate_policy.runtime.policy import load_policy
 
@@ -242,6 +258,11 @@ def _evaluate(task, episodes, seed, output, image_hw, time_limit_s, policy, prog
     if scene.instruction != task.instruction:
         log.warning("the task's instruction %r differs from the sim scene's %r (the sim demonstrations' "
                     "wording)", task.instruction, scene.instruction)
+    if limit is None:
+        from ate_policy.sim_eval import default_time_limit_s
+
+        limit = default_time_limit_s(scene)
+    rcfg = dataclasses.replace(rcfg, episode_time_limit_s=limit)
     runtime = PolicyRuntime(policy, rcfg, instruction=task.instruction)
     out.mkdir(parents=True, exist_ok=True)
     results, logs = [], []
@@ -251,8 +272,13 @@ def _evaluate(task, episodes, seed, output, image_hw, time_limit_s, policy, prog
         bar = tqdm(range(episodes), desc=f"eval {task.name}", unit="ep", disable=None if progress else True,
                    dynamic_ncols=True)
         for i in bar:
-            res, ep = run_episode(sim, runtime, seed + i, limit)
+            from ate_policy.sim_eval import EpisodeFilm
+
+            film = EpisodeFilm() if i < videos else None
+            res, ep = run_episode(sim, runtime, seed + i, limit, film)
             res["episode"] = i
+            if film is not None and film.write(out / f"episode_{i:03d}.mp4"):
+                res["video"] = f"episode_{i:03d}.mp4"
             results.append(res)
             logs.append(ep)
             np.savez_compressed(out / f"episode_{i:03d}.npz", **ep.arrays())
@@ -304,6 +330,8 @@ def _summary(task, sim_task, results, seed, limit, render_hw, policy_hw, rcfg, i
         "time_limit_s": limit, "render_hw": list(render_hw), "policy_image_hw": list(policy_hw),
         "missed_ticks": sum(r["missed_ticks"] for r in results),
         "held_episodes": sum(1 for r in results if r["held"]),
+        "outcomes": {k: sum(1 for r in results if r["outcome"] == k)
+                     for k in ("success", "timeout", "dropped", "held")},
         "safety_refusals": _sum_dicts(r["safety_refusals"] for r in results),
         "motion_mean": motion, "runtime": to_dict(rcfg), "per_episode": results,
         "note": "lockstep simulated time: wall-clock inference latency does not affect the run; the runtime "
@@ -407,12 +435,16 @@ def _report(s: dict) -> str:
                      f"{_fmt(m['command_jerk_rms_rad_s3'])} | {_fmt(m['force_peak_n'])} | "
                      f"{_fmt(m['fx_rel_peak_n'])} | {_fmt(m['torque_peak_nm'])} |")
     lines += ["", "## Episodes", "",
-              "| episode | seed | success | time (s) | chunks | missed ticks | runtime holds | cell hold |",
-              "|---|---|---|---|---|---|---|---|"]
+              "| episode | seed | success | failure | time (s) | chunks | missed ticks | runtime holds | cell hold |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for r in s["per_episode"]:
         lines.append(f"| {r['episode']} | {r['seed']} | {'yes' if r['success'] else 'no'} | "
-                     f"{r['episode_time_s']} | {r['chunks']} | {r['missed_ticks']} | {r['holds'] or '-'} | "
+                     f"{r['failure'] or '-'} | {r['episode_time_s']} | {r['chunks']} | {r['missed_ticks']} | "
+                     f"{r['holds'] or '-'} | "
                      f"{_held_cell(r['held'])} |")
+    films = [r["video"] for r in s["per_episode"] if r.get("video")]
+    if films:
+        lines += ["", "## Videos (cam_high | left wrist | right wrist)", ""] + [f"- [{v}]({v})" for v in films]
     lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in s["plots"]]
     lines += ["", f"_{s['note']}._", ""]
     return "\n".join(lines)
@@ -432,14 +464,29 @@ def main(argv: list[str]) -> int:
     p.add_argument("--image-size", type=int, nargs=2, default=None, metavar=("H", "W"),
                    help="render the sim cameras at this size (default: the policy's input size)")
     p.add_argument("--time-limit", type=float, default=None,
-                   help="episode time limit in s (default: the task's)")
+                   help="episode time limit in s (default: 2x the scripted demonstrator's duration)")
     p.add_argument("--delay-ticks", type=int, default=None, help="simulated inference latency in ticks")
     p.add_argument("--threshold", type=int, default=None, help="queue threshold in ticks")
     p.add_argument("--strategy", choices=("latest", "blend", "rtc"), default=None, help="chunk merging")
     p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N (overrides the task's)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--log-refusals", action="store_true", help="log every command the safety layer refuses")
+    p.add_argument("--videos", type=int, default=3, help="write episode_NNN.mp4 of the first N episodes")
+    p.add_argument("--replay", metavar="DATASET", default=None,
+                   help="instead of a checkpoint, replay the sim demonstration recorded with each episode's seed "
+                        "(the integration check: must succeed with no refusal)")
+    p.add_argument("--blind", action="store_true",
+                   help="with --replay: replay a demonstration recorded with ANOTHER seed (the camera-blind "
+                        "baseline a learned policy must beat)")
+    p.add_argument("--replay-episode", type=int, default=None, help="with --replay: always this episode")
     a = p.parse_args(argv)
+    policy = None
+    if a.replay:
+        from ate_policy.sim_eval import replay_policy
+
+        policy = replay_policy(a.replay, a.blind, a.replay_episode)
+    elif a.blind or a.replay_episode is not None:
+        raise UserError("--blind and --replay-episode need --replay DATASET")
     over: dict = {"runtime": {"blending": {}}, "device": {}}
     if a.checkpoint:
         over["checkpoint"] = a.checkpoint
@@ -453,9 +500,12 @@ def main(argv: list[str]) -> int:
         over["device"]["device"] = a.device
     task = load_task(a.task, over)
     s = evaluate(task, a.episodes, a.seed, a.output, tuple(a.image_size) if a.image_size else None,
-                 a.time_limit, progress=not a.no_progress, log_refusals=a.log_refusals)
+                 a.time_limit, policy=policy, progress=not a.no_progress, log_refusals=a.log_refusals,
+                 videos=a.videos)
     m = s["motion_mean"]
-    print(f"{s['task']}: success {s['successes']}/{s['episodes']} ({100 * s['success_rate']:.0f} %), mean "
+    fails = "".join(f"; {k} {n}" for k, n in s["outcomes"].items() if n and k != "success")
+    print(f"{s['task']}: success {s['successes']}/{s['episodes']} ({100 * s['success_rate']:.0f} %{fails}), "
+          f"mean "
           f"episode {_fmt(s['episode_time_s']['mean'], 1)} s, missed ticks {s['missed_ticks']}, RMS jerk "
           f"left/right {_fmt(m['left']['jerk_rms_rad_s3'])}/{_fmt(m['right']['jerk_rms_rad_s3'])} rad/s^3, "
           f"peak force left/right {_fmt(m['left']['force_peak_n'])}/{_fmt(m['right']['force_peak_n'])} N -> "
