@@ -128,6 +128,7 @@ class CellLogger:
         self.errors = 0
         self._t0: float | None = None
         self._closed = False
+        self.ready = threading.Event()   # set once the worker has logged the static parts (URDF, series)
         self._worker = threading.Thread(target=self._run, name="ate-viz", daemon=True)
         self._worker.start()
 
@@ -199,6 +200,7 @@ class CellLogger:
             self.errors += 1
             log.exception("viz: set-up failed; logging without the robot model")
             self._tree, self._joints = None, {}
+        self.ready.set()
         while True:
             item = self._queue.get()
             if item is _STOP:

@@ -14,7 +14,8 @@ from ate_description.errors import UserError
 
 def read_rrd(path: str | Path, index: str = "tick") -> dict[str, dict[str, dict[int, object]]]:
     """``{entity path: {component column: {tick: value}}}`` of every temporal row on ``index`` (static rows are
-    left out); values as Python lists (Arrow's ``to_pylist``)."""
+    left out); values as Python lists (Arrow's ``to_pylist``: the row's batch); rows logged at the same tick (two
+    events) are joined into one list, in the order they were logged."""
     from rerun.experimental import RrdReader
 
     path = Path(path)
@@ -29,9 +30,15 @@ def read_rrd(path: str | Path, index: str = "tick") -> dict[str, dict[str, dict[
         for name in rb.schema.names:
             if name.startswith("rerun.") or name in ("log_tick", "log_time", "tick", "time"):
                 continue
+            col = out[chunk.entity_path][name]
             for t, v in zip(ticks, rb.column(name).to_pylist(), strict=True):
-                if v is not None:
-                    out[chunk.entity_path][name][int(t)] = v
+                if v is None:
+                    continue
+                t = int(t)
+                if t in col and isinstance(col[t], list) and isinstance(v, list):
+                    col[t] = col[t] + v
+                else:
+                    col[t] = v
     return {e: dict(c) for e, c in out.items()}
 
 

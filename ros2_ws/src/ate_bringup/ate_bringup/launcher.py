@@ -23,11 +23,15 @@ def ros_args(spec: NodeSpec) -> list[str]:
     for k, v in spec.parameters.items():
         val = ("true" if v else "false") if isinstance(v, bool) else str(v)
         if isinstance(v, str):
-            val = f"'{v}'" if v == "" or v.lower() in ("true", "false") or _numeric(v) else v
+            # quoted where ROS's YAML parsing would read another type (on/off/yes/no are YAML 1.1 booleans)
+            val = f"'{v}'" if v == "" or v.lower() in _YAML_BOOLS or _numeric(v) else v
         out += ["-p", f"{k}:={val}"]
     for src, dst in spec.remappings:
         out += ["-r", f"{src}:={dst}"]
     return out
+
+
+_YAML_BOOLS = ("true", "false", "yes", "no", "on", "off", "y", "n")
 
 
 def _numeric(s: str) -> bool:
