@@ -70,8 +70,8 @@ def write_bag(path: Path, seconds: float, compressed: bool, pools) -> int:
     t0 = 1_700_000_000.0
 
     def header(t):
-        return T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](sec=int(t), nanosec=int((t % 1) * 1e9)),
-                                        frame_id="")
+        stamp = T["builtin_interfaces/msg/Time"](sec=int(t), nanosec=int((t % 1) * 1e9))
+        return T["std_msgs/msg/Header"](stamp=stamp, frame_id="")
 
     def joints(t, names, pos):
         return T["sensor_msgs/msg/JointState"](header=header(t), name=names, position=np.asarray(pos, np.float64),
@@ -96,8 +96,9 @@ def write_bag(path: Path, seconds: float, compressed: bool, pools) -> int:
             msgs.append((t, f"/{arm}/gripper/state", "sensor_msgs/msg/JointState",
                          joints(t0 + t, [f"{arm}_gripper"], [0.5])))
             v3 = T["geometry_msgs/msg/Vector3"](x=0.0, y=0.0, z=1.0)
-            msgs.append((t, f"/{arm}/wrench", "geometry_msgs/msg/WrenchStamped", T["geometry_msgs/msg/WrenchStamped"](
-                header=header(t0 + t), wrench=T["geometry_msgs/msg/Wrench"](force=v3, torque=v3))))
+            w = T["geometry_msgs/msg/WrenchStamped"](header=header(t0 + t),
+                                                     wrench=T["geometry_msgs/msg/Wrench"](force=v3, torque=v3))
+            msgs.append((t, f"/{arm}/wrench", "geometry_msgs/msg/WrenchStamped", w))
         for k in range(int(seconds * CMD_HZ)):
             t = k / CMD_HZ + 0.001
             msgs.append((t, f"/{arm}/joint_command", "sensor_msgs/msg/JointState",
@@ -108,7 +109,8 @@ def write_bag(path: Path, seconds: float, compressed: bool, pools) -> int:
         for k in range(int(seconds * CAM_HZ)):
             t = k / CAM_HZ + 0.002
             if compressed:
-                m = T["sensor_msgs/msg/CompressedImage"](header=header(t0 + t), format="jpeg", data=jpeg[ci][k % POOL])
+                m = T["sensor_msgs/msg/CompressedImage"](header=header(t0 + t), format="jpeg",
+                                                         data=jpeg[ci][k % POOL])
                 mt = "sensor_msgs/msg/CompressedImage"
             else:
                 m = T["sensor_msgs/msg/Image"](header=header(t0 + t), height=H, width=W, encoding="rgb8",
@@ -177,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{'frames':>6} {'verified':>8} {'loads':>5} {'load':>5}")
     for key, r in results["runs"].items():
         kind, vcodec = key.split("/")
-        print(f"{kind:16} {vcodec:10} {r['vcodec']:10} {r['bag_mb']:7.0f} {r['wall_s']:7.1f} {r['x_real_time']:11.2f} "
+        print(f"{kind:16} {vcodec:10} {r['vcodec']:10} {r['bag_mb']:7.0f} {r['wall_s']:7.1f} "
+              f"{r['x_real_time']:11.2f} "
               f"{r['frames']:6d} {str(r['frames_verified']):>8} {str(r['lerobot_decodes_last_frame']):>5} "
               f"{r['load_avg_1min']:5.1f}")
     out = Path(args.output)

@@ -101,7 +101,7 @@ class BagSource:
     def deserialize(self, raw: bytes, msgtype: str):
         return self.reader.deserialize(raw, msgtype)
 
-    # ---- sqlite3 -------------------------------------------------------------------------------------------------
+    # ---- sqlite3 ---------------------------------------------------------------------------------------------
     def _sqlite_check(self) -> None:
         for db in self.files:
             try:
@@ -113,7 +113,8 @@ class BagSource:
             except sqlite3.DatabaseError as e:
                 raise bag_error(self.bag, e) from e
             if rows != ["ok"]:
-                raise UserError(f"bag {self.bag}: {db.name} fails SQLite's integrity check ({'; '.join(rows[:3])}). "
+                raise UserError(f"bag {self.bag}: {db.name} fails SQLite's integrity check "
+                                f"({'; '.join(rows[:3])}). "
                                 "Re-copy it; a damaged database cannot be converted safely")
         self.integrity.checksums = "sqlite_integrity_check"
 
@@ -169,7 +170,8 @@ class BagSource:
                             skipped_chunk = self._corrupt(path, rec, f"fails its CRC check ({e})")
                             continue
                         except Exception as e:  # noqa: BLE001  (undecodable data: damaged, CRC or not)
-                            skipped_chunk = self._corrupt(path, rec, f"cannot be decoded ({type(e).__name__}: {e})")
+                            why = f"cannot be decoded ({type(e).__name__}: {e})"
+                            skipped_chunk = self._corrupt(path, rec, why)
                             continue
                         for r in inner:
                             if isinstance(r, Channel):
@@ -193,7 +195,8 @@ class BagSource:
                  f"{chunk.message_end_time * 1e-9:.3f} s)")
         if not self.skip_corrupt:
             raise UserError(f"bag {self.bag}: {where} {why}: the file is damaged. Re-copy it, or convert with "
-                            "--skip-corrupt to leave that chunk's messages out (counted in meta/ate_conversion.json)")
+                            "--skip-corrupt to leave that chunk's messages out (counted in "
+                            "meta/ate_conversion.json)")
         self.integrity.corrupt_chunks.append({"file": path.name, "chunk": n, "reason": why, "messages": 0,
                                               "log_time_s": [chunk.message_start_time * 1e-9,
                                                              chunk.message_end_time * 1e-9]})

@@ -1,4 +1,4 @@
-"""``ate_policy dataset delete|merge``: LeRobot's dataset editor on our datasets, with our per-episode records kept.
+"""``ate_policy dataset delete|merge``: LeRobot's dataset editor on our datasets, our per-episode records kept.
 
 The curation loop: ``ate_policy inspect DATASET`` finds the episodes to drop (flagged: stale streams, dropped or
 repeated frames, a damaged video) -> ``ate_policy dataset delete DATASET --flagged`` (or ``--episodes 3 7``) ->

@@ -149,7 +149,8 @@ def audit_videos(root: Path, info: dict, ep: int, rows: int, meta_row: dict | No
         (chunk, file, t0, t1), = verify.episode_segments(meta_row, [key]).values()
         path = verify.video_path(root, info["video_path"], key, chunk, file)
         res = verify.check_segment(path, t0, t1, info["fps"], rows, decode=decode).to_dict()
-        res["path"] = str(Path(res["path"]).relative_to(root)) if Path(res["path"]).is_relative_to(root) else res["path"]
+        if Path(res["path"]).is_relative_to(root):
+            res["path"] = str(Path(res["path"]).relative_to(root))
         out[cam] = res
     return out
 

@@ -35,7 +35,8 @@ from ate_description import contract
 from ate_description.errors import UserError
 from ate_policy.recording.rate import RateMonitor
 from ate_policy.recording.sync import EpisodeSyncStats, FrameAssembler, TickResult, is_stale
-from ate_policy.recording.writer import (  # noqa: F401  (re-exported: the codec choice is part of the recorder's API)
+# re-exported: the codec choice is part of the recorder's API
+from ate_policy.recording.writer import (  # noqa: F401
     HARDWARE_VCODECS, SOFTWARE_PRESET, SOFTWARE_VCODEC, EpisodeWriter, WriterConfig, resolve_encoder)
 
 log = logging.getLogger(__name__)

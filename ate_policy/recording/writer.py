@@ -193,7 +193,8 @@ class EpisodeWriter:
             check_features(ds.meta.features, cfg.features, self.root)
             return ds
         return LeRobotDataset.create(repo_id=cfg.repo_id, fps=cfg.fps, root=self.root, features=cfg.features,
-                                     robot_type=cfg.robot_type, use_videos=bool(cfg.video_keys()), **self._kwargs())
+                                     robot_type=cfg.robot_type, use_videos=bool(cfg.video_keys()),
+                                     **self._kwargs())
 
     def _loop(self) -> None:
         while True:

@@ -252,8 +252,9 @@ def _segment_frames(root) -> list[dict[str, int]]:
             lo, hi = ep[f"videos/{key}/from_timestamp"], ep[f"videos/{key}/to_timestamp"]
             with av.open(str(path)) as c:
                 s = c.streams.video[0]
-                counts[key] = sum(1 for p in c.demux(s) if p.pts is not None
-                                  and lo - 0.5 / contract.FPS <= float(p.pts * s.time_base) < hi - 0.5 / contract.FPS)
+                half = 0.5 / contract.FPS
+                counts[key] = sum(1 for p in c.demux(s)
+                                  if p.pts is not None and lo - half <= float(p.pts * s.time_base) < hi - half)
         out.append(counts)
     return out
 
@@ -302,7 +303,8 @@ def test_a_video_that_lost_frames_fails_the_conversion_with_no_output(tmp_path, 
     write_bag(bag, "mcap", seconds=2.4, seed=8)
     mapping = tmp_path / "mapping.yaml"
     mapping.write_text(f"image_height: {H}\nimage_width: {W}\n")
-    rc = cli.main(["convert", str(bag), "--output", str(tmp_path / "ds"), "--task", TASK, "--config", str(mapping)])
+    rc = cli.main(["convert", str(bag), "--output", str(tmp_path / "ds"), "--task", TASK,
+                   "--config", str(mapping)])
     err = capsys.readouterr().err
     assert rc == 2 and "does not hold the episode" in err and "frames in the video for" in err
     assert not (tmp_path / "ds").exists() and not (tmp_path / "ds.partial").exists()
