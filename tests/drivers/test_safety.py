@@ -164,8 +164,11 @@ def test_refused_commands_never_reach_the_controller(driver_pair):
     assert level == 1 and kv["refused_total"] == "5" and kv["refused_too_fast"] == "1"
     # ... and a good command does reach it, as a stream of frames that ends on it.
     assert left.on_command(NAMES, HOME + 0.01, stamp_s=time.monotonic())
-    time.sleep(0.2)
-    left.tick()
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 5.0 and not (len(emu.commands("movej_canfd")) > n0 and np.allclose(
+            np.radians(emu.canfd_targets_deg()[-1]), HOME + 0.01, atol=1e-4)):
+        left.tick()
+        time.sleep(0.01)
     assert len(emu.commands("movej_canfd")) > n0
     np.testing.assert_allclose(np.radians(emu.canfd_targets_deg()[-1]), HOME + 0.01, atol=1e-4)
 
