@@ -182,6 +182,8 @@ def run_episode(sim, runtime, seed: int, time_limit_s: float, film=None) -> tupl
         if unrecoverable:   # early stop: nothing the policy does can succeed any more
             break
     refusals = {k: n - refused_before.get(k, 0) for k, n in sim.refusals().items() if n > refused_before.get(k, 0)}
+    # commands refused because the cell already held (the rest of that tick's): a consequence, not a cause
+    refused_while_held = sum(refusals.pop(k) for k in [k for k in refusals if k.endswith(":held")])
     stats = runtime.stats()
     from ate_policy.sim_eval import outcome
 
@@ -194,7 +196,8 @@ def run_episode(sim, runtime, seed: int, time_limit_s: float, film=None) -> tupl
                "chunks_refused_nonfinite": stats["chunks_refused_nonfinite"],
                "inference_ms_p50": stats["inference_ms"]["p50"],
                "inference_ms_max": stats["inference_ms"]["max"],
-               "safety_refusals": refusals, "held": held, "motion": motion_quality(ep)}
+               "safety_refusals": refusals, "refused_while_held": refused_while_held, "held": held,
+               "motion": motion_quality(ep)}
     return summary, ep
 
 
