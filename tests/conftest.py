@@ -12,6 +12,7 @@ os.environ.setdefault("SVT_LOG", "1")
 sys.path.insert(0, str(Path(__file__).parent))  # tests/ros_testkit.py, shared by the ROS integration tests
 
 import random  # noqa: E402
+import re  # noqa: E402
 
 import pytest  # noqa: E402
 
@@ -44,3 +45,48 @@ def ros_env():
             os.environ.pop(k, None)
         else:
             os.environ[k] = v
+
+
+# --- CI: a skip for a missing required dependency is a failure ---------------------------------------------------------
+# Outside CI a test whose library is missing skips (a robot PC without the sim, a laptop without ROS). In CI (CI=true,
+# which .ci/run sets) scripts/setup.sh has installed every extra, so such a skip means a broken install and fails the
+# run: only the optional dependencies named here may skip there.
+OPTIONAL_DEPENDENCIES = {
+    "wandb": "Weights & Biases logging (the [wandb] extra): optional, no test needs it",
+}
+_MISSING_DEPENDENCY = (re.compile(r"could not import '([\w.]+)'"),  # pytest.importorskip
+                       re.compile(r"^([\w.-]+) is not installed"))  # pytest.skip("<tool> is not installed ...")
+
+
+def _required_but_missing(report) -> str | None:
+    if not report.skipped or hasattr(report, "wasxfail"):
+        return None
+    if os.environ.get("CI", "").lower() not in ("1", "true", "yes"):
+        return None
+    longrepr = report.longrepr
+    reason = str(longrepr[2] if isinstance(longrepr, tuple) and len(longrepr) == 3 else longrepr)
+    for pattern in _MISSING_DEPENDENCY:
+        m = pattern.search(reason.removeprefix("Skipped: "))
+        if m and m.group(1).split(".")[0] not in OPTIONAL_DEPENDENCIES:
+            return reason
+    return None
+
+
+def _fail_in_ci(report) -> None:
+    reason = _required_but_missing(report)
+    if reason is not None:
+        report.outcome = "failed"
+        report.longrepr = (f"a required dependency is missing in CI ({reason}); only "
+                           f"{', '.join(OPTIONAL_DEPENDENCIES)} may skip (tests/conftest.py OPTIONAL_DEPENDENCIES)")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    _fail_in_ci(outcome.get_result())
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    outcome = yield  # a module-level importorskip skips the whole module at collection
+    _fail_in_ci(outcome.get_result())

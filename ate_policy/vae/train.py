@@ -106,17 +106,18 @@ def stage_fingerprint(cfg: VAETrainConfig) -> tuple[str, dict]:
     from ate_policy.config import to_dict
     from ate_policy.provenance import config_section, dataset_digest, file_sha256, fingerprint
 
-    if not cfg.datasets:
-        raise UserError("no dataset given: set `datasets` in the config, e.g. --datasets='[{repo_id: x, root: path}]'")
-    for i, d in enumerate(cfg.datasets):
-        if d.root is not None and not Path(d.root).exists():
-            raise UserError(f"dataset folder {d.root} does not exist (datasets[{i}] of the {cfg.stage} stage)")
-    inputs: dict = {"datasets": [dataset_digest(d.repo_id, d.root, d.action_key) for d in cfg.datasets]}
+    inputs: dict = {}
     if cfg.stage == "adapt":
         if not cfg.stage1_dir:
             raise UserError("Stage 2 (adapt) needs the Stage-1 statistics: set `stage1_dir` to the folder of a "
                             "finished `ate_policy vae pretrain` run")
         inputs["stage1_latent_stats_sha256"] = file_sha256(latent_stats_file(cfg.stage1_dir))
+    if not cfg.datasets:
+        raise UserError("no dataset given: set `datasets` in the config, e.g. --datasets='[{repo_id: x, root: path}]'")
+    for i, d in enumerate(cfg.datasets):
+        if d.root is not None and not Path(d.root).exists():
+            raise UserError(f"dataset folder {d.root} does not exist (datasets[{i}] of the {cfg.stage} stage)")
+    inputs["datasets"] = [dataset_digest(d.repo_id, d.root, d.action_key) for d in cfg.datasets]
     doc = {"config": config_section(to_dict(cfg), drop=("datasets", "stage1_dir")), "inputs": inputs}
     return fingerprint(doc), doc
 
