@@ -129,6 +129,49 @@ def test_the_safety_layer_logs_a_flood_of_refusals_in_a_few_lines_and_counts_eve
     assert "0.5000 rad" in d["first_refusal"] and "0.9990 rad" in d["last_refusal"]
 
 
+def test_a_controller_that_stops_following_on_one_arm_holds_both_with_the_shipped_bound():
+    """Each arm: the arm driver + real SDK + emulated controller (the streaming tests' rig); the left controller
+    stalls (brake / collision without an error report) while the policy keeps streaming: the left driver's
+    tracking guard refuses, and the supervisor stops the right arm too, whose next commands are refused."""
+    from test_arm_streaming import HOME, Rig
+
+    from ate_drivers.supervisor import DriverWatch, apply_holds, gate
+
+    left, right = Rig(), Rig()
+    try:
+        sup = CellSupervisor("coupled")
+        apply_holds(sup, [("left", left.drv), ("right", right.drv)])
+        watches = [DriverWatch("arm", "left", left.drv), DriverWatch("arm", "right", right.drv)]
+
+        def step(tick: int, target_l, target_r):
+            for rig, target, arm in ((left, target_l, "left"), (right, target_r, "right")):
+                ok = gate(sup, arm, rig.drv.safety)
+                rig.step(target if ok and tick % 10 == 0 else None)
+            for w in watches:
+                for ev in w.poll():
+                    sup.report(ev)
+        for k in range(20):                                  # both streaming normally
+            step(k, HOME + 0.03 * (k // 10 + 1), HOME + 0.03 * (k // 10 + 1))
+        assert not sup.held()
+        left.emu.faults.stalled = True
+        q_stall = np.radians(left.emu.joints_deg())
+        stops_right = len(right.emu.commands("set_arm_stop"))
+        for k in range(20, 140):                             # the policy keeps going at 0.6 rad/s on both arms
+            q = q_stall + 0.03 * ((k - 20) // 10 + 1)
+            step(k, q, q)
+            if sup.held():
+                break
+        assert sup.held("left") and sup.held("right") and "tracking" in sup.reason()
+        assert len(right.emu.commands("set_arm_stop")) == stops_right + 1   # the healthy arm was stopped too
+        n = right.frames()
+        for k in range(10):
+            step(10 * k, None, np.radians(right.emu.joints_deg()) + 0.01)
+        assert right.drv.safety.refusals["held"] == 10 and right.frames() == n   # nothing reached it
+    finally:
+        left.close()
+        right.close()
+
+
 # --- both arms in one process: the sim runner ------------------------------------------------------------------
 @pytest.fixture
 def runner():
