@@ -163,6 +163,8 @@ def stage_eval(run: Run) -> str:
     refused = f"{sum(refusals.values())} command(s) refused by the safety layer"
     if refusals:
         refused += f" (mostly {max(refusals, key=refusals.get)})"
+    if ep.get("held"):   # the cell supervisor held both arms, as on the robot: the episode ended there
+        refused += f"; the cell held at {ep['held']['at_s']} s ({ep['held']['reason']}), a failure"
     return (f"{'reused: ' if reused else ''}cook_bun in the sim cell, {ep['ticks']} ticks at 20 Hz "
             f"(lockstep), success {s['successes']}/{s['episodes']}, missed ticks {s['missed_ticks']}, "
             f"{refused} -> {out / 'report.md'}")
