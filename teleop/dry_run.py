@@ -6,7 +6,9 @@ What it stands in for, and nothing else:
   127.0.0.1 and 127.0.0.2, each streaming a hand that circles slowly in front of the operator;
 * two Joy-Cons: scripted presses (``buttons_source: scripted``), counted in wall seconds from ``connect()``:
   both operators hold *init* (align) from 3 to 5 s, the left operator presses *record* at 7 s and the right one
-  presses it again at 13 s: one episode of about 6 s is recorded and saved.
+  presses it again at 13 s: one episode of about 6 s is recorded and saved. Each press is held 1.5 s: buttons
+  are read once per control tick, and a lockstep tick on a loaded CPU can take longer than a short tap (a held
+  button fires once).
 
 Everything else is the real teleop: the avp_stream clients, the frame mapping, the IK, the safety layer, the
 recorder; the bring-up runs the simulated cell in lockstep (a realtime sim cannot hold 20 Hz on a CPU).
@@ -20,7 +22,7 @@ from teleop.avp_server import HandTrackingEmulator, circle, zup_to_yup
 
 HEADSET_IPS = {"left": "127.0.0.1", "right": "127.0.0.2"}
 # wall seconds after connect(): hold init (align), release (teleop starts), record on, record off (save)
-INIT_S, RECORD_S, STOP_S = (3.0, 5.0), (7.0, 7.6), (13.0, 13.6)
+INIT_S, RECORD_S, STOP_S = (3.0, 5.0), (7.0, 8.5), (13.0, 14.5)
 # Where each emulated hand circles (Z-up, m): in front of its operator, left of centre for the left arm.
 _HAND_CENTRE = {"left": (0.35, 0.2, 1.1), "right": (0.35, -0.2, 1.1)}
 

@@ -4,7 +4,7 @@ node running a tiny, randomly initialised PI0 checkpoint (saved as ``ate_policy 
 
 The policy drives both arms for 10 s of simulated time at 20 Hz with zero missed ticks; an e-stop mid-chunk
 stops every target; the episode restarts only after the e-stop is reset and /policy/start is called. The node
-runs with ``viz:=true viz_mode:=web`` all along (Rerun, docs/visualization.md): the ticks above are missed with
+runs with ``viz:=true viz_mode:=web`` all along (Rerun, docs/visualization.md): no tick above is missed with
 it on, and its recording holds every tick with nothing dropped.
 """
 

@@ -1,8 +1,10 @@
-"""The teleop graph over DDS (issue 8): ``graph.teleop_dual`` -- what ``teleop_dual.launch.py robot:=sim`` starts
--- as processes with real rclpy: the e-stop node, the sim cell (lockstep with the teleop node) and the teleop
-node, whose operators are the real avp_stream client against two emulated headsets (127.0.0.1, 127.0.0.2) and
-scripted Joy-Cons (HID cannot run here). Both operators align, one starts recording, the other stops it: the
-episode is saved as a LeRobot dataset, the arms moved through the cell's safety layer, status was published.
+"""The teleop graph over DDS (issue 8): ``graph.teleop_dual`` -- what ``teleop_dual.launch.py dry_run:=true``
+starts -- as processes with real rclpy: the e-stop node, the sim cell (lockstep with the teleop node) and the
+teleop node, whose operators are the real avp_stream client against the two emulated headsets the dry run starts
+(127.0.0.1, 127.0.0.2, ``teleop.dry_run``) and scripted Joy-Cons (HID cannot run here). Both operators align,
+one starts recording, the other stops it: the episode is saved as a LeRobot dataset, the arms moved through the
+cell's safety layer, status was published, and the Rerun recording (``viz:=true``, headless: ``viz_mode:=off``
+with a file) shows the operators' states, the recording and the cameras.
 
 The headsets and buttons run on wall time while the cell runs in lockstep, so the number of frames depends on
 this machine's speed; the exact 200-frame check is test_teleop_e2e's, which controls both clocks.
@@ -28,23 +30,12 @@ from ros_testkit import running_graph  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
-# wall seconds after the teleop node opened its Joy-Cons: hold init (align), release (teleop), record, stop
-INIT, RECORD, STOP = (3.0, 5.0), (7.0, 7.6), (13.0, 13.6)
-
-
 @pytest.fixture(scope="module")
 def teleop_graph(ros_env, tmp_path_factory):
-    from teleop.avp_server import HandTrackingEmulator, circle, zup_to_yup
     from teleop.configuration_teleop import load_teleop_config
 
     tmp = tmp_path_factory.mktemp("teleop_graph")
-    emus = [HandTrackingEmulator(ip, right_wrist=lambda t, y=y: zup_to_yup(circle((0.35, y, 1.1), 0.03, 6.0)(t)))
-            .start() for ip, y in (("127.0.0.1", 0.2), ("127.0.0.2", -0.2))]
     cfg = load_teleop_config()
-    for arm, script in (("left", [[*INIT, "right"], [*RECORD, "up"]]), ("right", [[*INIT, "right"], [*STOP, "up"]])):
-        op = cfg.operator(arm)
-        op.buttons_source, op.button_script = "scripted", script
-        op.avp.frozen_after_ms = 30_000.0   # lockstep ticks can be slower than the tracker on a loaded machine
     cfg.recorder.image_height, cfg.recorder.image_width = 48, 64
     teleop_yaml = tmp / "teleop.yaml"
     dump_yaml(cfg, teleop_yaml)
@@ -52,22 +43,18 @@ def teleop_graph(ros_env, tmp_path_factory):
     dcfg.sim.image_height, dcfg.sim.image_width = 48, 64
     drivers_yaml = tmp / "drivers.yaml"
     dump_yaml(dcfg, drivers_yaml)
-    specs = graph.teleop_dual({"robot": "sim", "sim_clock": "lockstep", "config": str(drivers_yaml),
-                               "teleop_config": str(teleop_yaml), "dataset": str(tmp / "ds"),
-                               "left_avp_ip": "127.0.0.1", "right_avp_ip": "127.0.0.2"})
-    try:
-        with running_graph(specs, {**ros_env, "HF_HUB_OFFLINE": "1", "MUJOCO_GL": "osmesa"}, tmp,
-                           "teleop_probe") as (g, node):
-            yield g, node, tmp
-    finally:
-        for emu in emus:
-            emu.stop(grace_s=0.2)
+    # the one-command dry run, as on a headless machine: Rerun into a file instead of a viewer
+    specs = graph.teleop_dual({"dry_run": "true", "config": str(drivers_yaml), "teleop_config": str(teleop_yaml),
+                               "dataset": str(tmp / "ds"), "viz_mode": "off", "viz_rrd": str(tmp / "teleop.rrd")})
+    with running_graph(specs, {**ros_env, "HF_HUB_OFFLINE": "1", "MUJOCO_GL": "osmesa"}, tmp,
+                       "teleop_probe") as (g, node):
+        yield g, node, tmp
 
 
 def test_teleop_graph_is_drivers_plus_the_teleop_node():
     specs = graph.teleop_dual({"robot": "sim", "dataset": "/data/x", "left_avp_ip": "10.0.0.5"})
     assert [s.fq_name for s in specs] == ["/estop", "/sim_cell", "/robot_description", "/teleop"]
-    sim, tel = specs[1].parameters, specs[2].parameters
+    sim, tel = specs[1].parameters, specs[-1].parameters
     assert sim["clock"] == "realtime" and tel["lockstep"] is False and tel["use_sim_time"] is True
     assert (tel["dataset"], tel["left_avp_ip"], tel["right_avp_ip"]) == ("/data/x", "10.0.0.5", "")
     real = graph.teleop_dual({})
@@ -109,6 +96,23 @@ def test_two_operators_align_and_record_an_episode_through_the_ros_graph(teleop_
     assert ds.meta.tasks.index[0] == "cook the bun: put the bun in the steamer and close the lid"
     action = np.asarray(ds.hf_dataset.with_format("numpy")["action"])
     assert np.ptp(action[:, :7], axis=0).max() > 1e-3   # the left arm was moving while recorded
+
+    # what the dry run showed: the operators' states, the recording, targets and cameras (read while written)
+    import warnings
+
+    from ate_policy.viz.rrd import read_rrd
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rows = read_rrd(tmp / "teleop.rrd")
+    texts = [t for v in rows["/events/operator"]["TextLog:text"].values() for t in v]
+    for st in ("aligned", "teleop", "recording"):
+        assert f"left: {st}" in texts and f"right: {st}" in texts, texts
+    rec = [t for v in rows["/events/recording"]["TextLog:text"].values() for t in v]
+    assert rec[0].startswith("recording started") and rec[1].startswith("recording stopped"), rec
+    recording = rows["/status/recording"]["Scalars:scalars"]
+    assert sum(v[0] for v in recording.values()) >= frames   # one row per tick, 1 while recorded
+    assert rows["/arms/left/target"]["Scalars:scalars"] and rows["/cameras/cam_high"]["EncodedImage:blob"]
 
 
 def test_missing_headset_stops_the_node_within_seconds_naming_the_ip_and_the_dry_run(ros_env, tmp_path):
