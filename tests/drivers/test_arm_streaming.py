@@ -350,3 +350,43 @@ def test_a_refused_stop_during_a_controller_error_is_not_a_lost_link(rig):
     rig.emu.collision_stop()
     rig.step()
     assert rig.drv.fault and rig.drv.connected and rig.drv.reconnects == 1
+
+
+# --- a whole chunk -----------------------------------------------------------------------------------------------
+
+def chunk(t0_k: int, n: int = 20):
+    """n points of the sine input, 50 ms apart, starting one tick after ``t0_k``'s target."""
+    return [0.05 * (i + 1) for i in range(n)], [sine_target(t0_k + i + 1) for i in range(n)]
+
+
+def test_a_whole_chunk_is_streamed_on_its_own_timeline_without_the_tick_of_interpolation(rig):
+    for k in range(20):                                  # at rest on the first target
+        rig.step(sine_target(0) if k == 0 else None)
+    t0 = rig.clock.t
+    times, points = chunk(0)
+    assert rig.drv.on_trajectory(NAMES, times, points, stamp_s=t0)
+    n = rig.frames()
+    for _ in range(int(1.3 / rig.dt)):                # the chunk's second, then the stream settles
+        rig.step()
+    frames = rig.emu.commands("movej_canfd")[n:]
+    ft = np.array([f.t for f in frames])
+    fq = np.radians(np.array([np.asarray(f.msg["joint"]) / 1000.0 for f in frames]))
+    # Independent expectation: the chunk's points linearly interpolated on their own times (no delay).
+    pt = t0 + np.array([0.0] + times)
+    pq = np.vstack([sine_target(0)] + points)
+    expected = np.array([np.interp(ft, pt, pq[:, j]) for j in range(7)]).T
+    lag_free = np.max(np.abs(fq - expected)[ft > t0 + 0.2])
+    delayed = np.array([np.interp(ft - PERIOD_S, pt, pq[:, j]) for j in range(7)]).T
+    assert lag_free < 0.01 < np.max(np.abs(delayed - expected)[ft > t0 + 0.2])
+    np.testing.assert_allclose(fq[-1], points[-1], atol=1e-6)
+    assert rig.emu.follow_stops == 0 and np.max(np.diff(ft)) == pytest.approx(rig.dt)
+
+
+def test_a_chunk_with_a_point_too_fast_is_refused_whole(rig):
+    times, points = chunk(0)
+    points[5] = points[5] + 0.2                           # 0.2 rad in 50 ms: 4 rad/s
+    n = rig.frames()
+    assert not rig.drv.on_trajectory(NAMES, times, points, stamp_s=rig.clock.t)
+    for _ in range(20):
+        rig.step()
+    assert rig.frames() == n and rig.drv.safety.refusals["too_fast"] == 1

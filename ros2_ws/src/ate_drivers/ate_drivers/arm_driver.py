@@ -323,6 +323,57 @@ class ArmDriver:
                 self._lost(e)
                 return False
 
+    @_dispatching
+    def on_trajectory(self, names, times_from_start_s, points, stamp_s: float | None = None) -> bool:
+        """Check and stream a whole chunk (trajectory_msgs/JointTrajectory): ``points[i]`` (named joints) at
+        ``stamp_s + times_from_start_s[i]``. The stream follows the chunk's own timeline, without the tick of
+        interpolation a 20 Hz target costs; a later chunk or target replaces it. Points already in the past are
+        dropped. True when accepted."""
+        with self._lock:
+            now = self.clock()
+            if not self.connected or self.state is None:
+                self.safety.refuse("disconnected", "arm not connected")
+                return False
+            if self.frame_period_s is None:
+                self.safety.refuse("no_stream", "this backend takes 20 Hz targets only")
+                return False
+            if stamp_s is None and self.require_stamps:
+                self.safety.refuse("unstamped", "trajectory without a header stamp (robot:=real needs one)")
+                return False
+            t0 = now if stamp_s is None else stamp_s
+            if stamp_s is not None and stamp_s < self._fresh_after:
+                self.safety.refuse("stale", "trajectory older than the last reconnect")
+                return False
+            if self.fault:
+                self.safety.refuse("controller_error", f"{self.fault}; call clear_error first")
+                return False
+            try:
+                if stamp_s is not None and stamp_s - now > self.safety.config.future_stamp_tolerance_s:
+                    raise self.safety.refuse("future_stamp", f"trajectory stamped {stamp_s - now:.3f} s ahead")
+                n_joints = len(self.safety.joint_names)
+                q = np.array([self.safety.order(names, p) for p in points], dtype=float).reshape(len(points),
+                                                                                                  n_joints)
+                t = t0 + np.asarray(times_from_start_s, dtype=float).reshape(-1)
+                if t.size != q.shape[0]:
+                    raise self.safety.refuse("wrong_length", f"{t.size} times for {q.shape[0]} points")
+                keep = t > now
+                if not np.any(keep):
+                    raise self.safety.refuse("stale", "every point of the trajectory lies in the past")
+                q, t = q[keep], t[keep]
+                if self._stream is None or not self._stream.active:
+                    self._stream = self._new_stream()
+                    self._stream.reset(self.state.q_rad, now)
+                self.safety.check_path(q, t, self._stream.reference(now), now, self.state.q_rad)
+            except Refused as r:
+                if r.reason == "tracking":
+                    self._trip("tracking", str(r))
+                return False
+            self._stream.set_path(t, q, now)
+            # The next 20 Hz target is judged against the measured joints, not a point of this chunk.
+            self.safety.forget_reference()
+            self._last_command_t = float(t[-1])
+            return True
+
     def _new_stream(self) -> JointStream:
         c = self.safety.config
         return JointStream(self.frame_period_s, PERIOD_S, c.max_velocity_rad_s, c.max_acceleration_rad_s2,

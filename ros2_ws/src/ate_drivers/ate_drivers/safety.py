@@ -189,6 +189,38 @@ class SafetyFilter:
                                            f"joint (bound {self.config.tracking_bound_rad:.4f}): the controller "
                                            "is not following")
 
+    def check_path(self, points, times_s, q_from: np.ndarray, t_from: float,
+                   q_measured: np.ndarray | None) -> np.ndarray:
+        """A whole chunk (points in joint order at absolute ``times_s``, after ``t_from``), or :class:`Refused`:
+        every point finite and inside the limits, every step within the velocity cap over its time (the first one
+        from ``q_from``, where the stream's reference is at ``t_from``), the first point within the tracking bound.
+        """
+        if self.estop.latched:
+            raise self.refuse("estop", "e-stop latched; reset it first")
+        q = np.asarray(points, dtype=float)
+        t = np.asarray(times_s, dtype=float).reshape(-1)
+        if q.ndim != 2 or q.shape[1] != N_ARM_JOINTS or q.shape[0] != t.size or t.size == 0:
+            raise self.refuse("wrong_length", f"trajectory of shape {q.shape} with {t.size} times")
+        if not (np.all(np.isfinite(q)) and np.all(np.isfinite(t))):
+            raise self.refuse("not_finite", "trajectory with NaN/inf")
+        dts = np.diff(np.concatenate([[t_from], t]))
+        if np.any(dts <= 0):
+            raise self.refuse("trajectory_time", "trajectory times must increase and lie in the future")
+        bad = np.argwhere((q < self.q_min) | (q > self.q_max))
+        if bad.size:
+            k, j = (int(v) for v in bad[0])
+            raise self.refuse("joint_limit", f"point {k}: {self.joint_names[j]} = {q[k, j]:.4f} rad outside "
+                                              f"[{self.q_min[j]:.4f}, {self.q_max[j]:.4f}] (margin included)")
+        steps = np.abs(np.diff(np.vstack([np.asarray(q_from, dtype=float), q]), axis=0))
+        speed = steps / dts[:, None]
+        if np.max(speed) > self.config.max_velocity_rad_s:
+            k, j = np.unravel_index(int(np.argmax(speed)), speed.shape)
+            raise self.refuse("too_fast", f"point {k}: {self.joint_names[j]} would move at {speed[k, j]:.3f} "
+                                           f"rad/s (max {self.config.max_velocity_rad_s:.3f})")
+        self._check_tracking(q[0], q_measured, "trajectory start")
+        self.accepted += 1
+        return q
+
     def check_frame(self, q_rad, q_prev: np.ndarray, period_s: float, q_measured: np.ndarray | None) -> np.ndarray:
         """One frame of the driver's stream to the controller, or :class:`Refused`: finite, inside the limits,
         within the velocity cap over ``period_s`` from the previous frame, within the tracking bound."""

@@ -22,6 +22,10 @@ from __future__ import annotations
 import numpy as np
 
 
+PATH_CORRECTION_S = 0.03
+"""A chunk: how fast the stream closes a gap to the chunk's timeline (a first-order time constant)."""
+
+
 class JointStream:
     def __init__(self, frame_period_s: float, target_period_s: float, max_velocity: float,
                  max_acceleration: float, max_jerk: float):
@@ -35,6 +39,7 @@ class JointStream:
         self.v: np.ndarray | None = None
         self.a: np.ndarray | None = None
         self._seg: tuple[float, np.ndarray, np.ndarray] | None = None   # (t0, start, goal) of the reference
+        self._path: tuple[np.ndarray, np.ndarray] | None = None         # (times, points) of a whole chunk
         self.t_last_frame = -np.inf
 
     @property
@@ -46,13 +51,18 @@ class JointStream:
         q = np.asarray(q_measured, dtype=float).copy()
         self.q, self.v, self.a = q, np.zeros_like(q), np.zeros_like(q)
         self._seg = (t, q.copy(), q.copy())
+        self._path = None
         self.t_last_frame = t
 
     def clear(self) -> None:
         self.q = self.v = self.a = None
         self._seg = None
+        self._path = None
 
     def reference(self, t: float) -> np.ndarray:
+        if self._path is not None:
+            times, points = self._path
+            return np.array([np.interp(t, times, points[:, j]) for j in range(points.shape[1])])
         t0, start, goal = self._seg
         s = min(max((t - t0) / self.target_period_s, 0.0), 1.0)
         return start + (goal - start) * s
@@ -61,7 +71,24 @@ class JointStream:
         """A new accepted target at time ``t``: the reference heads there over one target period."""
         if self.q is None:
             raise RuntimeError("JointStream.push before reset()")
-        self._seg = (t, self.reference(t), np.asarray(q_target, dtype=float).copy())
+        r = self.reference(t)
+        self._path = None
+        self._seg = (t, r, np.asarray(q_target, dtype=float).copy())
+
+    def set_path(self, times: np.ndarray, points: np.ndarray, t: float) -> None:
+        """A whole chunk: the reference runs from where it is at ``t`` through ``points`` at their absolute
+        ``times`` (all after ``t``), with no tick of interpolation delay, and rests on the last point."""
+        if self.q is None:
+            raise RuntimeError("JointStream.set_path before reset()")
+        r = self.reference(t)
+        times = np.concatenate([[t], np.asarray(times, dtype=float)])
+        points = np.vstack([r, np.asarray(points, dtype=float)])
+        self._path = (times, points)
+        self._seg = (float(times[-1]) - self.target_period_s, points[-1].copy(), points[-1].copy())
+
+    def rest_time(self) -> float:
+        """When the reference stops moving (end of the segment or of the chunk)."""
+        return self._seg[0] + self.target_period_s
 
     @property
     def goal(self) -> np.ndarray | None:
@@ -80,10 +107,16 @@ class JointStream:
         # Velocity that reaches the reference at this frame, but toward the last target no faster than what
         # can still be braked to rest before it (braking distance with the jerk ramp: d = v^2 / (2 A) + v A /
         # (2 J), solved for v), so the stream stops on the last target instead of overshooting it.
+        # A chunk is a known future: its turns are the caller's plan, so braking is only toward its last point,
+        # in its last segment.
+        brake = self._path is None or t >= self._path[0][-2]
         e_goal = self._seg[2] - self.q
         c = self.a_max ** 2 / (2.0 * self.j_max)
-        v_brake = np.sqrt(c * c + 2.0 * self.a_max * np.abs(e_goal)) - c
-        v_des = e / dt
+        v_brake = np.sqrt(c * c + 2.0 * self.a_max * np.abs(e_goal)) - c if brake else np.full_like(e, np.inf)
+        if self._path is None:
+            v_des = e / dt
+        else:   # a chunk: its own velocity plus a damped correction (deadbeat would ring under the bounds)
+            v_des = (r - self.reference(t - dt)) / dt + e / PATH_CORRECTION_S
         v_des = np.where(e_goal >= 0, np.minimum(v_des, v_brake), np.maximum(v_des, -v_brake))
         v_des = np.clip(v_des, -self.v_max, self.v_max)
         a_des = (v_des - self.v) / dt
@@ -95,6 +128,7 @@ class JointStream:
         sgn = np.where(e_goal >= 0, 1.0, -1.0)
         late = self._stopping_distance(sgn * v_new, sgn * a_des) > np.abs(e_goal - v_new * dt) + 1e-12
         late &= sgn * self.v > 0           # from rest, always take the first step (else a short move could stall)
+        late &= brake
         a_brake = sgn * np.maximum(sgn * self.a - self.j_max * dt, -self.a_max)
         a_des = np.where(late, a_brake, a_des)
         v_brk = np.clip(self.v + a_brake * dt, -self.v_max, self.v_max)
@@ -107,7 +141,7 @@ class JointStream:
         # sub-millirad frame at the end of a motion). The reference rests once it stood for more than a frame
         # past its segment (a steady 20 Hz input starts the next segment right at the end of this one); the
         # snapping frame keeps within the acceleration bound.
-        resting = t > self._seg[0] + self.target_period_s + 1.5 * dt
+        resting = t > self.rest_time() + 1.5 * dt
         v_snap = (r - self.q) / dt
         done = resting & (np.abs(v_snap) <= self.a_max * dt) & (np.abs(v_snap - self.v) <= self.a_max * dt)
         q_new = np.where(done, r, q_new)

@@ -1,7 +1,7 @@
 """Arm driver node (one per arm, namespace ``left`` / ``right``): ``joint_states``, ``wrench``, ``/diagnostics``
-out; ``joint_command`` and ``/estop`` in; service ``clear_error`` (std_srvs/Trigger: clear the controller's
-errors, after which commands flow again). All logic is in ``ate_drivers.arm_driver.ArmDriver`` (which streams
-frames to the controller from its own thread)."""
+out; ``joint_command`` (20 Hz targets), ``joint_trajectory`` (a whole chunk) and ``/estop`` in; service
+``clear_error`` (std_srvs/Trigger: clear the controller's errors, after which commands flow again). All logic is
+in ``ate_drivers.arm_driver.ArmDriver`` (which streams frames to the controller from its own thread)."""
 
 from __future__ import annotations
 
@@ -42,7 +42,10 @@ class ArmNode(Node):
         # /estop, the e-stop node's heartbeat and the cell supervisor (a hold of either arm stops this one)
         self.cell = link_cell(self, self.estop, self.cfg.safety, [("arm", self.arm, self.driver)])
         from std_srvs.srv import Trigger
+        from trajectory_msgs.msg import JointTrajectory
         self.create_service(Trigger, "clear_error", self.on_clear_error)
+        # A whole chunk at once: streamed on its own timeline (no tick of interpolation, unlike joint_command).
+        self.create_subscription(JointTrajectory, "joint_trajectory", self.on_trajectory, COMMAND_QOS)
         self._tick_n = 0
         self._t_start = time.monotonic()
         self.create_timer(1.0 / self.cfg.state_rate_hz, self.on_tick)
@@ -70,6 +73,13 @@ class ArmNode(Node):
     def on_command(self, msg: JointState) -> None:
         if self.cell.gate(self.arm, self.driver.safety):
             self.driver.on_command(list(msg.name), list(msg.position), stamp_to_monotonic(self, msg.header.stamp))
+        self.cell.poll()
+
+    def on_trajectory(self, msg) -> None:
+        if self.cell.gate(self.arm, self.driver.safety):
+            times = [p.time_from_start.sec + p.time_from_start.nanosec * 1e-9 for p in msg.points]
+            self.driver.on_trajectory(list(msg.joint_names), times, [list(p.positions) for p in msg.points],
+                                      stamp_to_monotonic(self, msg.header.stamp))
         self.cell.poll()
 
     def on_clear_error(self, request, response):
