@@ -98,6 +98,12 @@ def test_heartbeat_lapse_fires_once_and_nothing_counts_as_alive_before_the_first
     assert not hb.alive() and hb.check() and not hb.check()  # one lapse, reported once
     hb.beat()
     assert hb.alive() and hb.lapses == 1
+    # this process stalled (the check itself comes late): no verdict until a timely check
+    stalls = hb.own_stalls
+    clk.t = 2.0
+    assert not hb.check() and hb.own_stalls == stalls + 1
+    clk.t = 2.1
+    assert hb.check() and hb.lapses == 2
 
 
 def test_refusal_logs_are_throttled_with_counts_and_first_and_last_kept(caplog):

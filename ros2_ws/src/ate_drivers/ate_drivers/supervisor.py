@@ -369,6 +369,8 @@ class HeartbeatWatch:
         self.last_beat: float | None = None
         self.lapses = 0
         self._lapsed = False
+        self._last_check: float | None = None
+        self.own_stalls = 0
 
     @property
     def enabled(self) -> bool:
@@ -384,7 +386,15 @@ class HeartbeatWatch:
         return self.last_beat is not None and self.clock() - self.last_beat <= self.timeout_s
 
     def check(self) -> bool:
-        """True exactly once per lapse (the beat had been seen and stopped for longer than the timeout)."""
+        """True exactly once per lapse (the beat had been seen and stopped for longer than the timeout).
+
+        Called from a periodic timer: when this check itself comes more than half a timeout late, it is this
+        process that stalled (beats may be waiting in its queue), so the judgement waits for the next check."""
+        now = self.clock()
+        last_check, self._last_check = self._last_check, now
+        if last_check is not None and now - last_check > self.timeout_s / 2:
+            self.own_stalls += 1
+            return False
         if not self.enabled or self.last_beat is None or self._lapsed or self.alive():
             return False
         self._lapsed = True
