@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import os
 import queue
 import tempfile
 import threading
@@ -57,6 +58,7 @@ IMAGE_CODECS = ("png", "jpeg", "raw")
 _LEVELS = {"chunk": "INFO", "hold": "WARN", "refusal": "WARN", "estop": "ERROR", "operator": "INFO",
            "recording": "INFO", "audit": "WARN", "info": "INFO"}
 _STOP = object()
+WORKER_NICE = 10   # the logging thread yields the CPU to the control loop on a busy machine
 
 
 def camera_path(cam: str) -> str:
@@ -194,6 +196,11 @@ class CellLogger:
 
     # --- worker side --------------------------------------------------------------------------------------------
     def _run(self) -> None:
+        try:   # this thread below the control loop's priority (Linux: nice is per thread)
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), min(19, os.getpriority(
+                os.PRIO_PROCESS, threading.get_native_id()) + WORKER_NICE))
+        except (AttributeError, OSError):
+            pass
         try:
             self._setup()
         except Exception:  # noqa: BLE001  (visualisation must never take the loop down)

@@ -30,6 +30,7 @@ from ate_description.errors import UserError
 log = logging.getLogger(__name__)
 
 VIEWER_MODES = ("native", "web")
+VIEWER_NICE = 10   # the viewer process's scheduling priority below the nodes' (Linux nice increment)
 
 
 def free_port() -> int:
@@ -114,8 +115,9 @@ def start_viewer(mode: str, grpc_port: int = 0, web_port: int = 0, memory_limit:
     # Its own process group: a Ctrl-C in the terminal reaches the node, which closes the viewer itself.
     # Its output goes to a file: a pipe nobody reads would block it once full.
     out = tempfile.NamedTemporaryFile(prefix=f"rerun_{mode}_", suffix=".log", delete=False)
+    # Niced: on a machine with few cores the viewer's server must not take CPU time from the control loop.
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=lambda: os.nice(VIEWER_NICE))
     out.close()
     viewer = Viewer(mode, grpc_port, web_port if mode == "web" else None, proc, Path(out.name))
     try:
