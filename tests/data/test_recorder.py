@@ -296,3 +296,30 @@ def test_a_loop_that_misses_ticks_keeps_dataset_time_true_with_counted_repeats_a
     # and it is counted as what it is: a stale, repeated frame
     assert rep.sync["streams"]["cam_high"]["stale_ticks"] == skipped and rep.flagged
     assert durable.read_sidecar(small_recorder_cfg.root)[0]["repeated_frames"] == skipped
+
+
+def test_a_video_that_lost_frames_anyway_flags_the_episode_naming_the_camera(small_recorder_cfg, monkeypatch):
+    """Should a frame still go missing inside LeRobot (here: the writer's back-pressure switched off under a
+    slow encoder), the check after the save flags the episode and says which camera lost what."""
+    import types
+
+    import lerobot.datasets.video_utils as vu
+
+    from ate_policy.recording.writer import EpisodeWriter
+
+    real_image = vu.Image
+    monkeypatch.setattr(vu, "Image", types.SimpleNamespace(
+        fromarray=lambda a: (threading.Event().wait(0.12), real_image.fromarray(a))[1]))
+    monkeypatch.setattr(EpisodeWriter, "_wait_for_encoders", lambda self: None)
+    small_recorder_cfg.queue_size = 200
+    with EpisodeRecorder(small_recorder_cfg) as rec:
+        rec.start_episode()
+        for k in range(40):
+            feed_tick(rec, T0 + k * P, k)
+        rep = rec.stop_and_save()
+    assert rep.saved and rep.flagged
+    problems = rep.sync["video_problems"]
+    assert problems and all("frames in the video for 40 rows" in p for p in problems.values())
+    side = durable.read_sidecar(small_recorder_cfg.root)[0]
+    assert side["flagged"] and side["video_problems"] == problems
+    assert all(side["video_frames"][cam] < 40 for cam in problems)
