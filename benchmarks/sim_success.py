@@ -1,0 +1,158 @@
+"""Does a policy trained by this stack do the task? Demonstrations -> training -> ``ate_policy eval``, per task.
+
+For each task (pick_bun by default; cook_bun with ``--tasks pick_bun cook_bun``), one after the other (long jobs
+share two cores: never two at once), each step timed with the 1-minute load average beside it:
+
+1. ``ate_policy demo-data --sim TASK`` (resumed: only missing episodes are recorded) on demo seeds
+   ``--demo-seed ..``;
+2. the integration check: a demonstration replayed through ``ate_policy eval`` on its own seed (must succeed
+   with no refusal);
+3. ``ate_policy train --config <recipe>`` (``--policy diffusion``: train_sim_pick_bun, ``pi0``:
+   train_sim_pick_bun_pi0) on those demonstrations;
+4. ``ate_policy eval`` of the checkpoint on ``--episodes`` unseen seeds (``--eval-seed ..``, objects randomised as
+   in the demonstrations), and the blind baseline on the same seeds: a demonstration recorded with another seed,
+   replayed (the success a camera-blind policy gets).
+
+Writes ``benchmarks/results/sim_success.json`` (``--smoke``: ``sim_success_smoke.json``)::
+
+    {"tasks": {"<task>": {"policy", "demos", "train_steps", "train_wall_s", "episodes", "success_rate",
+                          "refusals", "outcomes", "blind_success_rate", "replay_success_rate", "eval_seeds", ...}},
+     "machine": {...}, "scale": "full" | "smoke"}
+
+Full run (a quiet machine: about 1 h of demonstrations and 2 h of training per task on 2 CPU cores)::
+
+    python benchmarks/sim_success.py --tasks pick_bun --policy diffusion --demos 50 --episodes 20
+
+``--smoke`` (a few minutes, every step once at toy size: 2 demonstrations, 20 training steps, 1 short episode)
+checks the script, not the policy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = Path(__file__).parent / "results"
+RECIPES = {("pick_bun", "diffusion"): "train_sim_pick_bun", ("pick_bun", "pi0"): "train_sim_pick_bun_pi0",
+           ("cook_bun", "diffusion"): "train_sim_pick_bun", ("cook_bun", "pi0"): "train_sim_pick_bun_pi0"}
+
+
+def machine() -> dict:
+    import torch
+
+    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            "python": platform.python_version()}
+
+
+def timed(label: str, log: list, fn, *args, **kwargs):
+    load0 = os.getloadavg()[0]
+    t0 = time.perf_counter()
+    out = fn(*args, **kwargs)
+    wall = time.perf_counter() - t0
+    log.append({"step": label, "wall_s": round(wall, 1), "load_avg_1min_before": round(load0, 2),
+                "load_avg_1min_after": round(os.getloadavg()[0], 2)})
+    print(f"  {label}: {wall:.0f} s (load {load0:.1f} -> {os.getloadavg()[0]:.1f})", flush=True)
+    return out, wall
+
+
+def cli(*args: str) -> None:
+    """One ``ate_policy`` command in its own process (what a user runs; its memory is freed after)."""
+    subprocess.run([sys.executable, "-m", "ate_policy.cli", *args], check=True, cwd=ROOT)
+
+
+def eval_json(out: Path) -> dict:
+    return json.loads((out / "eval.json").read_text())
+
+
+def run_task(task: str, a, work: Path) -> dict:
+    from ate_policy.data.sim_demos import record_sim_demos
+
+    timings: list = []
+    print(f"{task}:", flush=True)
+    demos, _ = timed("demonstrations", timings, record_sim_demos, task, work / "demos", a.demos, tuple(a.image_size),
+                     seed=a.demo_seed, workers=a.workers)
+    root = demos["root"]
+    demo_seeds = [e["seed"] for e in demos["episodes"]]
+    limit = ["--time-limit", str(a.time_limit)] if a.time_limit else []
+    common = ["--task", task, "--image-size", *map(str, a.image_size), "--no-progress", *limit]
+    # 2. the integration check on the first demonstration's own seed
+    timed("replay check", timings, cli, "eval", *common, "--replay", str(root), "--episodes", "1",
+          "--seed", str(demo_seeds[0]), "--output", str(work / "eval_replay"), "--videos", "1")
+    replay = eval_json(work / "eval_replay")
+    # 3. training
+    recipe = RECIPES[(task, a.policy)]
+    run_dir = work / f"train_{a.policy}"
+    _, train_wall = timed("training", timings, cli, "train", "--config", recipe, f"--dataset.root={root}",
+                          f"--dataset.repo_id=local/sim_{task}", f"--output_dir={run_dir}", f"--steps={a.steps}",
+                          f"--save_every={max(1, a.steps // 2)}", *([f"--batch_size={a.batch_size}"] if a.batch_size else []))
+    # 4. the learned policy and the blind baseline on the same unseen seeds
+    seeds = ["--episodes", str(a.episodes), "--seed", str(a.eval_seed)]
+    timed("evaluation", timings, cli, "eval", *common, "--checkpoint", str(run_dir), *seeds,
+          "--output", str(work / "eval_policy"), "--device", "cpu")
+    learned = eval_json(work / "eval_policy")
+    timed("blind baseline", timings, cli, "eval", *common, "--replay", str(root), "--blind", *seeds,
+          "--output", str(work / "eval_blind"), "--videos", "0")
+    blind = eval_json(work / "eval_blind")
+    return {"policy": f"{a.policy} (tiny, recipe {recipe})", "recipe": recipe, "demos": len(demo_seeds),
+            "demo_seeds": demo_seeds, "train_steps": a.steps, "train_wall_s": round(train_wall, 1),
+            "episodes": learned["episodes"], "eval_seeds": [a.eval_seed + i for i in range(a.episodes)],
+            "success_rate": learned["success_rate"], "refusals": learned["safety_refusals"],
+            "outcomes": learned["outcomes"], "time_limit_s": learned["time_limit_s"],
+            "blind_success_rate": blind["success_rate"], "blind_outcomes": blind["outcomes"],
+            "replay_success_rate": replay["success_rate"], "replay_refusals": replay["safety_refusals"],
+            "image_hw": list(a.image_size), "timings": timings,
+            "reports": {k: str(work / d / "report.md") for k, d in
+                        (("policy", "eval_policy"), ("blind", "eval_blind"), ("replay", "eval_replay"))}}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--tasks", nargs="+", default=["pick_bun"], choices=("pick_bun", "cook_bun"))
+    p.add_argument("--policy", choices=("diffusion", "pi0"), default="diffusion")
+    p.add_argument("--demos", type=int, default=50)
+    p.add_argument("--demo-seed", type=int, default=1000, help="demonstrations use seeds from here on")
+    p.add_argument("--steps", type=int, default=6000)
+    p.add_argument("--episodes", type=int, default=20)
+    p.add_argument("--eval-seed", type=int, default=0, help="evaluation episodes use seeds from here on (unseen)")
+    p.add_argument("--time-limit", type=float, default=None, help="episode limit (default: 2x the demonstrator's)")
+    p.add_argument("--image-size", type=int, nargs=2, default=(48, 64))
+    p.add_argument("--workers", type=int, default=2, help="demonstration worker processes")
+    p.add_argument("--batch-size", type=int, default=None, help="training batch (default: the recipe's)")
+    p.add_argument("--work", default=None, help="folder for data, runs and reports (default outputs/sim_success)")
+    p.add_argument("--smoke", action="store_true", help="every step once at toy size (a few minutes)")
+    a = p.parse_args(argv)
+    if a.smoke:
+        a.demos, a.steps, a.episodes, a.time_limit, a.workers = 2, 10, 1, a.time_limit or 3.0, 1
+        a.batch_size = a.batch_size or 2
+    work = Path(a.work or ("outputs/sim_success_smoke" if a.smoke else "outputs/sim_success"))
+    results = {"scale": "smoke" if a.smoke else "full", "machine": machine(),
+               "load_avg_at_start": os.getloadavg(), "tasks": {}}
+    t0 = time.perf_counter()
+    for task in a.tasks:
+        results["tasks"][task] = run_task(task, a, work / task)
+    results["wall_s"] = round(time.perf_counter() - t0, 1)
+    results["load_avg_at_end"] = os.getloadavg()
+    out = RESULTS / ("sim_success_smoke.json" if a.smoke else "sim_success.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    print(f"\n{'task':10} {'policy':40} {'demos':>5} {'steps':>6} {'train s':>8} {'episodes':>8} {'success':>8} "
+          f"{'blind':>6} {'replay':>6}")
+    for task, r in results["tasks"].items():
+        print(f"{task:10} {r['policy']:40} {r['demos']:5d} {r['train_steps']:6d} {r['train_wall_s']:8.0f} "
+              f"{r['episodes']:8d} {r['success_rate']:8.0%} {r['blind_success_rate']:6.0%} "
+              f"{r['replay_success_rate']:6.0%}")
+    print(f"-> {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
