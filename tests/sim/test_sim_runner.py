@@ -36,6 +36,10 @@ def test_commands_pass_the_drivers_safety_layer_on_simulated_time(runner):
     for bad, stamp in ((target + 0.5, runner.sim_time()), (target * np.nan, runner.sim_time()),
                        (target + 0.01, runner.sim_time() - 1.0)):
         assert not runner.command_arm("left", NAMES, bad, stamp)
+        # Each refusal holds the cell (the supervisor, coupled: the other arm too); the operator's resume lets
+        # the next command be judged on its own.
+        assert runner.supervisor.held("right")
+        assert runner.resume()[0]
     runner.step(0.3)
     assert abs(runner.read().arms["left"].q_rad[0] - target[0]) < 5e-3
     refusals = runner.arms["left"].safety.refusals
