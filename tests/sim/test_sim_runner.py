@@ -45,6 +45,7 @@ def test_commands_pass_the_drivers_safety_layer_on_simulated_time(runner):
     refusals = runner.arms["left"].safety.refusals
     assert refusals["too_fast"] == 1 and refusals["not_finite"] == 1 and refusals["stale"] == 1
     assert not runner.command_gripper("left", 1.5)  # outside the opening range
+    assert runner.supervisor.held("left") and runner.resume()[0]
     assert runner.command_gripper("left", 0.2)
 
 
