@@ -114,8 +114,8 @@ class BagSource:
                 raise bag_error(self.bag, e) from e
             if rows != ["ok"]:
                 raise UserError(f"bag {self.bag}: {db.name} fails SQLite's integrity check "
-                                f"({'; '.join(rows[:3])}). "
-                                "Re-copy it; a damaged database cannot be converted safely")
+                                f"({'; '.join(rows[:3])}): the file is corrupt. Re-copy it; a damaged database "
+                                "cannot be converted safely")
         self.integrity.checksums = "sqlite_integrity_check"
 
     # ---- messages --------------------------------------------------------------------------------------------

@@ -157,7 +157,7 @@ def _damaged_sqlite(tmp_path, bag):
     (_bad_image, ["/cameras/cam_high/image_raw", "malformed"]),
     (_bad_metadata, ["metadata.yaml"]),
     (_nan_state, ["non-finite"]),
-    (_damaged_sqlite, ["bag "]),
+    (_damaged_sqlite, ["bag ", "corrupt"]),
 ], ids=["wrong_message_type", "short_image_data", "broken_metadata", "nan_joint_values", "damaged_sqlite"])
 def test_every_malformed_bag_is_one_clear_line_and_no_output(tmp_path, capsys, make, needles):
     bag = tmp_path / "bag"
