@@ -25,7 +25,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("ate_policy.train:main", "the ATE pipeline: Stage 1 VAE -> stats -> Stage 2 VAE -> PI0/Diffusion fine-tuning with guidance"),
     "eval": ("ate_policy.evaluation:main", "a checkpoint in the sim cell through the runtime: success, times, jerk, wrench peaks"),
     "viz": ("ate_policy.viz.dataset:main", "one dataset episode in Rerun: cameras, joints vs targets, 3D model, the audit's flags"),
-    "viz": ("ate_policy.viz.dataset:main", "one dataset episode in Rerun: cameras, joints vs targets, 3D model, the audit's flags"),
 }
 
 

@@ -136,8 +136,9 @@ def command(sim, action: np.ndarray, stamp_s: float) -> None:
         sim.command_gripper(arm, opening)
 
 
-def run_episode(sim, runtime, seed: int, time_limit_s: float, film=None) -> tuple[dict, EpisodeLog]:
-    """``film``: a ``sim_eval.EpisodeFilm`` collecting the camera views."""
+def run_episode(sim, runtime, seed: int, time_limit_s: float, viz=None, film=None) -> tuple[dict, EpisodeLog]:
+    """``viz``: an ``ate_policy.viz.runtime_viz.RuntimeViz`` that logs every tick (``--viz``). ``film``: a
+    ``sim_eval.EpisodeFilm`` collecting the camera views."""
     import torch
 
     from ate_sim.scenes import SETTLE_S
@@ -161,6 +162,8 @@ def run_episode(sim, runtime, seed: int, time_limit_s: float, film=None) -> tupl
         res = runtime.tick(obs, t)
         if res.action is not None:
             command(sim, res.action, t)
+        if viz is not None:
+            viz.on_tick(res, obs, wrench, {k: n - refused_before.get(k, 0) for k, n in sim.refusals().items()})
         ep.t_s.append(t)
         ep.q.append(obs.state.astype(float))
         ep.action.append(res.action if res.action is not None else np.full(contract.ACTION_DIM, np.nan))
@@ -205,27 +208,29 @@ def run_episode(sim, runtime, seed: int, time_limit_s: float, film=None) -> tupl
 def evaluate(task, episodes: int, seed: int = 0, output: str | Path | None = None,
              image_hw: tuple[int, int] | None = None, time_limit_s: float | None = None, policy=None,
              progress: bool = True, max_episode_plots: int = 5, log_refusals: bool = False,
-             videos: int = 3) -> dict:
+             viz: str | None = None, videos: int = 3) -> dict:
     """Run ``episodes`` sim episodes of ``task`` (a TaskConfig); returns the summary also written to
     eval.json.
 
     ``policy``: a ready select_chunk (tests); None = ``load_policy(task.checkpoint, ...)``. The safety layer's
     refusals are counted in the report; ``log_refusals`` also logs each one (an untrained policy makes
     many). ``videos``: the first this many episodes are also written as ``episode_NNN.mp4`` (three views side by
-    side). ``time_limit_s`` None = ``sim_eval.EVAL_TIME_FACTOR`` x the demonstrator's duration."""
+    side). ``time_limit_s`` None = ``sim_eval.EVAL_TIME_FACTOR`` x the demonstrator's duration. ``viz``: ``save``
+    writes ``episode_NNN.rrd`` (Rerun) next to the report, ``native`` / ``web`` also show
+    the episodes live (docs/visualization.md)."""
     safety_log = logging.getLogger("ate_drivers.safety")
     level = safety_log.level
     if not log_refusals:
         safety_log.setLevel(logging.ERROR)
     try:
         return _evaluate(task, episodes, seed, output, image_hw, time_limit_s, policy, progress,
-                         max_episode_plots, videos)
+                         max_episode_plots, viz, videos)
     finally:
         safety_log.setLevel(level)
 
 
 def _evaluate(task, episodes, seed, output, image_hw, time_limit_s, policy, progress,
-              max_episode_plots, videos: int = 3) -> dict:
+              max_episode_plots, viz=None, videos: int = 3) -> dict:
     import dataclasses
 
     from tqdm import tqdm
@@ -269,16 +274,30 @@ def _evaluate(task, episodes, seed, output, image_hw, time_limit_s, policy, prog
     runtime = PolicyRuntime(policy, rcfg, instruction=task.instruction)
     out.mkdir(parents=True, exist_ok=True)
     results, logs = [], []
+    viewer = None
     try:
+        if viz in ("native", "web"):
+            from ate_policy.viz.viewer import start_viewer
+
+            viewer = start_viewer(viz)
+            if viewer.web_url:
+                print(f"Rerun web viewer: {viewer.web_url}")
         obs, _ = observe(sim)
         runtime.warmup(obs)
         bar = tqdm(range(episodes), desc=f"eval {task.name}", unit="ep", disable=None if progress else True,
                    dynamic_ncols=True)
         for i in bar:
+            logger = _episode_logger(task, i, out, viewer, runtime) if viz else None
             from ate_policy.sim_eval import EpisodeFilm
 
             film = EpisodeFilm() if i < videos else None
-            res, ep = run_episode(sim, runtime, seed + i, limit, film)
+            try:
+                res, ep = run_episode(sim, runtime, seed + i, limit, logger, film)
+            finally:
+                if logger is not None:
+                    viz_stats = logger.logger.close()
+            if logger is not None:
+                res["viz"] = {"rrd": f"episode_{i:03d}.rrd", "dropped": viz_stats["dropped"]}
             res["episode"] = i
             if film is not None and film.write(out / f"episode_{i:03d}.mp4"):
                 res["video"] = f"episode_{i:03d}.mp4"
@@ -291,6 +310,8 @@ def _evaluate(task, episodes, seed, output, image_hw, time_limit_s, policy, prog
     finally:
         runtime.close()
         sim.close()
+        if viewer is not None and viz == "web":
+            viewer.close()   # the .rrd files stay: `rerun --serve-web FILE` shows one again
 
     info = getattr(policy, "info", {"policy_type": type(policy).__name__})
     summary = _summary(task, sim_task, results, seed, limit, render_hw, policy_hw, rcfg, info)
@@ -300,6 +321,18 @@ def _evaluate(task, episodes, seed, output, image_hw, time_limit_s, policy, prog
     (out / "report.md").write_text(_report(summary))
     summary["output"] = str(out)
     return summary
+
+
+def _episode_logger(task, i: int, out: Path, viewer, runtime):
+    """``--viz``: the episode's Rerun logger (lossless PNG frames; it never drops: the run is in simulated
+    time, so waiting for the encoder costs wall time only)."""
+    from ate_policy.viz import CellLogger, VizConfig
+    from ate_policy.viz.runtime_viz import RuntimeViz
+
+    lg = CellLogger(f"eval {task.name} episode {i}", rrd_path=out / f"episode_{i:03d}.rrd",
+                    viewer_url=viewer.grpc_url if viewer else None,
+                    config=VizConfig(image_codec="png", drop_when_full=False))
+    return RuntimeViz(lg, runtime)
 
 
 def _json_default(o):
@@ -474,6 +507,9 @@ def main(argv: list[str]) -> int:
     p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N (overrides the task's)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--log-refusals", action="store_true", help="log every command the safety layer refuses")
+    p.add_argument("--viz", nargs="?", const="save", choices=("save", "native", "web"), default=None,
+                   help="Rerun: save episode_NNN.rrd next to the report (`--viz`), and show the episodes live in "
+                        "a viewer window (`--viz native`) or a web viewer on localhost (`--viz web`)")
     p.add_argument("--videos", type=int, default=3, help="write episode_NNN.mp4 of the first N episodes")
     p.add_argument("--replay", metavar="DATASET", default=None,
                    help="instead of a checkpoint, replay the sim demonstration recorded with each episode's seed "
@@ -503,7 +539,7 @@ def main(argv: list[str]) -> int:
         over["device"]["device"] = a.device
     task = load_task(a.task, over)
     s = evaluate(task, a.episodes, a.seed, a.output, tuple(a.image_size) if a.image_size else None,
-                 a.time_limit, policy=policy, progress=not a.no_progress, log_refusals=a.log_refusals,
+                 a.time_limit, policy=policy, progress=not a.no_progress, log_refusals=a.log_refusals, viz=a.viz,
                  videos=a.videos)
     m = s["motion_mean"]
     fails = "".join(f"; {k} {n}" for k, n in s["outcomes"].items() if n and k != "success")

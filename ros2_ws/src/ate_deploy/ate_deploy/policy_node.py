@@ -49,9 +49,6 @@ class PolicyNode(Node):
         self.declare_parameter("viz", False, desc("log the cell to Rerun (docs/visualization.md)"))
         self.declare_parameter("viz_mode", "native", desc("native (a viewer window) | web (localhost) | off"))
         self.declare_parameter("viz_rrd", "", desc("also save the Rerun recording to this .rrd file"))
-        self.declare_parameter("viz", False, desc("log the cell to Rerun (docs/visualization.md)"))
-        self.declare_parameter("viz_mode", "native", desc("native (a viewer window) | web (localhost) | off"))
-        self.declare_parameter("viz_rrd", "", desc("also save the Rerun recording to this .rrd file"))
         self.declare_parameter("autostart", False, desc("start the first episode once warm (sim); else an "
                                                         "operator calls /policy/start"))
         p = {k: self.get_parameter(k).value for k in ("task", "checkpoint", "device", "lockstep", "autostart",
@@ -73,12 +70,6 @@ class PolicyNode(Node):
         self.runtime = PolicyRuntime(policy, self.task.runtime, instruction=self.task.instruction)
         warm = self.runtime.warmup()
         log.info(f"warm: {len(warm)} inference runs, last {warm[-1] * 1e3:.0f} ms" if warm else "no warm-up")
-        self.viz = None
-        if self.get_parameter("viz").value:   # Rerun, off the control path (ate_policy.viz)
-            from ate_policy.viz.live import PolicyViz
-            self.viz = PolicyViz(self.runtime, self.get_parameter("viz_mode").value,
-                                 self.get_parameter("viz_rrd").value)
-            log.info(f"viz: {self.viz.web_url or self.get_parameter('viz_mode').value}")
         self.viz = None
         if self.get_parameter("viz").value:   # Rerun, off the control path (ate_policy.viz)
             from ate_policy.viz.live import PolicyViz
@@ -114,8 +105,6 @@ class PolicyNode(Node):
         self.last_result = res = self.runtime.tick(obs, now_s)
         if self.viz is not None:
             self.viz.tick(res, obs, {a: s.value for a, s in snap.wrenches.items()})
-        if self.viz is not None:
-            self.viz.tick(res, obs, {a: s.value for a, s in snap.wrenches.items()})
         if res.reason == "inference_deadline" and not self.escalated:
             # the runtime abandoned a hung inference call: the cell holds both arms, the operator is told why
             from ate_drivers.supervisor import HoldEvent
@@ -133,8 +122,6 @@ class PolicyNode(Node):
             self.estopped = True
             self.runtime.reset()
             self.get_logger().error("e-stop: episode ended, no targets until reset and /policy/start")
-            if self.viz is not None:
-                self.viz.event("estop", "e-stop latched: episode ended")
             if self.viz is not None:
                 self.viz.event("estop", "e-stop latched: episode ended")
         elif not msg.data and self.estopped:
@@ -183,8 +170,6 @@ class PolicyNode(Node):
         values["task"] = self.task.name
         if self.viz is not None:
             values["viz_dropped"] = str(self.viz.stats()["dropped"])
-        if self.viz is not None:
-            values["viz_dropped"] = str(self.viz.stats()["dropped"])
         values["cell_held"] = str(bool(self.cell_hold.get("held")))
         values["cell_hold_reason"] = str(self.cell_hold.get("reason", ""))
         if self.estopped:
@@ -193,8 +178,6 @@ class PolicyNode(Node):
 
     def close(self) -> None:
         self.runtime.close()
-        if self.viz is not None:
-            self.viz.close()
         if self.viz is not None:
             self.viz.close()
 
