@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -40,10 +41,15 @@ def free_port() -> int:
 
 
 def rerun_executable() -> str:
-    """The ``rerun`` CLI of the rerun-sdk installed next to this interpreter."""
-    exe = Path(sys.executable).with_name("rerun")
-    if exe.exists():
-        return str(exe)
+    """The ``rerun`` binary of the installed rerun-sdk. Not the ``rerun`` console script: that is a Python wrapper
+    which runs the binary as its child, so ending the wrapper would leave the viewer running."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("rerun_cli")
+    if spec is not None and spec.origin:
+        exe = Path(spec.origin).with_name("rerun")
+        if exe.exists():
+            return str(exe)
     found = shutil.which("rerun")
     if not found:
         raise UserError("the `rerun` executable of rerun-sdk is not installed (pip install -e '.[viz]')")
@@ -87,11 +93,15 @@ class Viewer:
         p, self.proc = self.proc, None
         if p is None or p.poll() is not None:
             return
-        p.terminate()
+        # The viewer leads its own process group (start_new_session): end the group, children included.
+        try:
+            os.killpg(p.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
         try:
             p.wait(timeout_s)
         except subprocess.TimeoutExpired:
-            p.kill()
+            os.killpg(p.pid, signal.SIGKILL)
             p.wait(timeout_s)
 
 

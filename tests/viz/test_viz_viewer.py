@@ -3,6 +3,8 @@ native one without a display is a one-line error naming the web mode."""
 
 from __future__ import annotations
 
+import socket
+import time
 import urllib.request
 
 import numpy as np
@@ -31,6 +33,17 @@ def test_the_web_viewer_serves_its_page_on_localhost_and_takes_a_logger():
     finally:
         viewer.close()
     assert viewer.proc is None
+    # nothing left serving: the viewer and any child of it ended with close()
+    deadline = time.monotonic() + 5.0
+    while time.monotonic() < deadline and _open(viewer.web_port):
+        time.sleep(0.1)
+    assert not _open(viewer.web_port) and not _open(viewer.grpc_port)
+
+
+def _open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def test_native_viewer_without_a_display_is_a_clear_error(monkeypatch):
