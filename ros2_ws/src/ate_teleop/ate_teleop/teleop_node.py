@@ -100,16 +100,16 @@ class TeleopNode(Node):
         self.client = CellClient(self, self.on_tick, consumer="teleop", lockstep=bool(p["lockstep"]),
                                  rate_hz=cfg.rate_hz)
         self.last_status: dict = {}
-        self.viz = None
-        if self.get_parameter("viz").value:   # Rerun, off the control path (ate_policy.viz)
-            from ate_policy.viz.live import TeleopViz
-            self.viz = TeleopViz(self.get_parameter("viz_mode").value, self.get_parameter("viz_rrd").value)
-            self.get_logger().info(f"viz: {self.viz.web_url or self.get_parameter('viz_mode').value}")
         # The loop's achieved rate, live: a warning line and diagnostics the moment it falls below rate_hz (a
         # recording loop that misses ticks writes repeated frames; docs/data.md).
         from ate_policy.recording.rate import RateMonitor
         self.loop_rate = RateMonitor(cfg.rate_hz, name="teleop loop")
         self.loop_rate.add_listener(lambda line: self.get_logger().warning(line))
+        self.viz = None
+        if self.get_parameter("viz").value:   # Rerun, off the control path (ate_policy.viz)
+            from ate_policy.viz.live import TeleopViz
+            self.viz = TeleopViz(self.get_parameter("viz_mode").value, self.get_parameter("viz_rrd").value)
+            self.get_logger().info(f"viz: {self.viz.web_url or self.get_parameter('viz_mode').value}")
         self.create_timer(1.0, self.on_diagnostics)
 
     def on_tick(self, now_s: float) -> None:
