@@ -228,8 +228,9 @@ def check_guidance_contract(encoder, stage2_dir: Path, pcfg, ds_meta, dataset_na
                "it follows `dataset`) and re-run with --fresh, or delete " + str(stage2_dir.parent))
     meta = getattr(encoder, "meta", {}) or {}
     where = f"the Stage-2 encoder ({stage2_dir})"
-    if encoder.chunk_len != pcfg.chunk_size:
-        raise UserError(f"{where} reads chunks of {encoder.chunk_len} steps, the policy's are {pcfg.chunk_size}: "
+    length = pcfg.chunk_size if hasattr(pcfg, "chunk_size") else pcfg.horizon  # PI0 / Diffusion
+    if encoder.chunk_len != length:
+        raise UserError(f"{where} reads chunks of {encoder.chunk_len} steps, the policy's are {length}: "
                         f"{retrain} (its chunk_len follows policy.chunk_size)")
     padded = getattr(pcfg, "max_action_dim", None)
     if padded is not None and encoder.config.action_dim != padded:
@@ -260,7 +261,8 @@ def check_guidance_contract(encoder, stage2_dir: Path, pcfg, ds_meta, dataset_na
         a = np.asarray(used, dtype=np.float64).reshape(-1)
         b = np.asarray(theirs[key], dtype=np.float64).reshape(-1)
         if a.shape != b.shape or not np.allclose(a, b, rtol=1e-6, atol=1e-12):
-            rel = np.abs(a - b) / np.maximum(np.abs(b), 1e-12) if a.shape == b.shape else np.array([np.inf])
+            rel = (np.abs(a - b) / np.maximum(np.maximum(np.abs(a), np.abs(b)), 1e-12) if a.shape == b.shape
+                   else np.array([np.inf]))
             j = int(np.argmax(rel))
             raise UserError(f"{where} normalised {name}'s actions with other {key!r} stats than the policy's dataset "
                             f"{dataset_name} has (dim {j}: {a[j] if a.size > j else '-'} vs "
