@@ -768,6 +768,10 @@ def _on_device(stage: VAETrainConfig, accelerator) -> VAETrainConfig:
 def main(argv: list[str]) -> int:
     # --fresh: retrain the stages whose config or data changed (and what depends on them) instead of refusing.
     fresh = "--fresh" in argv
+    if any(a in ("-h", "--help") for a in argv):
+        print("ate_policy train --config RECIPE [--fresh] [--key=value ...]\n"
+              "  --fresh  retrain the stages whose config or data changed (a run into their folder is refused "
+              "otherwise)\n")
     cfg = parse_cli(ATETrainConfig, [a for a in argv if a != "--fresh"], prog="ate_policy train")
     folders = run(cfg, fresh=fresh)
     summary = json.loads((folders["policy"] / "summary.json").read_text())
