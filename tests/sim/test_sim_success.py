@@ -37,6 +37,25 @@ def _sidecar(root):
     return sorted((r["episode_index"], r["seed"], r["frames"]) for r in recs)
 
 
+def test_an_object_below_the_table_top_ends_the_episode_and_each_failure_has_a_reason(task_cell):
+    from ate_policy.sim_eval import default_time_limit_s, outcome
+    from ate_sim import scenes
+
+    scene = task_cell.scene
+    task_cell.step(0.1)
+    assert scene.unrecoverable(task_cell) == ""
+    scenes._set_free(task_cell, "lid", (0.9, 0.0, -0.2))   # beyond the table's front edge, below its top
+    task_cell.step(0.05)
+    assert scene.unrecoverable(task_cell) == "lid dropped off the table"
+    assert outcome(True, None, "") == {"outcome": "success", "failure": None}
+    assert outcome(False, {"reason": "refusal on arm/left"}, "") == {"outcome": "held",
+                                                                      "failure": "safety hold: refusal on arm/left"}
+    assert outcome(False, None, "bun dropped off the table")["outcome"] == "dropped"
+    assert outcome(False, None, "")["outcome"] == "timeout"
+    # the default limit: twice the demonstrator's duration (cook_bun 23.3 s), not the task YAML's 120 s
+    assert default_time_limit_s(scene) == pytest.approx(46.6)
+
+
 @pytest.fixture(scope="module")
 def parallel_demos(tmp_path_factory):
     from ate_policy.data.sim_demos import record_sim_demos
