@@ -13,6 +13,7 @@ this machine's speed; the exact 200-frame check is test_teleop_e2e's, which cont
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -77,7 +78,9 @@ def test_two_operators_align_and_record_an_episode_through_the_ros_graph(teleop_
     assert p.spin(60.0, lambda: statuses[-1]["recording"]), statuses[-1]
     assert statuses[-1]["state"] == {"left": "recording", "right": "recording"}
     seen = {s["state"]["left"] for s in statuses}
-    assert {"idle", "aligned", "teleop", "recording"} <= seen, seen
+    # ("idle" may pass before this probe's first status, and before the viz logger's first entry, on a loaded
+    # machine: the operators start idle by construction, the test asserts what follows)
+    assert {"aligned", "teleop", "recording"} <= seen, seen
     assert p.spin(120.0, lambda: statuses[-1]["episodes"] == 1 and not statuses[-1]["saving"]
                 and not statuses[-1]["recording"]), statuses[-1]
     final = statuses[-1]
@@ -102,10 +105,24 @@ def test_two_operators_align_and_record_an_episode_through_the_ros_graph(teleop_
 
     from ate_policy.viz.rrd import read_rrd
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        rows = read_rrd(tmp / "teleop.rrd")
-    texts = [t for v in rows["/events/operator"]["TextLog:text"].values() for t in v]
+    def read():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return read_rrd(tmp / "teleop.rrd")
+
+    def texts_of(rows, path):
+        return [t for v in rows.get(path, {}).get("TextLog:text", {}).values() for t in v]
+
+    # The viz worker runs niced, off the control path: on a loaded machine it writes the recording's last entries
+    # a while after the episode was saved, so read until they are there (bounded), then check everything.
+    deadline = time.monotonic() + 90.0
+    rows = read()
+    while time.monotonic() < deadline and not (
+            {"left: recording", "right: recording"} <= set(texts_of(rows, "/events/operator"))
+            and len(texts_of(rows, "/events/recording")) >= 2):
+        time.sleep(2.0)
+        rows = read()
+    texts = texts_of(rows, "/events/operator")
     for st in ("aligned", "teleop", "recording"):
         assert f"left: {st}" in texts and f"right: {st}" in texts, texts
     rec = [t for v in rows["/events/recording"]["TextLog:text"].values() for t in v]
