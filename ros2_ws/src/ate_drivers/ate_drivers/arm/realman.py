@@ -121,6 +121,11 @@ class RealmanArm:
         """Model, joint count, generation, firmware and SDK version; the stream plan for this pair."""
         where = f"{self.config.ip}:{self.config.port}"
         code, info = self._arm.rm_get_robot_info()
+        if code in (-1, -2):
+            # SDK 1.1.6 sometimes hands out a handle although its socket connect failed ("socket connect err"):
+            # the first query is then what finds nobody there.
+            raise ConnectionError(f"no RealMan controller answered at {where} (get_robot_info: SDK returned {code}; "
+                                  "check the cable and IP, or run with robot:=sim / robot:=emulated)")
         if code != 0:
             raise ArmCommError("get_robot_info", code)
         code, sw = self._arm.rm_get_arm_software_info()
