@@ -7,17 +7,23 @@ Logic lives in ``ate_description.urdf`` / ``ate_description.joint_states``; this
 
 from __future__ import annotations
 
+import signal
 import sys
 
-from rclpy.node import Node
-from sensor_msgs.msg import JointState
-from std_msgs.msg import String
+# A Ctrl-C under launch can arrive while this module still imports (this node starts last in a graph): end quietly
+# with exit 0 then, as spin() does once its own handlers are installed.
+signal.signal(signal.SIGINT, lambda *_: sys.exit(0))
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
 
-from ate_description.calibration import load_calibration
-from ate_description.contract import ARMS
-from ate_description.joint_states import CellJointStates
-from ate_description.urdf import cell_urdf
-from ate_drivers.nodes.common import ESTOP_QOS, STATE_QOS, desc, spin
+from rclpy.node import Node  # noqa: E402
+from sensor_msgs.msg import JointState  # noqa: E402
+from std_msgs.msg import String  # noqa: E402
+
+from ate_description.calibration import load_calibration  # noqa: E402
+from ate_description.contract import ARMS  # noqa: E402
+from ate_description.joint_states import CellJointStates  # noqa: E402
+from ate_description.urdf import cell_urdf  # noqa: E402
+from ate_drivers.nodes.common import ESTOP_QOS, STATE_QOS, desc, spin  # noqa: E402
 
 
 class DescriptionNode(Node):
