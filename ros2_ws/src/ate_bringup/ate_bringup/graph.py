@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ate_description.config import config_dir  # noqa: F401  (the bring-up's config folder)
 from ate_description.contract import ARMS
+from ate_description.limits import default_drivers_config as _drivers_yaml
 
 ROBOT_MODES = ("real", "emulated", "sim")
 
@@ -88,7 +89,8 @@ class NodeSpec:
 
 
 def default_drivers_config() -> str:
-    return str(config_dir() / "drivers.yaml")
+    """The bring-up's drivers.yaml (``ate_description.limits`` finds it; its ``safety`` section lives there)."""
+    return str(_drivers_yaml())
 
 
 def _bool(v) -> bool:
