@@ -43,6 +43,7 @@ from pathlib import Path
 import torch
 
 from ate_policy.config import dump_yaml, parse_cli
+from ate_policy.data.chunks import STD_FLOOR, floored_stats
 from ate_policy.data.convert import ConvertConfig
 from ate_description.errors import UserError
 from ate_policy.guidance import GuidanceConfig
@@ -253,6 +254,9 @@ def check_guidance_contract(encoder, stage2_dir: Path, pcfg, ds_meta, dataset_na
     if int(entry["action_dim"]) != real_dim or real_dim > encoder.config.action_dim:
         raise UserError(f"{where} was trained on {entry['action_dim']}-dim actions of {name}, the policy's dataset "
                         f"has {real_dim}: {retrain}")
+    if entry["mode"] == "mean_std" and not math.isclose(float(entry.get("std_floor", 0.0)), STD_FLOOR):
+        raise UserError(f"{where} normalised {name}'s actions with a std floor of {entry.get('std_floor', 0.0):g} "
+                        f"(0 = trained before the floor existed), the policy floors at {STD_FLOOR:g}: {retrain}")
     theirs = ds_meta.stats.get(action_key, {}) if ds_meta.stats else {}
     for key, used in entry["stats"].items():
         if key not in theirs:
@@ -488,7 +492,8 @@ def train_policy(cfg: ATETrainConfig, stage2_final: Path | None, accelerator, pr
                                 cfg.dataset.repo_id or str(cfg.dataset.root), cfg.dataset.action_key)
     dataset, meta = make_dataset(cfg, pcfg)
     policy = build_policy(cfg.policy, pcfg)
-    pre, post = build_processors(cfg.policy, pcfg, meta.stats, cfg.out)
+    # std floored (ate_policy.data.chunks.floored_stats): an idle arm's constant dims must not blow up to ~100
+    pre, post = build_processors(cfg.policy, pcfg, floored_stats(meta.stats), cfg.out)
     policy.attach_guidance(encoder, cfg.guidance)
 
     optimizer = pcfg.get_optimizer_preset().build(policy.get_optim_params())

@@ -1,8 +1,8 @@
 """Action chunks from LeRobot datasets, normalised and padded exactly as the fine-tuned policy sees them.
 
 Only the action column is read (parquet, no video decoding). Each dataset is normalised with its own stats by the
-formula of LeRobot's ``NormalizerProcessorStep`` (MEAN_STD: (a - mean) / (std + 1e-8); MIN_MAX: to [-1, 1]) and
-zero-padded to the policy's action dim (32 for pi0), then cut into sliding windows that lie inside one episode.
+formula of LeRobot's ``NormalizerProcessorStep`` (MEAN_STD: (a - mean) / (std + 1e-8); MIN_MAX: to [-1, 1]), with the
+policy's std floor (``STD_FLOOR``, see :func:`floored_stats`), and zero-padded to the policy's action dim (32 for pi0), then cut into sliding windows that lie inside one episode.
 """
 
 from __future__ import annotations
@@ -19,6 +19,27 @@ from ate_description.errors import UserError
 log = logging.getLogger(__name__)
 
 NORM_EPS = 1e-8  # LeRobot's NormalizerProcessorStep default
+# A dim whose std is below this is scaled by it instead: a dual-arm task where one arm never moves has std 0 on that
+# arm, its stored mean differs from the constant by float rounding, and (a - mean) / (0 + 1e-8) reaches tens to
+# hundreds (a tiny PI0 then starts at loss ~300 with that dim dominating the gradient). In radians and gripper
+# fractions 1e-3 is far below any motion a policy is asked to learn.
+STD_FLOOR = 1e-3
+
+
+def floored_stats(stats: dict | None, floor: float = STD_FLOOR) -> dict | None:
+    """LeRobot dataset stats (``{feature: {"mean", "std", ...}}``) with every ``std`` raised to at least ``floor``:
+    what the policy's normaliser is built from (``ate_policy train``) and what :class:`Normalizer` applies, so the
+    VAE reads chunks exactly as the policy does. Other stats and the input are left unchanged."""
+    if stats is None:
+        return None
+    out = {}
+    for key, feat in stats.items():
+        if isinstance(feat, dict) and "std" in feat:
+            std = np.asarray(feat["std"])
+            feat = {**feat, "std": np.maximum(std, np.asarray(floor, dtype=std.dtype if std.dtype.kind == "f"
+                                                               else np.float64))}
+        out[key] = feat
+    return out
 
 
 @dataclass
@@ -26,17 +47,19 @@ class Normalizer:
     """Per-dataset action normalisation, stored with every VAE checkpoint so Stage 3 can check it matches."""
 
     mode: str
-    stats: dict[str, list[float]]  # "mean"/"std" or "min"/"max", each of the dataset's own action dim
+    stats: dict[str, list[float]]  # "mean"/"std" or "min"/"max", each of the dataset's own action dim (as stored)
+    std_floor: float = STD_FLOOR    # mean_std: std below this is replaced by it (as the policy's normaliser does)
 
     def __call__(self, a: np.ndarray) -> np.ndarray:
         if self.mode == "mean_std":
-            return (a - np.asarray(self.stats["mean"])) / (np.asarray(self.stats["std"]) + NORM_EPS)
+            std = np.maximum(np.asarray(self.stats["std"]), self.std_floor)
+            return (a - np.asarray(self.stats["mean"])) / (std + NORM_EPS)
         lo, hi = np.asarray(self.stats["min"]), np.asarray(self.stats["max"])
         denom = np.where(hi - lo == 0, NORM_EPS, hi - lo)
         return 2.0 * (a - lo) / denom - 1.0
 
     def to_dict(self) -> dict:
-        return {"mode": self.mode, "stats": self.stats}
+        return {"mode": self.mode, "stats": self.stats, "std_floor": self.std_floor}
 
 
 @dataclass

@@ -100,11 +100,14 @@ def test_guidance_contract_names_each_mismatch(demo_data):
     # The stats as stored on disk, read independently of the trainer and of LeRobot.
     on_disk = json.loads((Path(root) / "meta" / "stats.json").read_text())["action"]
 
-    def encoder(chunk=8, action_dim=32, mode="mean_std", dim=16, scale=1.0, name="local/demo_dual"):
+    def encoder(chunk=8, action_dim=32, mode="mean_std", dim=16, scale=1.0, name="local/demo_dual", floor=1e-3):
         vae = InfoVAE(InfoVAEConfig(action_dim=action_dim, width=16, n_heads=4, ffn_dim=32, n_layers=1), chunk)
         stats = {"mean": [m * scale for m in on_disk["mean"]], "std": on_disk["std"]} if mode == "mean_std" \
             else {"min": on_disk["min"], "max": on_disk["max"]}
-        vae.meta = {"normalization": {name: {"mode": mode, "stats": stats, "action_dim": dim}}}
+        entry = {"mode": mode, "stats": stats, "action_dim": dim}
+        if floor is not None:
+            entry["std_floor"] = floor
+        vae.meta = {"normalization": {name: entry}}
         return vae
 
     pcfg = tiny_pi0_config(chunk_size=8)
@@ -118,6 +121,8 @@ def test_guidance_contract_names_each_mismatch(demo_data):
         (encoder(dim=14), r"14-dim actions .* has 16"),
         (encoder(chunk=10), r"chunks of 10 steps, the policy's are 8"),
         (encoder(action_dim=24), r"padded to 24 dims, the policy pads them to 32"),
+        (encoder(floor=None), r"std floor of 0 \(0 = trained before the floor existed\), the policy floors at 0.001"),
+        (encoder(floor=1e-2), r"std floor of 0.01"),
     ]
     for vae, message in cases:
         with pytest.raises(UserError, match=message) as err:

@@ -25,6 +25,37 @@ def test_normaliser_matches_lerobots_normalizer_step():
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
 
 
+def test_an_idle_dim_is_scaled_by_the_std_floor_exactly_as_the_policys_normaliser_built_from_floored_stats():
+    """An arm that never moves: std 0 and a mean that differs from the constant by float rounding. Unfloored,
+    LeRobot's (a - mean) / (std + 1e-8) blows that dim up to ~100; the policy's normaliser (LeRobot's step, built
+    from ``floored_stats`` as ``ate_policy train`` builds it) and the VAE's Normalizer agree and stay near 0."""
+    from lerobot.configs.types import FeatureType, NormalizationMode, PolicyFeature
+    from lerobot.processor.normalize_processor import NormalizerProcessorStep
+
+    from ate_policy.data.chunks import STD_FLOOR, floored_stats
+
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=(20, 3)).astype(np.float32)
+    a[:, 1] = 0.7                                     # the idle dim
+    stats = {"action": {"mean": np.array([0.0, 0.7 + 7e-7, 0.1]), "std": np.array([1.0, 0.0, 2e-4]),
+                        "min": a.min(0), "max": a.max(0)}}
+    feats = {"action": PolicyFeature(type=FeatureType.ACTION, shape=(3,))}
+
+    def lerobot_norm(st):
+        step = NormalizerProcessorStep(features=feats, norm_map={FeatureType.ACTION: NormalizationMode.MEAN_STD},
+                                       stats={"action": {k: np.asarray(v, np.float32) for k, v in st.items()}})
+        return step._normalize_action(torch.from_numpy(a), inverse=False).numpy()
+
+    assert np.abs(lerobot_norm(stats["action"])[:, 1]).max() > 50           # the bug the floor removes
+    floored = floored_stats(stats)
+    assert floored["action"]["std"].tolist() == [1.0, STD_FLOOR, STD_FLOOR]  # only stds below the floor change
+    assert stats["action"]["std"][1] == 0.0                                   # the input is left alone
+    expected = lerobot_norm(floored["action"])
+    got = Normalizer("mean_std", {k: list(v) for k, v in stats["action"].items()})(a)   # stored stats, raw
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+    assert np.abs(got[:, 1]).max() < 1e-2
+
+
 def test_windows_padding_and_masks(demo_data):
     src = load_action_source("local/demo_pretrain", str(demo_data["pretrain"]))
     assert src.action_dim == 7 and len(src.episodes) == 8 and src.fps == 10
