@@ -195,6 +195,7 @@ def run_episode(sim, runtime, seed: int, time_limit_s: float, viz=None, film=Non
                "episode_time_s": round(len(ep.t_s) * contract.PERIOD_S, 3),
                "wall_time_s": round(time.perf_counter() - wall0, 2),
                "missed_ticks": stats["missed_ticks"], "holds": stats["holds"], "chunks": stats["chunks"],
+               "clamped_ticks": stats["clamped_ticks"], "max_clamp_rad": stats["max_clamp_rad"],
                "overtaken_actions": stats["overtaken_actions"],
                "chunks_refused_nonfinite": stats["chunks_refused_nonfinite"],
                "inference_ms_p50": stats["inference_ms"]["p50"],
@@ -365,6 +366,7 @@ def _summary(task, sim_task, results, seed, limit, render_hw, policy_hw, rcfg, i
                            "mean_successful": _mean(r["episode_time_s"] for r in ok)},
         "time_limit_s": limit, "render_hw": list(render_hw), "policy_image_hw": list(policy_hw),
         "missed_ticks": sum(r["missed_ticks"] for r in results),
+        "clamped_ticks": sum(r["clamped_ticks"] for r in results),
         "held_episodes": sum(1 for r in results if r["held"]),
         "outcomes": {k: sum(1 for r in results if r["outcome"] == k)
                      for k in ("success", "timeout", "dropped", "held")},
@@ -460,7 +462,8 @@ def _report(s: dict) -> str:
              "", f"**Success rate: {s['successes']}/{s['episodes']} ({100 * s['success_rate']:.0f} %)**; "
              f"mean episode time {_fmt(s['episode_time_s']['mean'], 1)} s "
              f"(successful: {_fmt(s['episode_time_s']['mean_successful'], 1)} s); "
-             f"missed ticks {s['missed_ticks']}; safety refusals {s['safety_refusals'] or 'none'}; episodes ended "
+             f"missed ticks {s['missed_ticks']}; ticks rate-limited by the runtime {s['clamped_ticks']}; "
+             f"safety refusals {s['safety_refusals'] or 'none'}; episodes ended "
              f"by a cell hold (failures): {s['held_episodes']}.", "",
              "## Motion quality (paper appendix H), mean over episodes", "",
              "| arm | RMS jerk (rad/s^3) | max jerk | RMS command jerk | peak force (N) | peak abs(Fx - "
@@ -545,7 +548,8 @@ def main(argv: list[str]) -> int:
     fails = "".join(f"; {k} {n}" for k, n in s["outcomes"].items() if n and k != "success")
     print(f"{s['task']}: success {s['successes']}/{s['episodes']} ({100 * s['success_rate']:.0f} %{fails}), "
           f"mean "
-          f"episode {_fmt(s['episode_time_s']['mean'], 1)} s, missed ticks {s['missed_ticks']}, RMS jerk "
+          f"episode {_fmt(s['episode_time_s']['mean'], 1)} s, missed ticks {s['missed_ticks']}, rate-limited ticks "
+          f"{s['clamped_ticks']}, RMS jerk "
           f"left/right {_fmt(m['left']['jerk_rms_rad_s3'])}/{_fmt(m['right']['jerk_rms_rad_s3'])} rad/s^3, "
           f"peak force left/right {_fmt(m['left']['force_peak_n'])}/{_fmt(m['right']['force_peak_n'])} N -> "
           f"{s['output']}")

@@ -92,6 +92,22 @@ class RuntimeConfig:
     # policy node escalates to the cell supervisor. A 4090 takes ~70 ms per PI0 chunk; the plan covers
     # queue_threshold_ticks (0.4 s) by then, so a call this late has already starved the arms.
     inference_deadline_s: float = 1.0
+    # Rate limit of the targets that leave the runtime (the idea of LeRobot's max_relative_target): each arm joint
+    # moves at most this fraction of the drivers' per-target cap (drivers.yaml safety.max_velocity_rad_s over one
+    # 20 Hz period) from the previous target, or from the measured joints when no target went out within the
+    # drivers' safety.watchdog_s (the reference the drivers judge a step against). A first chunk a few degrees off
+    # the posture, or a jittery one, is then approached at the cap instead of being refused, which would hold the
+    # whole cell; the drivers' check stays the last line. Every clamped tick is counted (clamped_ticks,
+    # max_clamp_rad in stats and eval reports). null = off: the policy's targets go to the drivers as predicted.
+    step_limit_fraction: float | None = 0.8
+    # ... and no arm joint's target leads the measured joint by more than this fraction of the drivers' tracking
+    # bound (drivers.yaml safety.tracking_bound_rad, 0.2 rad): a prediction a little ahead of where the arm is
+    # waits for the arm instead of tripping the tracking guard, which would hold the whole cell (the scripted
+    # demonstrations themselves lead by up to 0.13 rad at full speed). The step limit takes precedence. The
+    # tracking guard's purpose, never letting targets walk far from an arm that stopped and jump on recovery, is
+    # kept by construction; an arm that stopped still faults on the controller (collision detection) and the
+    # drivers still hold on that. Counted in lead_limited_ticks. null = off.
+    lead_limit_fraction: float | None = 0.9
     # Recent ticks kept for the latency / jitter percentiles in stats().
     stats_window: int = 2000
     blending: BlendConfig = field(default_factory=BlendConfig)
@@ -114,6 +130,12 @@ class RuntimeConfig:
                              f"{self.episode_time_limit_s}")
         if not self.inference_deadline_s > 0:
             raise ValueError(f"runtime.inference_deadline_s must be > 0, got {self.inference_deadline_s}")
+        if self.step_limit_fraction is not None and not 0 < self.step_limit_fraction <= 1:
+            raise ValueError("runtime.step_limit_fraction must be in (0, 1] or null, got "
+                             f"{self.step_limit_fraction}")
+        if self.lead_limit_fraction is not None and not 0 < self.lead_limit_fraction <= 1:
+            raise ValueError("runtime.lead_limit_fraction must be in (0, 1] or null, got "
+                             f"{self.lead_limit_fraction}")
         if self.stats_window < 10:
             raise ValueError(f"runtime.stats_window must be >= 10, got {self.stats_window}")
 

@@ -22,7 +22,10 @@ Each tick, in this order:
    motion the held arms no longer follow;
 3. when fewer than ``queue_threshold_ticks`` targets remain after this tick and no request is outstanding, the
    inference worker (one thread) is asked for a chunk from this observation, stamped with this tick;
-4. the target for this tick is taken from the plan; targets of earlier ticks are dropped unused.
+4. the target for this tick is taken from the plan; targets of earlier ticks are dropped unused;
+5. the target is rate-limited (``step_limit_fraction`` of the drivers' per-target cap on every arm joint, from the
+   previous target or the measured joints, as the drivers judge it) and its lead over the measured joints bounded
+   (``lead_limit_fraction`` of the drivers' tracking bound), each clamp counted.
 
 A chunk with NaN/inf is refused whole (counted); the plan then runs out and the ticks hold. A tick that holds
 because the plan ran out while the episode runs is a *missed tick*; with a threshold >= the inference latency
@@ -50,12 +53,26 @@ import numpy as np
 
 from ate_description import contract
 from ate_description.errors import UserError
+from ate_description.limits import SafetyConfig, load_safety
 from ate_policy.runtime.configuration_runtime import RuntimeConfig
 from ate_policy.runtime.observation import Observation, check_observation
 from ate_policy.runtime.plan import ActionPlan
 from ate_policy.runtime.protocol import RTCRequest
 
 log = logging.getLogger(__name__)
+
+# the arm joints of the 16-dim action (the grippers are not rate-limited: the drivers have no gripper step cap)
+_ARM_DIMS = np.concatenate([np.arange(contract.arm_slice(a).start, contract.arm_slice(a).start + contract.N_ARM_JOINTS)
+                            for a in contract.ARMS])
+
+
+def _drivers_safety() -> SafetyConfig:
+    """drivers.yaml's ``safety`` section; its defaults where no bring-up config is found (a bare checkout)."""
+    try:
+        return load_safety()
+    except UserError as e:
+        log.warning("step limiter: %s; using the default safety limits", e)
+        return SafetyConfig()
 
 # Hold reasons (TickResult.reason; stale/missing/future/bad_observation carry ":<stream>")
 OK = "ok"
@@ -108,7 +125,8 @@ def _ms(x: float | None) -> float | None:
 
 class PolicyRuntime:
     def __init__(self, select_chunk, config: RuntimeConfig | None = None, instruction: str = "",
-                 streams: tuple[str, ...] = contract.CAPTURE_STREAMS):
+                 streams: tuple[str, ...] = contract.CAPTURE_STREAMS, safety: SafetyConfig | None = None):
+        """``safety``: the drivers' limits the step limiter keeps under (None = drivers.yaml's ``safety``)."""
         self.cfg = config or RuntimeConfig()
         self.select_chunk = select_chunk
         self.instruction = instruction
@@ -128,6 +146,15 @@ class PolicyRuntime:
                         "chunk",
                         self.cfg.queue_threshold_ticks, self.cfg.lockstep_delay_ticks,
                         self.cfg.lockstep_delay_ticks - self.cfg.queue_threshold_ticks)
+        self._max_step_rad: float | None = None
+        self._max_lead_rad: float | None = None
+        if self.cfg.step_limit_fraction is not None or self.cfg.lead_limit_fraction is not None:
+            safety = safety or _drivers_safety()
+            self._watchdog_ticks = safety.watchdog_s / self.period_s
+            if self.cfg.step_limit_fraction is not None:
+                self._max_step_rad = self.cfg.step_limit_fraction * safety.max_step_rad
+            if self.cfg.lead_limit_fraction is not None:
+                self._max_lead_rad = self.cfg.lead_limit_fraction * safety.tracking_bound_rad
         self._lock = threading.RLock()
         self._pool = self._new_pool()
         self._hold: tuple[str, str] | None = None   # (reason, detail) while held
@@ -155,6 +182,8 @@ class PolicyRuntime:
         self._failure: tuple[str, str] | None = None  # last chunk that could not be used: (reason, detail)
         self.counters = collections.Counter()
         self.holds = collections.Counter()
+        self._last_sent: tuple[int, np.ndarray] | None = None   # (tick, target) of the last target sent
+        self._max_clamp = 0.0
         self._min_depth: int | None = None
         for d in (self._latencies, self._tick_compute, self._lockstep_wait, self._intervals):
             d.clear()
@@ -442,7 +471,37 @@ class PolicyRuntime:
         if not np.all(np.isfinite(action)):  # merged chunks are finite; never send what is not
             self.counters["actions_refused_nonfinite"] += 1
             return self._held(k, now_s, REFUSED_NONFINITE, "target holds NaN/inf", new_chunk)
+        action = self._limit_step(k, action, obs.state)
         return TickResult(k, now_s, action, OK, "", depth, src, new_chunk)
+
+    def _limit_step(self, k: int, action: np.ndarray, state) -> np.ndarray:
+        """Clamp every arm joint's step to ``_max_step_rad`` from the reference the drivers judge it against (the
+        last target sent if it went out within their watchdog, else the measured joints), and its lead over the
+        measured joint to ``_max_lead_rad``; the step bound wins where the two disagree."""
+        if self._max_step_rad is None and self._max_lead_rad is None:
+            return action
+        measured = np.asarray(state, dtype=float).reshape(-1)[_ARM_DIMS]
+        last = self._last_sent
+        ref = last[1][_ARM_DIMS] if last is not None and k - last[0] <= self._watchdog_ticks else measured
+        q = want = action[_ARM_DIMS]
+        if self._max_step_rad is not None:
+            q = np.clip(q, ref - self._max_step_rad, ref + self._max_step_rad)
+            excess = float(np.max(np.abs(want - ref))) - self._max_step_rad
+            if excess > 0:
+                self.counters["clamped_ticks"] += 1
+                self._max_clamp = max(self._max_clamp, excess)
+        if self._max_lead_rad is not None:
+            led = np.clip(q, measured - self._max_lead_rad, measured + self._max_lead_rad)
+            if self._max_step_rad is not None:
+                led = np.clip(led, ref - self._max_step_rad, ref + self._max_step_rad)
+            if np.any(led != q):
+                self.counters["lead_limited_ticks"] += 1
+            q = led
+        if not np.array_equal(q, want):
+            action = action.copy()
+            action[_ARM_DIMS] = q
+        self._last_sent = (k, action.copy())
+        return action
 
     # --- diagnostics ----------------------------------------------------------------------------------------
     def stats(self) -> dict:
@@ -461,6 +520,10 @@ class PolicyRuntime:
                                          else None),
                 "tick": -1 if self._last_k is None else self._last_k,
                 "ticks": c["ticks"], "actions": c["actions"], "missed_ticks": c["missed_ticks"],
+                "clamped_ticks": c["clamped_ticks"], "max_clamp_rad": round(self._max_clamp, 6),
+                "step_limit_rad": None if self._max_step_rad is None else round(self._max_step_rad, 6),
+                "lead_limited_ticks": c["lead_limited_ticks"],
+                "lead_limit_rad": None if self._max_lead_rad is None else round(self._max_lead_rad, 6),
                 "holds": dict(self.holds), "late_ticks": c["late_ticks"],
                     "repeated_ticks": c["repeated_ticks"],
                 "requests": c["requests"], "chunks": c["chunks"], "chunk_len": self._chunk_len,

@@ -51,3 +51,7 @@ class ScriptedPolicy:
         if k0 in self.nan_ticks:
             chunk[self.chunk_len // 2, 3] = np.nan
         return chunk
+
+# RuntimeConfig fields that turn the target limiters off: tests of the plan that check its exact values (a scripted
+# chunk holds the tick number in every dim; the dummy observation's joints stay at 0)
+UNLIMITED = {"step_limit_fraction": None, "lead_limit_fraction": None}

@@ -8,7 +8,7 @@ import threading
 import time
 
 import numpy as np
-from ate_runtime_testkit import PERIOD, ScriptedPolicy, obs_at
+from ate_runtime_testkit import PERIOD, UNLIMITED, ScriptedPolicy, obs_at
 
 from ate_policy.runtime import BlendConfig, PolicyRuntime, RuntimeConfig
 
@@ -33,7 +33,8 @@ class StuckOnce(ScriptedPolicy):
 
 def realtime(pol, **kw) -> PolicyRuntime:
     kw.setdefault("warmup_runs", 0)
-    return PolicyRuntime(pol, RuntimeConfig(clock="realtime", queue_threshold_ticks=4, blending=BlendConfig("latest"),
+    return PolicyRuntime(pol, RuntimeConfig(**UNLIMITED,
+                                            clock="realtime", queue_threshold_ticks=4, blending=BlendConfig("latest"),
                                             **kw))
 
 

@@ -11,15 +11,17 @@ import time
 
 import numpy as np
 import pytest
-from ate_runtime_testkit import PERIOD, ScriptedPolicy, obs_at
+from ate_runtime_testkit import PERIOD, UNLIMITED, ScriptedPolicy, obs_at
 
+from ate_description import contract
 from ate_description.errors import UserError
 from ate_policy.runtime import BlendConfig, PolicyRuntime, RuntimeConfig
 
 
 def lockstep(policy, d: int, threshold: int, strategy: str = "latest", **kw) -> PolicyRuntime:
     kw.setdefault("warmup_runs", 0)
-    cfg = RuntimeConfig(clock="lockstep", lockstep_delay_ticks=d, queue_threshold_ticks=threshold,
+    cfg = RuntimeConfig(**UNLIMITED, clock="lockstep", lockstep_delay_ticks=d,
+                        queue_threshold_ticks=threshold,
                         blending=BlendConfig(strategy), **kw)
     return PolicyRuntime(policy, cfg, instruction="cook the bun")
 
@@ -88,7 +90,7 @@ def test_blend_merges_two_different_predictions_with_the_cross_fade():
 def test_realtime_skips_actions_overtaken_during_inference_and_keeps_targets_on_their_ticks():
     latency = 0.12   # 2.4 periods
     pol = ScriptedPolicy(chunk_len=12, latency_s=latency)
-    cfg = RuntimeConfig(clock="realtime", queue_threshold_ticks=8, warmup_runs=1,
+    cfg = RuntimeConfig(**UNLIMITED, clock="realtime", queue_threshold_ticks=8, warmup_runs=1,
                         blending=BlendConfig("blend"))
     rt = PolicyRuntime(pol, cfg)
     rt.warmup(obs_at(0.0))
@@ -235,3 +237,85 @@ def test_bad_runtime_configs_are_refused():
         RuntimeConfig(queue_threshold_ticks=0)
     with pytest.raises(ValueError, match="max_age_ms"):
         RuntimeConfig(max_age_ms=0)
+
+
+def test_targets_are_rate_limited_from_the_measured_posture_so_the_drivers_accept_every_one():
+    """A first chunk far from the posture (0.5 rad on every joint, the arms at 0): the runtime approaches it at
+    step_limit_fraction x the drivers' cap per tick, from the measured joints, then from each target it sent; the
+    drivers' own safety filter (the oracle) accepts every target. Without the limiter it refuses the first one."""
+    from ate_description.limits import SafetyConfig
+    from ate_drivers.safety import Refused, SafetyFilter
+
+    safety = SafetyConfig()
+    cap = safety.max_step_rad
+
+    def drive(fraction):
+        pol = ScriptedPolicy(chunk_len=40, value=lambda k0, i: 0.5)
+        cfg = RuntimeConfig(clock="lockstep", lockstep_delay_ticks=1, queue_threshold_ticks=2, warmup_runs=0,
+                            step_limit_fraction=fraction, lead_limit_fraction=None, blending=BlendConfig("latest"))
+        rt = PolicyRuntime(pol, cfg, safety=safety)
+        res = [r for r in run(rt, 30) if r.action is not None]
+        filters = {a: SafetyFilter(a, safety) for a in ("left", "right")}
+        q = np.zeros(16)
+        for r in res:                   # what the drivers see: each target, judged against the arms' joints
+            for a, f in filters.items():
+                f.check_arm(r.action[contract.arm_slice(a)][:7], q[contract.arm_slice(a)][:7], r.now_s)
+            q = r.action
+        return rt, res
+
+    rt, res = drive(0.9)
+    arm = [i for a in ("left", "right") for i in range(contract.arm_slice(a).start, contract.arm_slice(a).start + 7)]
+    n = int(np.ceil(0.5 / (0.9 * cap)))
+    for j, r in enumerate(res):
+        np.testing.assert_allclose(r.action[arm], min(0.5, (j + 1) * 0.9 * cap), atol=1e-9)
+        assert r.action[7] == r.action[15] == 0.5                      # grippers: not rate-limited
+    s = rt.stats()
+    assert s["clamped_ticks"] == n - 1 and s["step_limit_rad"] == pytest.approx(0.9 * cap, abs=1e-6)
+    assert s["max_clamp_rad"] == pytest.approx(0.5 - 0.9 * cap, abs=1e-6)
+    # after a pause longer than the drivers' watchdog the reference is the measured posture again (0.2 rad now)
+    rt.pause()
+    rt.resume()
+    later = res[-1].tick + 10
+
+    def at(t):
+        o = obs_at(t * PERIOD)
+        o.state[:] = 0.2
+        return rt.tick(o, t * PERIOD)
+
+    first = next(r for r in (at(t) for t in range(later, later + 5)) if r.action is not None)
+    np.testing.assert_allclose(first.action[arm], 0.2 + 0.9 * cap, atol=1e-9)
+    rt.close()
+
+    with pytest.raises(Refused, match="would move 0.5000 rad"):
+        drive(None)
+
+
+def test_targets_never_lead_the_measured_joints_past_the_lead_limit_so_the_tracking_guard_never_holds():
+    """The arm does not follow (its joints stay at 0) while the policy asks for 0.5 rad: the targets walk at the
+    step limit up to lead_limit_fraction x the drivers' tracking bound and wait there; the drivers' filter (the
+    oracle) accepts every one. Without the lead limit its tracking guard refuses once they pass 0.2 rad."""
+    from ate_description.limits import SafetyConfig
+    from ate_drivers.safety import Refused, SafetyFilter
+
+    safety = SafetyConfig()
+
+    def drive(lead):
+        pol = ScriptedPolicy(chunk_len=40, value=lambda k0, i: 0.5)
+        cfg = RuntimeConfig(clock="lockstep", lockstep_delay_ticks=1, queue_threshold_ticks=2, warmup_runs=0,
+                            step_limit_fraction=0.8, lead_limit_fraction=lead, blending=BlendConfig("latest"))
+        rt = PolicyRuntime(pol, cfg, safety=safety)
+        res = [r for r in run(rt, 30) if r.action is not None]
+        f = SafetyFilter("left", safety)
+        for r in res:
+            f.check_arm(r.action[:7], np.zeros(7), r.now_s)     # the measured joints: still at 0
+        return rt, res
+
+    rt, res = drive(0.9)
+    lead = 0.9 * safety.tracking_bound_rad
+    step = 0.8 * safety.max_step_rad                         # 0.0628: two free steps, the third stops at 0.18
+    assert [round(float(r.action[0]), 6) for r in res[:4]] == [round(min(lead, (j + 1) * step), 6) for j in range(4)]
+    assert all(np.allclose(r.action[:7], lead) for r in res[2:])
+    s = rt.stats()
+    assert s["lead_limited_ticks"] == len(res) - 2 and s["lead_limit_rad"] == pytest.approx(lead)
+    with pytest.raises(Refused, match="tracking"):
+        drive(None)

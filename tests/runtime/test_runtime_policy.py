@@ -9,7 +9,7 @@ import logging
 import numpy as np
 import pytest
 import torch
-from ate_runtime_testkit import PERIOD, obs_at
+from ate_runtime_testkit import PERIOD, UNLIMITED, obs_at
 
 from ate_description import contract
 from ate_description.errors import UserError
@@ -75,7 +75,7 @@ def test_the_wrapper_is_lerobots_own_inference_path(ckpt, policy):
 
 
 def test_tiny_pi0_drives_the_runtime_with_finite_chunks_and_no_missed_tick(policy):
-    cfg = RuntimeConfig(clock="lockstep", lockstep_delay_ticks=2, queue_threshold_ticks=3, warmup_runs=1)
+    cfg = RuntimeConfig(**UNLIMITED, clock="lockstep", lockstep_delay_ticks=2, queue_threshold_ticks=3, warmup_runs=1)
     rt = PolicyRuntime(policy, cfg, instruction=TASK)
     rt.warmup()                                          # a grey frame at the policy's image size
     rt.start()
@@ -100,7 +100,8 @@ def test_real_time_chunking_pulls_the_new_chunk_onto_the_old_plan(ckpt):
     err_free = np.abs(free[:3] - leftover[:3]).mean()
     err_guided = np.abs(guided[:3] - leftover[:3]).mean()
     assert err_guided < 0.2 * err_free
-    rt = PolicyRuntime(pol, RuntimeConfig(clock="lockstep", lockstep_delay_ticks=2, queue_threshold_ticks=3,
+    rt = PolicyRuntime(pol, RuntimeConfig(**UNLIMITED,
+                                          clock="lockstep", lockstep_delay_ticks=2, queue_threshold_ticks=3,
                                           warmup_runs=2, blending=BlendConfig("rtc")))
     rt.warmup(camera_obs(3))
     rt.start()
@@ -286,7 +287,8 @@ def test_a_checkpoint_of_ate_policy_train_loads_from_its_run_folder_and_after_a_
 
     pol = load_policy(tmp_path / "run", instruction=TASK)
     assert pol.model_dir.name == "pretrained_model" and pol.image_hw == (24, 32)
-    rt = PolicyRuntime(pol, RuntimeConfig(clock="lockstep", lockstep_delay_ticks=1, queue_threshold_ticks=2,
+    rt = PolicyRuntime(pol, RuntimeConfig(**UNLIMITED,
+                                          clock="lockstep", lockstep_delay_ticks=1, queue_threshold_ticks=2,
                                           warmup_runs=1))
     rt.warmup()
     rt.start()
