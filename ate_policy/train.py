@@ -65,6 +65,10 @@ class PolicySpec:
     # Action chunk length L (pi0's chunk_size / diffusion's horizon); Stage 2's chunk_len follows it.
     chunk_size: int = 20
     n_action_steps: int | None = None
+    # Denoising steps per predicted chunk (PI0's num_inference_steps, Diffusion's); saved with the checkpoint, so
+    # deployment uses it. None = the model's default (PI0 10, the tiny configs 2 or 4: enough for tests, too coarse
+    # for smooth motion).
+    num_inference_steps: int | None = None
     # PI0 only: the tokenizer (hub id or local folder); None = PaliGemma's from the hub, or the tiny one when tiny.
     tokenizer: str | None = None
     # PI0 only: "bfloat16" halves memory on the GPU (the paper's runs); "float32" on CPU.
@@ -78,6 +82,8 @@ class PolicySpec:
             raise ValueError(f"policy.type must be one of {POLICY_TYPES}, got {self.type!r}")
         if self.chunk_size < 1:
             raise ValueError(f"policy.chunk_size must be >= 1, got {self.chunk_size}")
+        if self.num_inference_steps is not None and self.num_inference_steps < 1:
+            raise ValueError(f"policy.num_inference_steps must be >= 1 or null, got {self.num_inference_steps}")
 
 
 @dataclass
@@ -315,6 +321,8 @@ def build_policy_config(spec: PolicySpec, ds_meta, device: str, optim: PolicyOpt
                                    input_features=inputs, output_features=outputs, push_to_hub=False)
     if spec.n_action_steps is not None:
         pcfg.n_action_steps = spec.n_action_steps
+    if spec.num_inference_steps is not None:
+        pcfg.num_inference_steps = spec.num_inference_steps
     pcfg.device = device
     if optim is not None:
         if optim.lr is not None:
