@@ -26,7 +26,7 @@ def test_scene_objects_are_randomised_within_3_5_cm():
 
 
 def test_success_checks_fail_on_the_initial_scene():
-    for task in ("cook_bun", "pick_bun"):
+    for task in ("cook_bun", "pick_bun", "lift_lid"):
         cell = SimCell(task, seed=3)
         try:
             cell.step(0.5)
@@ -84,3 +84,25 @@ def test_pick_bun_demonstrator_succeeds():
     finally:
         cell.close()
     assert sum(results) >= 2, results
+
+
+def test_lift_lid_demonstrator_succeeds_and_a_lid_dropped_short_of_the_aside_place_does_not_count():
+    """lift_lid (pick_bun's first step): the scripted demonstration sets the lid down aside on seeded scenes; the
+    same lid set down on the table 10 cm short of the aside place is no success, nor is a lid still held."""
+    cell = SimCell("lift_lid", seed=0)
+    try:
+        results = [dm.run_episode(cell, seed).success for seed in range(3)]
+        assert all(results), results
+        assert not cell.scene.lid_on_steamer(cell)
+        cell.reset(5)
+        cell.step(sc.SETTLE_S)
+        aside = np.asarray(sc.LID_ASIDE)
+        short = aside + np.array([0.10, 0.0])
+        sc._set_free(cell, "lid", (short[0], short[1], sc.LID_HH + 0.001))
+        cell.step(0.3)
+        assert sc.body_pos(cell, "lid")[2] < 0.02 and not cell.scene.success(cell)
+        sc._set_free(cell, "lid", (aside[0], aside[1], sc.LID_HH + 0.001))
+        cell.step(0.3)
+        assert cell.scene.success(cell)                       # the check itself: where the demonstrator puts it
+    finally:
+        cell.close()

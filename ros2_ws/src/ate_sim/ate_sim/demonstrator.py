@@ -262,7 +262,12 @@ def pick_bun_script() -> list[dict[str, list[Step]]]:
     ]
 
 
-SCRIPTS = {"cook_bun": cook_bun_script, "pick_bun": pick_bun_script}
+def lift_lid_script() -> list[dict[str, list[Step]]]:
+    return [{"left": pick("lid", KNOB_TCP_ABOVE_LID_M) + place(_fixed(sc.LID_ASIDE), _lid_tcp_z(sc.LID_HH))
+             + [Step("home")]}]
+
+
+SCRIPTS = {"cook_bun": cook_bun_script, "pick_bun": pick_bun_script, "lift_lid": lift_lid_script}
 
 
 @dataclass

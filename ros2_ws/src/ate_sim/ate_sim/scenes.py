@@ -7,6 +7,9 @@
 * ``pick_bun``: a bun inside the closed steamer, an empty left plate. The left gripper lifts the lid aside,
   takes the bun out onto the left plate and returns the lid. Success: bun on the left plate, lid on the
   steamer, nothing held.
+* ``lift_lid``: pick_bun's first step on its own, the same scene and randomisation: the left gripper lifts the lid
+  off the steamer and sets it down aside. Success: the lid resting upright at the aside place, nothing held. A
+  one-grasp task that a small policy learns on a CPU (the main job's sim stage).
 
 Object positions (plates, steamer, bun) are randomised uniformly within a disc of ``RANDOM_RADIUS_M``
 (3.5 cm, as in the paper) around their nominal places; the bun's yaw is random.
@@ -179,7 +182,26 @@ class PickBun(Scene):
         return self.bun_on_plate(cell, "plate_left") and self.lid_on_steamer(cell) and self.nothing_held(cell)
 
 
-SCENES = {"cook_bun": CookBun, "pick_bun": PickBun}
+LID_ASIDE_TOL_M = 0.04
+"""lift_lid: the lid counts as set aside within this distance of ``LID_ASIDE`` (the steamer's own placement varies
+by 3.5 cm, so the demonstrator's lid lands within a few cm of it too)."""
+
+
+class LiftLid(PickBun):
+    def __init__(self):
+        Scene.__init__(self, "lift_lid", "lift the lid off the steamer and put it aside", 8.3)
+
+    def lid_aside(self, cell) -> bool:
+        lpos = body_pos(cell, "lid")
+        upright = body_zaxis(cell, "lid")[2] > math.cos(math.radians(8))
+        return bool(np.linalg.norm(lpos[:2] - np.asarray(LID_ASIDE)) < LID_ASIDE_TOL_M
+                    and abs(lpos[2] - LID_HH) < 0.01 and upright)
+
+    def success(self, cell) -> bool:
+        return self.lid_aside(cell) and self.nothing_held(cell)
+
+
+SCENES = {"cook_bun": CookBun, "pick_bun": PickBun, "lift_lid": LiftLid}
 
 
 def make_scene(task: str) -> Scene:
