@@ -196,6 +196,7 @@ def run_episode(sim, runtime, seed: int, time_limit_s: float, viz=None, film=Non
                "wall_time_s": round(time.perf_counter() - wall0, 2),
                "missed_ticks": stats["missed_ticks"], "holds": stats["holds"], "chunks": stats["chunks"],
                "clamped_ticks": stats["clamped_ticks"], "max_clamp_rad": stats["max_clamp_rad"],
+               "lead_limited_ticks": stats["lead_limited_ticks"],
                "overtaken_actions": stats["overtaken_actions"],
                "chunks_refused_nonfinite": stats["chunks_refused_nonfinite"],
                "inference_ms_p50": stats["inference_ms"]["p50"],

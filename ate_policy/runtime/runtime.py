@@ -62,8 +62,11 @@ from ate_policy.runtime.protocol import RTCRequest
 log = logging.getLogger(__name__)
 
 # the arm joints of the 16-dim action (the grippers are not rate-limited: the drivers have no gripper step cap)
-_ARM_DIMS = np.concatenate([np.arange(contract.arm_slice(a).start, contract.arm_slice(a).start + contract.N_ARM_JOINTS)
-                            for a in contract.ARMS])
+_ARM_DIMS = np.concatenate([np.arange(contract.N_ARM_JOINTS) + contract.arm_slice(a).start for a in contract.ARMS])
+
+
+# A clamp smaller than this is rounding (a recorded demonstration, float32, stepping at exactly the limit): not counted
+_CLAMP_TOL_RAD = 1e-6
 
 
 def _drivers_safety() -> SafetyConfig:
@@ -73,6 +76,7 @@ def _drivers_safety() -> SafetyConfig:
     except UserError as e:
         log.warning("step limiter: %s; using the default safety limits", e)
         return SafetyConfig()
+
 
 # Hold reasons (TickResult.reason; stale/missing/future/bad_observation carry ":<stream>")
 OK = "ok"
@@ -487,14 +491,14 @@ class PolicyRuntime:
         if self._max_step_rad is not None:
             q = np.clip(q, ref - self._max_step_rad, ref + self._max_step_rad)
             excess = float(np.max(np.abs(want - ref))) - self._max_step_rad
-            if excess > 0:
+            if excess > _CLAMP_TOL_RAD:
                 self.counters["clamped_ticks"] += 1
                 self._max_clamp = max(self._max_clamp, excess)
         if self._max_lead_rad is not None:
             led = np.clip(q, measured - self._max_lead_rad, measured + self._max_lead_rad)
             if self._max_step_rad is not None:
                 led = np.clip(led, ref - self._max_step_rad, ref + self._max_step_rad)
-            if np.any(led != q):
+            if np.max(np.abs(led - q)) > _CLAMP_TOL_RAD:
                 self.counters["lead_limited_ticks"] += 1
             q = led
         if not np.array_equal(q, want):
