@@ -97,6 +97,9 @@ def _tokenizer_override(model_dir: Path) -> dict:
         if step.get("registry_name") != "tokenizer_processor":
             continue
         name = step.get("config", {}).get("tokenizer_name")
+        if name and name.startswith("./") and (model_dir / name / "tokenizer.json").is_file():
+            # relative to the checkpoint folder: a checkpoint that travels with its tokenizer (the shipped ones)
+            return {"tokenizer_processor": {"tokenizer_name": str((model_dir / name).resolve())}}
         if not name or not name.startswith(("/", ".")) or Path(name).exists():
             return {}
         for cand in (model_dir / "tokenizer", *(d / "tokenizer" for d in model_dir.resolve().parents)):
@@ -106,6 +109,30 @@ def _tokenizer_override(model_dir: Path) -> dict:
         raise UserError(f"the checkpoint's tokenizer folder {name} does not exist (the checkpoint moved "
                         f"without its training run?): copy it to {model_dir / 'tokenizer'}")
     return {}
+
+
+def ship_checkpoint(model_dir: str | Path, dest: str | Path, provenance: dict | None = None) -> Path:
+    """Copy a checkpoint (``pretrained_model``) to ``dest`` as a folder that loads from wherever it lies: its
+    offline tokenizer inside it and the saved pre-processor pointing at it relatively (``./tokenizer``);
+    ``provenance`` (what trained it) is written beside as ``provenance.json``. Returns ``dest``."""
+    import shutil
+
+    model_dir, dest = Path(model_dir), Path(dest)
+    if dest.exists():
+        shutil.rmtree(dest)
+    shutil.copytree(model_dir, dest)
+    override = _tokenizer_override(model_dir).get("tokenizer_processor", {})
+    cfg = json.loads((dest / PRE_FILE).read_text())
+    for step in cfg.get("steps", []):
+        if step.get("registry_name") == "tokenizer_processor":
+            tok = Path(override.get("tokenizer_name") or step["config"]["tokenizer_name"])
+            if not (dest / "tokenizer" / "tokenizer.json").is_file():
+                shutil.copytree(tok, dest / "tokenizer", dirs_exist_ok=True)
+            step["config"]["tokenizer_name"] = "./tokenizer"
+    (dest / PRE_FILE).write_text(json.dumps(cfg, indent=2))
+    if provenance is not None:
+        (dest / "provenance.json").write_text(json.dumps(provenance, indent=2))
+    return dest
 
 
 @contextlib.contextmanager

@@ -270,7 +270,7 @@ def test_with_real_time_chunking_the_guided_compiled_path_is_checked_too(ckpt, m
 
 
 @pytest.mark.slow
-def test_a_checkpoint_of_ate_policy_train_loads_from_its_run_folder_and_after_a_move(demo_data, tmp_path):
+def test_a_checkpoint_of_ate_policy_train_loads_from_its_run_folder_and_after_a_move(demo_data, tmp_path, caplog):
     """The real trainer (tiny PI0, two steps, no guidance) -> load_policy(run folder) -> runtime ticks; the
     checkpoint copied alone to another machine still loads (it carries its tokenizer); without any tokenizer a
     clear error says where to put one."""
@@ -305,3 +305,14 @@ def test_a_checkpoint_of_ate_policy_train_loads_from_its_run_folder_and_after_a_
         load_policy(moved)
     shutil.copytree(tmp_path / "tokenizer_elsewhere", moved / "tokenizer")
     assert load_policy(moved)(camera_obs(9)).shape == (8, 16)
+    # shipped (what the package does with its sim-trained policy): the pre-processor names ./tokenizer, and the
+    # folder loads from anywhere, with the very weights, no warning about a missing tokenizer
+    from ate_policy.runtime.policy import ship_checkpoint
+
+    shipped = ship_checkpoint(moved, tmp_path / "package" / "sim_policy", provenance={"steps": 2})
+    assert '"tokenizer_name": "./tokenizer"' in (shipped / "policy_preprocessor.json").read_text()
+    assert json.loads((shipped / "provenance.json").read_text()) == {"steps": 2}
+    shutil.rmtree(moved)
+    with caplog.at_level(logging.WARNING, logger="ate_policy.runtime.policy"):
+        chunk = load_policy(shipped)(camera_obs(9))
+    assert chunk.shape == (8, 16) and "not found" not in caplog.text
