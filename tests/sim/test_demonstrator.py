@@ -94,6 +94,12 @@ def test_lift_lid_demonstrator_succeeds_and_a_lid_dropped_short_of_the_aside_pla
         results = [dm.run_episode(cell, seed).success for seed in range(3)]
         assert all(results), results
         assert not cell.scene.lid_on_steamer(cell)
+        steamers = []
+        for seed in range(20):   # placed within 7 cm (twice the paper's 3.5), so success needs the cameras
+            cell.reset(seed)
+            steamers.append(cell.scene.places["steamer"] - np.asarray(sc.NOMINAL["steamer"]))
+        dist = np.linalg.norm(steamers, axis=1)
+        assert dist.max() <= sc.LIFT_LID_RADIUS_M + 1e-9 and dist.max() > sc.RANDOM_RADIUS_M
         cell.reset(5)
         cell.step(sc.SETTLE_S)
         aside = np.asarray(sc.LID_ASIDE)
