@@ -313,6 +313,7 @@ def test_a_checkpoint_of_ate_policy_train_loads_from_its_run_folder_and_after_a_
     assert '"tokenizer_name": "./tokenizer"' in (shipped / "policy_preprocessor.json").read_text()
     assert json.loads((shipped / "provenance.json").read_text()) == {"steps": 2}
     shutil.rmtree(moved)
+    caplog.clear()                                        # the moved copy's loads above warned, rightly
     with caplog.at_level(logging.WARNING, logger="ate_policy.runtime.policy"):
         chunk = load_policy(shipped)(camera_obs(9))
     assert chunk.shape == (8, 16) and "not found" not in caplog.text
