@@ -3,8 +3,9 @@
 demo data -> Stage 1 InfoVAE + latent statistics -> Stage 2 InfoVAE -> latent-space report -> tiny PI0
 fine-tuned with ATE guidance (``ate_policy.train.run`` with the ``train_tiny`` recipe, pointed at this run's
 data and its two VAE stages) -> one short episode of that policy in the simulated cook_bun cell through the
-deployment runtime and the drivers' safety layer (``ate_policy eval``). Re-running it skips what is already complete (and resumes what was
-interrupted); ``--fresh`` starts over.
+deployment runtime and the drivers' safety layer (``ate_policy eval``) -> a policy trained by this stack on sim
+demonstrations (shipped: ``SIM_POLICY``) doing the lift_lid task on unseen scenes, its success rate printed.
+Re-running it skips what is already complete (and resumes what was interrupted); ``--fresh`` starts over.
 
 The stages are the ``STAGES`` list below: each takes the shared ``Run`` (options, output folder, the
 artefacts of earlier stages) and returns its one-line summary. A new stage (e.g. an evaluation in the sim
@@ -26,6 +27,12 @@ from ate_policy.data.demo import DUAL_NAME, PRETRAIN_NAME, DemoSpec, write_demo_
 from ate_policy.vae.configuration_vae import VAETrainConfig
 
 TRAIN_RECIPE = "train_tiny"
+# The sim stage's policy: a tiny PI0 trained by this stack (recipe train_sim_lift_lid_pi0) on 50 scripted lift_lid
+# demonstrations (seeds 0-49), shipped with the package; its provenance.json says what made it and what it scored
+# (docs/sim_success.md: the command that reproduces it).
+SIM_POLICY = Path(__file__).parent / "checkpoints" / "sim_lift_lid_pi0"
+SIM_TASK = "lift_lid"
+SIM_EVAL_SEED = 1000  # evaluation scenes the policy never saw (its demonstrations used seeds 0-49)
 
 
 @dataclass
@@ -37,6 +44,8 @@ class Run:
     policy_steps: int | None = None
     # Simulated seconds of the evaluation episode.
     eval_seconds: float = 5.0
+    # Episodes of the sim stage (the shipped sim-trained policy), on unseen seeds.
+    sim_episodes: int = 3
     # name -> path of everything written so far (datasets, stage folders, checkpoints, plots)
     artefacts: dict[str, Path] = field(default_factory=dict)
 
@@ -170,6 +179,32 @@ def stage_eval(run: Run) -> str:
             f"{refused} -> {out / 'report.md'}")
 
 
+def stage_sim_policy(run: Run) -> str:
+    """A policy trained by this stack on sim demonstrations doing a task: the shipped tiny PI0 (``SIM_POLICY``)
+    sets the steamer's lid aside in the simulated cell, through the same runtime, safety layer and cell supervisor
+    as above, on scenes it never saw (objects randomised as in its demonstrations)."""
+    from ate_policy.evaluation import evaluate
+    from ate_policy.runtime import load_task
+
+    out = run.out / "sim_policy"
+    reused = (out / "eval.json").exists()
+    if reused:
+        s = json.loads((out / "eval.json").read_text())
+    else:
+        device = {"device": "cpu", "dtype": "float32", "compile": False} if run.device == "cpu" else {}
+        task = load_task(SIM_TASK, {"checkpoint": str(SIM_POLICY), "device": device})
+        s = evaluate(task, episodes=run.sim_episodes, seed=SIM_EVAL_SEED + run.seed, output=out, progress=False,
+                     videos=1)
+    run.artefacts["sim policy evaluation"] = out / "report.md"
+    fails = "".join(f", {k} {n}" for k, n in s["outcomes"].items() if n and k != "success")
+    refusals = sum(s["safety_refusals"].values())
+    made = json.loads((SIM_POLICY / "provenance.json").read_text())
+    return (f"{'reused: ' if reused else ''}{SIM_TASK} by the shipped tiny PI0 trained here on {made['demos']} sim "
+            f"demonstrations ({made['train_steps']} steps): success {s['successes']}/{s['episodes']}{fails} on unseen seeds "
+            f"{s['seed']}..{s['seed'] + s['episodes'] - 1}, {refusals} safety refusal(s), "
+            f"{s['clamped_ticks']} rate-limited tick(s) -> {out / 'report.md'}")
+
+
 # (name printed in brackets, function). Append a stage here; it runs after every earlier one.
 STAGES: list[tuple[str, Callable[[Run], str]]] = [
     ("demo-data", stage_demo_data),
@@ -178,6 +213,7 @@ STAGES: list[tuple[str, Callable[[Run], str]]] = [
     ("report", stage_report),
     ("policy", stage_policy),
     ("sim eval", stage_eval),
+    ("sim policy", stage_sim_policy),
 ]
 
 
@@ -191,10 +227,14 @@ def main(argv: list[str]) -> int:
                    help=f"policy fine-tuning steps (default: the {TRAIN_RECIPE} recipe's)")
     p.add_argument("--eval-seconds", type=float, default=5.0,
                    help="simulated seconds of the sim evaluation episode (default 5)")
+    p.add_argument("--sim-episodes", type=int, default=3,
+                   help=f"episodes of the shipped sim-trained policy on {SIM_TASK} (default 3)")
     p.add_argument("--fresh", action="store_true", help="delete --output first instead of resuming")
     a = p.parse_args(argv)
+    if a.sim_episodes < 1:
+        p.error("--sim-episodes must be >= 1")
     run = Run(out=Path(a.output), seed=a.seed, device=a.device, policy_steps=a.policy_steps,
-              eval_seconds=a.eval_seconds)
+              eval_seconds=a.eval_seconds, sim_episodes=a.sim_episodes)
     if a.fresh and run.out.exists():
         shutil.rmtree(run.out)
     t0 = time.perf_counter()

@@ -41,7 +41,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results"
 RECIPES = {("pick_bun", "diffusion"): "train_sim_pick_bun", ("pick_bun", "pi0"): "train_sim_pick_bun_pi0",
-           ("cook_bun", "diffusion"): "train_sim_pick_bun", ("cook_bun", "pi0"): "train_sim_pick_bun_pi0"}
+           ("cook_bun", "diffusion"): "train_sim_pick_bun", ("cook_bun", "pi0"): "train_sim_pick_bun_pi0",
+           ("lift_lid", "diffusion"): "train_sim_pick_bun", ("lift_lid", "pi0"): "train_sim_lift_lid_pi0"}
 
 
 def machine() -> dict:
@@ -99,11 +100,19 @@ def run_task(task: str, a, work: Path) -> dict:
     timed("evaluation", timings, cli, "eval", *common, "--checkpoint", str(run_dir), *seeds,
           "--output", str(work / "eval_policy"), "--device", "cpu")
     learned = eval_json(work / "eval_policy")
+    steps_file = run_dir / "policy" / "metrics.jsonl"   # every optimiser step's time, across resumed runs too
+    step_times = [json.loads(x)["step_time_s"] for x in steps_file.read_text().splitlines() if x.strip()]
+    import yaml
+
+    train_seed = yaml.safe_load((run_dir / "train_config.yaml").read_text()).get("seed")
     timed("blind baseline", timings, cli, "eval", *common, "--replay", str(root), "--blind", *seeds,
           "--output", str(work / "eval_blind"), "--videos", "0")
     blind = eval_json(work / "eval_blind")
     return {"policy": f"{a.policy} (tiny, recipe {recipe})", "recipe": recipe, "demos": len(demo_seeds),
-            "demo_seeds": demo_seeds, "train_steps": a.steps, "train_wall_s": round(train_wall, 1),
+            "demo_seeds": demo_seeds, "train_steps": a.steps, "train_seed": train_seed,
+            # the train command's wall time in this invocation (a few seconds when a complete run was reused) and
+            # the sum of the run's step times (its training time, whichever invocation did it)
+            "train_wall_s": round(train_wall, 1), "train_step_time_total_s": round(sum(step_times), 1),
             "episodes": learned["episodes"], "eval_seeds": [a.eval_seed + i for i in range(a.episodes)],
             "success_rate": learned["success_rate"], "refusals": learned["safety_refusals"],
             "outcomes": learned["outcomes"], "time_limit_s": learned["time_limit_s"],
@@ -114,9 +123,23 @@ def run_task(task: str, a, work: Path) -> dict:
                         (("policy", "eval_policy"), ("blind", "eval_blind"), ("replay", "eval_replay"))}}
 
 
+def ship(run_dir: Path, dest: Path, result: dict) -> None:
+    """The run's final checkpoint into ``dest`` as a self-contained folder (``ship_checkpoint``), with what made
+    it and what it scored."""
+    from ate_policy.runtime.policy import ship_checkpoint
+
+    summary = json.loads((run_dir / "policy" / "summary.json").read_text())
+    keep = ("recipe", "demos", "demo_seeds", "train_steps", "train_seed", "train_step_time_total_s", "episodes",
+            "eval_seeds", "success_rate", "blind_success_rate", "command", "date")
+    ship_checkpoint(Path(summary["final_checkpoint"]), dest, provenance={
+        "fingerprint": summary.get("fingerprint"), "git_commit": summary.get("git_commit"),
+        **{k: result[k] for k in keep if k in result}})
+    print(f"shipped {summary['final_checkpoint']} -> {dest}")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--tasks", nargs="+", default=["pick_bun"], choices=("pick_bun", "cook_bun"))
+    p.add_argument("--tasks", nargs="+", default=["pick_bun"], choices=("pick_bun", "cook_bun", "lift_lid"))
     p.add_argument("--policy", choices=("diffusion", "pi0"), default="diffusion")
     p.add_argument("--demos", type=int, default=50)
     p.add_argument("--demo-seed", type=int, default=1000, help="demonstrations use seeds from here on")
@@ -129,6 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=None, help="training batch (default: the recipe's)")
     p.add_argument("--work", default=None, help="folder for data, runs and reports (default outputs/sim_success)")
     p.add_argument("--smoke", action="store_true", help="every step once at toy size (a few minutes)")
+    p.add_argument("--ship", action="store_true",
+                   help="copy each task's final checkpoint into ate_policy/checkpoints/sim_<task>_<policy> (the "
+                        "package's shipped policies; its tokenizer travels with it)")
     a = p.parse_args(argv)
     if a.smoke:
         a.demos, a.steps, a.episodes, a.time_limit, a.workers = 2, 10, 1, a.time_limit or 3.0, 1
@@ -136,18 +162,28 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(a.work or ("outputs/sim_success_smoke" if a.smoke else "outputs/sim_success"))
     results = {"scale": "smoke" if a.smoke else "full", "machine": machine(),
                "load_avg_at_start": os.getloadavg(), "tasks": {}}
+    out = RESULTS / ("sim_success_smoke.json" if a.smoke else "sim_success.json")
+    # tasks measured by earlier invocations stay (each entry carries its own date, command, machine and loads)
+    earlier = json.loads(out.read_text()).get("tasks", {}) if out.exists() and not a.smoke else {}
     t0 = time.perf_counter()
     for task in a.tasks:
-        results["tasks"][task] = run_task(task, a, work / task)
+        r = run_task(task, a, work / task)
+        r.update({"date": time.strftime("%Y-%m-%d %H:%M"), "command": " ".join(["python", *sys.argv]),
+                  "machine": results["machine"], "eval_seed": a.eval_seed})
+        results["tasks"][task] = r
+    results["tasks"] = {**{k: v for k, v in earlier.items() if k not in results["tasks"]}, **results["tasks"]}
     results["wall_s"] = round(time.perf_counter() - t0, 1)
     results["load_avg_at_end"] = os.getloadavg()
-    out = RESULTS / ("sim_success_smoke.json" if a.smoke else "sim_success.json")
+    if a.ship:
+        for task in a.tasks:
+            ship(work / task / f"train_{a.policy}", ROOT / "ate_policy" / "checkpoints" / f"sim_{task}_{a.policy}",
+                 results["tasks"][task])
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
     print(f"\n{'task':10} {'policy':40} {'demos':>5} {'steps':>6} {'train s':>8} {'episodes':>8} {'success':>8} "
           f"{'blind':>6} {'replay':>6}")
     for task, r in results["tasks"].items():
-        print(f"{task:10} {r['policy']:40} {r['demos']:5d} {r['train_steps']:6d} {r['train_wall_s']:8.0f} "
+        print(f"{task:10} {r['policy']:40} {r['demos']:5d} {r['train_steps']:6d} {r['train_step_time_total_s']:8.0f} "
               f"{r['episodes']:8d} {r['success_rate']:8.0%} {r['blind_success_rate']:6.0%} "
               f"{r['replay_success_rate']:6.0%}")
     print(f"-> {out}")

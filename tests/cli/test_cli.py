@@ -78,10 +78,15 @@ def test_quickstart_runs_end_to_end_and_says_where_everything_went(tmp_path):
 
     out = tmp_path / "qs"
     # Few policy steps keep the test short; the stages are the README's main job unchanged.
-    r = run("quickstart", "--output", str(out), "--policy-steps", "4", "--eval-seconds", "2")
+    r = run("quickstart", "--output", str(out), "--policy-steps", "4", "--eval-seconds", "2", "--sim-episodes", "1")
     assert r.returncode == 0, r.stderr[-3000:]
-    for stage in ("[demo-data]", "[vae stage 1]", "[vae stage 2]", "[report]", "[policy]", "[sim eval]"):
+    for stage in ("[demo-data]", "[vae stage 1]", "[vae stage 2]", "[report]", "[policy]", "[sim eval]",
+                  "[sim policy]"):
         assert stage in r.stdout
+    # the last stage: the shipped sim-trained policy on an unseen lift_lid scene, its outcome from eval.json
+    sim = json.loads((out / "sim_policy" / "eval.json").read_text())
+    assert sim["task"] == "lift_lid" and sim["episodes"] == 1 and sim["seed"] == 1000
+    assert f"success {sim['successes']}/1" in r.stdout.split("[sim policy]")[1]
     assert (out / "data" / "demo_dual" / "meta" / "info.json").exists()
     assert (out / "vae_stage1" / "final" / "latent_stats.safetensors").exists()
     assert (out / "vae_stage2" / "final" / "model.safetensors").exists()
@@ -131,6 +136,6 @@ def test_quickstart_runs_end_to_end_and_says_where_everything_went(tmp_path):
     r2 = run("quickstart", "--output", str(out))
     assert r2.returncode == 0, r2.stderr[-3000:]
     for stage in ("[demo-data] reused", "[vae stage 1] reused", "[vae stage 2] reused", "[report] reused",
-                  "[policy] reused", "[sim eval] reused"):
+                  "[policy] reused", "[sim eval] reused", "[sim policy] reused"):
         assert stage in r2.stdout
     assert (out / "policy" / "summary.json").stat().st_mtime_ns == stamp
