@@ -200,8 +200,8 @@ def stage_sim_policy(run: Run) -> str:
     refusals = sum(s["safety_refusals"].values())
     made = json.loads((SIM_POLICY / "provenance.json").read_text())
     return (f"{'reused: ' if reused else ''}{SIM_TASK} by the shipped tiny PI0 trained here on {made['demos']} sim "
-            f"demonstrations ({made['train_steps']} steps): success {s['successes']}/{s['episodes']}{fails} on unseen seeds "
-            f"{s['seed']}..{s['seed'] + s['episodes'] - 1}, {refusals} safety refusal(s), "
+            f"demonstrations ({made['train_steps']} steps): success {s['successes']}/{s['episodes']}{fails} on "
+            f"unseen seeds {s['seed']}..{s['seed'] + s['episodes'] - 1}, {refusals} safety refusal(s), "
             f"{s['clamped_ticks']} rate-limited tick(s) -> {out / 'report.md'}")
 
 

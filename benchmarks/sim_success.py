@@ -75,6 +75,8 @@ def eval_json(out: Path) -> dict:
 
 
 def run_task(task: str, a, work: Path) -> dict:
+    import yaml
+
     from ate_policy.data.sim_demos import record_sim_demos
 
     timings: list = []
@@ -102,8 +104,6 @@ def run_task(task: str, a, work: Path) -> dict:
     learned = eval_json(work / "eval_policy")
     steps_file = run_dir / "policy" / "metrics.jsonl"   # every optimiser step's time, across resumed runs too
     step_times = [json.loads(x)["step_time_s"] for x in steps_file.read_text().splitlines() if x.strip()]
-    import yaml
-
     train_seed = yaml.safe_load((run_dir / "train_config.yaml").read_text()).get("seed")
     timed("blind baseline", timings, cli, "eval", *common, "--replay", str(root), "--blind", *seeds,
           "--output", str(work / "eval_blind"), "--videos", "0")
@@ -182,7 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     out.write_text(json.dumps(results, indent=2))
     print(f"\n{'task':10} {'policy':40} {'demos':>5} {'steps':>6} {'train s':>8} {'episodes':>8} {'success':>8} "
           f"{'blind':>6} {'replay':>6}")
-    for task, r in results["tasks"].items():
+    for task in a.tasks:                                # this invocation's tasks
+        r = results["tasks"][task]
         print(f"{task:10} {r['policy']:40} {r['demos']:5d} {r['train_steps']:6d} {r['train_step_time_total_s']:8.0f} "
               f"{r['episodes']:8d} {r['success_rate']:8.0%} {r['blind_success_rate']:6.0%} "
               f"{r['replay_success_rate']:6.0%}")

@@ -1,8 +1,9 @@
 """Action chunks from LeRobot datasets, normalised and padded exactly as the fine-tuned policy sees them.
 
 Only the action column is read (parquet, no video decoding). Each dataset is normalised with its own stats by the
-formula of LeRobot's ``NormalizerProcessorStep`` (MEAN_STD: (a - mean) / (std + 1e-8); MIN_MAX: to [-1, 1]), with the
-policy's std floor (``STD_FLOOR``, see :func:`floored_stats`), and zero-padded to the policy's action dim (32 for pi0), then cut into sliding windows that lie inside one episode.
+formula of LeRobot's ``NormalizerProcessorStep`` (MEAN_STD: (a - mean) / (std + 1e-8); MIN_MAX: to [-1, 1]), with
+the policy's std floor (``STD_FLOOR``, see :func:`floored_stats`), and zero-padded to the policy's action dim (32 for
+pi0), then cut into sliding windows that lie inside one episode.
 """
 
 from __future__ import annotations
@@ -35,9 +36,7 @@ def floored_stats(stats: dict | None, floor: float = STD_FLOOR) -> dict | None:
     out = {}
     for key, feat in stats.items():
         if isinstance(feat, dict) and "std" in feat:
-            std = np.asarray(feat["std"])
-            feat = {**feat, "std": np.maximum(std, np.asarray(floor, dtype=std.dtype if std.dtype.kind == "f"
-                                                               else np.float64))}
+            feat = {**feat, "std": np.maximum(np.asarray(feat["std"]), floor)}
         out[key] = feat
     return out
 
