@@ -151,21 +151,26 @@ def stage_policy(run: Run) -> str:
             f"-> {summary['final_checkpoint']}")
 
 
+def _evaluated(run: Run, out: Path, task_name: str, checkpoint: Path, **kwargs) -> tuple[dict, bool]:
+    """(``ate_policy eval``'s summary of ``checkpoint`` on ``task_name`` in ``out``, reused): an earlier run's
+    eval.json when there is one; ``kwargs`` go to ``evaluate`` (episodes, seed, time limit, videos)."""
+    from ate_policy.evaluation import evaluate
+    from ate_policy.runtime import load_task
+
+    if (out / "eval.json").exists():
+        return json.loads((out / "eval.json").read_text()), True
+    device = {"device": "cpu", "dtype": "float32", "compile": False} if run.device == "cpu" else {}
+    task = load_task(task_name, {"checkpoint": str(checkpoint), "device": device})
+    return evaluate(task, output=out, progress=False, **kwargs), False
+
+
 def stage_eval(run: Run) -> str:
     """The fine-tuned policy in the simulated cook_bun cell through the deployment runtime and the drivers'
     safety layer (``ate_policy eval``): one short episode, to show the path from checkpoint to robot commands.
     The demo policy learned synthetic motions, not the task: success is not expected."""
-    from ate_policy.evaluation import evaluate
-    from ate_policy.runtime import load_task
-
     out = run.out / "eval"
-    reused = (out / "eval.json").exists()
-    if reused:
-        s = json.loads((out / "eval.json").read_text())
-    else:
-        device = {"device": "cpu", "dtype": "float32", "compile": False} if run.device == "cpu" else {}
-        task = load_task("cook_bun", {"checkpoint": str(run.artefacts["policy checkpoint"]), "device": device})
-        s = evaluate(task, episodes=1, seed=run.seed, output=out, time_limit_s=run.eval_seconds, progress=False)
+    s, reused = _evaluated(run, out, "cook_bun", run.artefacts["policy checkpoint"], episodes=1, seed=run.seed,
+                           time_limit_s=run.eval_seconds)
     run.artefacts["sim evaluation"] = out / "report.md"
     ep = s["per_episode"][0]
     refusals = s["safety_refusals"]
@@ -183,18 +188,9 @@ def stage_sim_policy(run: Run) -> str:
     """A policy trained by this stack on sim demonstrations doing a task: the shipped tiny PI0 (``SIM_POLICY``)
     sets the steamer's lid aside in the simulated cell, through the same runtime, safety layer and cell supervisor
     as above, on scenes it never saw (objects randomised as in its demonstrations)."""
-    from ate_policy.evaluation import evaluate
-    from ate_policy.runtime import load_task
-
     out = run.out / "sim_policy"
-    reused = (out / "eval.json").exists()
-    if reused:
-        s = json.loads((out / "eval.json").read_text())
-    else:
-        device = {"device": "cpu", "dtype": "float32", "compile": False} if run.device == "cpu" else {}
-        task = load_task(SIM_TASK, {"checkpoint": str(SIM_POLICY), "device": device})
-        s = evaluate(task, episodes=run.sim_episodes, seed=SIM_EVAL_SEED + run.seed, output=out, progress=False,
-                     videos=1)
+    s, reused = _evaluated(run, out, SIM_TASK, SIM_POLICY, episodes=run.sim_episodes, seed=SIM_EVAL_SEED + run.seed,
+                           videos=1)
     run.artefacts["sim policy evaluation"] = out / "report.md"
     fails = "".join(f", {k} {n}" for k, n in s["outcomes"].items() if n and k != "success")
     refusals = sum(s["safety_refusals"].values())

@@ -125,7 +125,7 @@ def test_two_operators_align_and_record_an_episode_through_the_ros_graph(teleop_
     texts = texts_of(rows, "/events/operator")
     for st in ("aligned", "teleop", "recording"):
         assert f"left: {st}" in texts and f"right: {st}" in texts, texts
-    rec = [t for v in rows["/events/recording"]["TextLog:text"].values() for t in v]
+    rec = texts_of(rows, "/events/recording")
     assert rec[0].startswith("recording started") and rec[1].startswith("recording stopped"), rec
     recording = rows["/status/recording"]["Scalars:scalars"]
     assert sum(v[0] for v in recording.values()) >= frames   # one row per tick, 1 while recorded

@@ -139,10 +139,14 @@ class Scene:
         b, p = body_pos(cell, "bun"), self.places[plate]
         return bool(np.linalg.norm(b[:2] - p) < PLATE_R and abs(b[2] - BUN_ON_PLATE_Z) < 0.01)
 
-    def lid_on_steamer(self, cell) -> bool:
-        lpos, s = body_pos(cell, "lid"), self.places["steamer"]
+    def lid_resting_at(self, cell, xy, z: float, tol_m: float) -> bool:
+        """The lid lies upright (within 8 degrees) with its origin within ``tol_m`` of ``xy`` and 1 cm of ``z``."""
+        lpos = body_pos(cell, "lid")
         upright = body_zaxis(cell, "lid")[2] > math.cos(math.radians(8))
-        return bool(np.linalg.norm(lpos[:2] - s) < 0.025 and abs(lpos[2] - LID_ON_STEAMER_Z) < 0.01 and upright)
+        return bool(np.linalg.norm(lpos[:2] - np.asarray(xy)) < tol_m and abs(lpos[2] - z) < 0.01 and upright)
+
+    def lid_on_steamer(self, cell) -> bool:
+        return self.lid_resting_at(cell, self.places["steamer"], LID_ON_STEAMER_Z, 0.025)
 
     def nothing_held(self, cell) -> bool:
         return all(cell.held_by(a) is None for a in ("left", "right"))
@@ -199,10 +203,7 @@ class LiftLid(PickBun):
                        random_radius_m=LIFT_LID_RADIUS_M)
 
     def lid_aside(self, cell) -> bool:
-        lpos = body_pos(cell, "lid")
-        upright = body_zaxis(cell, "lid")[2] > math.cos(math.radians(8))
-        return bool(np.linalg.norm(lpos[:2] - np.asarray(LID_ASIDE)) < LID_ASIDE_TOL_M
-                    and abs(lpos[2] - LID_HH) < 0.01 and upright)
+        return self.lid_resting_at(cell, LID_ASIDE, LID_HH, LID_ASIDE_TOL_M)
 
     def success(self, cell) -> bool:
         return self.lid_aside(cell) and self.nothing_held(cell)
