@@ -26,7 +26,7 @@ def test_scene_objects_are_randomised_within_3_5_cm():
 
 
 def test_success_checks_fail_on_the_initial_scene():
-    for task in ("cook_bun", "pick_bun", "lift_lid"):
+    for task in ("cook_bun", "pick_bun", "lift_lid", "lid_on_plate"):
         cell = SimCell(task, seed=3)
         try:
             cell.step(0.5)
@@ -108,6 +108,34 @@ def test_lift_lid_demonstrator_succeeds_and_a_lid_dropped_short_of_the_aside_pla
         cell.step(0.3)
         assert sc.body_pos(cell, "lid")[2] < 0.02 and not cell.scene.success(cell)
         sc._set_free(cell, "lid", (aside[0], aside[1], sc.LID_HH + 0.001))
+        cell.step(0.3)
+        assert cell.scene.success(cell)                       # the check itself: where the demonstrator puts it
+    finally:
+        cell.close()
+
+
+def test_lid_on_plate_demonstrator_succeeds_and_the_lift_lid_aside_place_does_not_count():
+    """lid_on_plate (the ATE study's adaptation task): the demonstration sets the lid down on the randomised left
+    plate; the lid set down at lift_lid's aside place, or on the table beside the plate, is no success."""
+    cell = SimCell("lid_on_plate", seed=0)
+    try:
+        results = [dm.run_episode(cell, seed).success for seed in range(3)]
+        assert all(results), results
+        plate = cell.scene.places["plate_left"]
+        assert np.linalg.norm(sc.body_pos(cell, "lid")[:2] - plate) < sc.LID_ON_PLATE_TOL_M
+        assert not cell.scene.lid_aside(cell)
+        cell.reset(4)
+        cell.step(sc.SETTLE_S)
+        aside = np.asarray(sc.LID_ASIDE)
+        sc._set_free(cell, "lid", (aside[0], aside[1], sc.LID_HH + 0.001))
+        cell.step(0.3)
+        assert cell.scene.lid_aside(cell) and not cell.scene.success(cell)
+        plate = cell.scene.places["plate_left"]
+        beside = plate + np.array([-0.17, 0.0])               # on the table in front of the plate
+        sc._set_free(cell, "lid", (beside[0], beside[1], sc.LID_HH + 0.001))
+        cell.step(0.3)
+        assert sc.body_pos(cell, "lid")[2] < 0.02 and not cell.scene.success(cell)
+        sc._set_free(cell, "lid", (plate[0], plate[1], sc.LID_ON_PLATE_Z + 0.001))
         cell.step(0.3)
         assert cell.scene.success(cell)                       # the check itself: where the demonstrator puts it
     finally:

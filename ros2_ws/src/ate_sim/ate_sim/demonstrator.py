@@ -267,7 +267,13 @@ def lift_lid_script() -> list[dict[str, list[Step]]]:
              + [Step("home")]}]
 
 
-SCRIPTS = {"cook_bun": cook_bun_script, "pick_bun": pick_bun_script, "lift_lid": lift_lid_script}
+def lid_on_plate_script() -> list[dict[str, list[Step]]]:
+    to_plate = place(_scene_place("plate_left"), _lid_tcp_z(sc.LID_ON_PLATE_Z))
+    return [{"left": pick("lid", KNOB_TCP_ABOVE_LID_M) + to_plate + [Step("home")]}]
+
+
+SCRIPTS = {"cook_bun": cook_bun_script, "pick_bun": pick_bun_script, "lift_lid": lift_lid_script,
+           "lid_on_plate": lid_on_plate_script}
 
 
 @dataclass

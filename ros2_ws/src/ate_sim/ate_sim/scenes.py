@@ -10,6 +10,9 @@
 * ``lift_lid``: pick_bun's first step on its own, the same scene with twice the randomisation (7 cm): the left
   gripper lifts the lid off the steamer and sets it down aside. Success: the lid resting upright at the aside
   place, nothing held. A one-grasp task that a small policy learns on a CPU (the main job's sim stage).
+* ``lid_on_plate``: lift_lid's scene and grasp, but the lid goes onto the (randomised) left plate instead of the
+  fixed aside place. Success: the lid resting upright on the left plate, nothing held. The ATE study's adaptation
+  task: a policy pre-trained on lift_lid adapts to it from a few demonstrations.
 
 Object positions (plates, steamer, bun) are randomised uniformly within a disc of ``RANDOM_RADIUS_M``
 (3.5 cm, as in the paper; lift_lid: ``LIFT_LID_RADIUS_M``) around their nominal places; the bun's yaw is random.
@@ -209,7 +212,24 @@ class LiftLid(PickBun):
         return self.lid_aside(cell) and self.nothing_held(cell)
 
 
-SCENES = {"cook_bun": CookBun, "pick_bun": PickBun, "lift_lid": LiftLid}
+LID_ON_PLATE_Z = 2 * PLATE_HH + LID_HH
+LID_ON_PLATE_TOL_M = 0.03
+"""lid_on_plate: the lid's centre within this distance of the left plate's centre (the plate is 7 cm in radius)."""
+
+
+class LidOnPlate(LiftLid):
+    def __init__(self):
+        Scene.__init__(self, "lid_on_plate", "put the steamer lid on the left plate", 8.3,
+                       random_radius_m=LIFT_LID_RADIUS_M)
+
+    def lid_on_plate(self, cell) -> bool:
+        return self.lid_resting_at(cell, self.places["plate_left"], LID_ON_PLATE_Z, LID_ON_PLATE_TOL_M)
+
+    def success(self, cell) -> bool:
+        return self.lid_on_plate(cell) and self.nothing_held(cell)
+
+
+SCENES = {"cook_bun": CookBun, "pick_bun": PickBun, "lift_lid": LiftLid, "lid_on_plate": LidOnPlate}
 
 
 def make_scene(task: str) -> Scene:
