@@ -257,8 +257,9 @@ def _evaluate(task, episodes, seed, output, image_hw, time_limit_s, policy, prog
     render_hw = tuple(image_hw) if image_hw else policy_hw
     from ate_description.limits import load_safety
 
+    safety = load_safety(overrides=task.safety)   # the drivers' limits, which the runtime's limiter stays inside
     try:
-        sim = sim_runner(sim_task, render_hw, seed, safety=load_safety(overrides=task.safety))
+        sim = sim_runner(sim_task, render_hw, seed, safety=safety)
     except ValueError as e:
         raise UserError(str(e)) from e
     scene = sim.cell.scene
@@ -273,7 +274,7 @@ def _evaluate(task, episodes, seed, output, image_hw, time_limit_s, policy, prog
 
         limit = default_time_limit_s(scene)
     rcfg = dataclasses.replace(rcfg, episode_time_limit_s=limit)
-    runtime = PolicyRuntime(policy, rcfg, instruction=task.instruction)
+    runtime = PolicyRuntime(policy, rcfg, instruction=task.instruction, safety=safety)
     out.mkdir(parents=True, exist_ok=True)
     results, logs = [], []
     viewer = None

@@ -69,15 +69,6 @@ _ARM_DIMS = np.concatenate([np.arange(contract.N_ARM_JOINTS) + contract.arm_slic
 _CLAMP_TOL_RAD = 1e-6
 
 
-def _drivers_safety() -> SafetyConfig:
-    """drivers.yaml's ``safety`` section; its defaults where no bring-up config is found (a bare checkout)."""
-    try:
-        return load_safety()
-    except UserError as e:
-        log.warning("step limiter: %s; using the default safety limits", e)
-        return SafetyConfig()
-
-
 # Hold reasons (TickResult.reason; stale/missing/future/bad_observation carry ":<stream>")
 OK = "ok"
 IDLE = "idle"
@@ -153,7 +144,7 @@ class PolicyRuntime:
         self._max_step_rad: float | None = None
         self._max_lead_rad: float | None = None
         if self.cfg.step_limit_fraction is not None or self.cfg.lead_limit_fraction is not None:
-            safety = safety or _drivers_safety()
+            safety = safety or load_safety()   # no drivers.yaml: a UserError, as in `ate_policy eval`
             self._watchdog_ticks = safety.watchdog_s / self.period_s
             if self.cfg.step_limit_fraction is not None:
                 self._max_step_rad = self.cfg.step_limit_fraction * safety.max_step_rad

@@ -73,6 +73,9 @@ def test_policy_graph_is_drivers_plus_the_policy_node():
     sim, pol = specs[1].parameters, specs[-1].parameters
     assert (sim["clock"], sim["consumers"], sim["task"]) == ("lockstep", "policy", "pick_bun")
     assert pol["lockstep"] is True and pol["use_sim_time"] is True and pol["checkpoint"] == "/ckpt"
+    assert pol["config_file"] == sim["config_file"]     # the runtime limits itself to the drivers' limits
+    custom = graph.policy({"robot": "sim", "config": "/lab/drivers.yaml"})
+    assert custom[-1].parameters["config_file"] == custom[1].parameters["config_file"] == "/lab/drivers.yaml"
     real = graph.policy({})
     assert [s.fq_name for s in real][-1] == "/policy" and real[-1].parameters["lockstep"] is False
     assert real[-1].parameters["robot"] == "real" and "/left/arm_driver" in [s.fq_name for s in real]

@@ -319,3 +319,22 @@ def test_targets_never_lead_the_measured_joints_past_the_lead_limit_so_the_track
     assert s["lead_limited_ticks"] == len(res) - 2 and s["lead_limit_rad"] == pytest.approx(lead)
     with pytest.raises(Refused, match="tracking"):
         drive(None)
+
+
+def test_the_limiter_takes_the_drivers_yaml_limits_and_refuses_to_guess_without_them(monkeypatch, tmp_path):
+    """With no ``safety`` given the runtime reads drivers.yaml's limits (those the drivers judge by); where that
+    file cannot be found it stops with the error instead of limiting to defaults the drivers may not share."""
+    from ate_description import limits
+
+    yaml_file = tmp_path / "drivers.yaml"
+    yaml_file.write_text("safety:\n  max_velocity_rad_s: 0.5\n")
+    monkeypatch.setattr(limits, "default_drivers_config", lambda: yaml_file)
+    cfg = RuntimeConfig(clock="lockstep", step_limit_fraction=0.8, lead_limit_fraction=None)
+    rt = PolicyRuntime(ScriptedPolicy(), cfg)
+    try:
+        assert rt._max_step_rad == pytest.approx(0.8 * 0.5 * PERIOD)
+    finally:
+        rt.close()
+    yaml_file.unlink()
+    with pytest.raises(UserError, match="drivers config .* not found"):
+        PolicyRuntime(ScriptedPolicy(), cfg)

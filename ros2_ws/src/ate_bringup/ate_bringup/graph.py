@@ -238,7 +238,7 @@ def policy(args: dict | None = None) -> list[NodeSpec]:
         raise ValueError("autostart:=true with robot:=real: the arms must not move without an operator; start the "
                          "policy with /policy/start (or python -m ate_deploy.operator)")
     params = {"task": task, "checkpoint": str(a.get("checkpoint", "") or ""), "device": str(a.get("device", "") or ""),
-              "robot": robot, "lockstep": lockstep,
+              "robot": robot, "lockstep": lockstep, "config_file": str(a.get("config") or default_drivers_config()),
               "autostart": _bool(autostart) if autostart else robot == "sim",
               "use_sim_time": robot == "sim", **_viz(a)}
     specs.append(NodeSpec("ate_deploy", "policy_node", "ate_deploy.policy_node", "policy", "", params))

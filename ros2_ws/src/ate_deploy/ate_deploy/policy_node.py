@@ -45,6 +45,8 @@ class PolicyNode(Node):
         self.declare_parameter("checkpoint", "", desc("policy checkpoint; empty: the task YAML's"))
         self.declare_parameter("device", "", desc("cuda | cpu | auto; empty: the task YAML's"))
         self.declare_parameter("robot", "real", desc("real | emulated | sim (informational)"))
+        self.declare_parameter("config_file", "", desc("the drivers YAML whose safety limits (with the task's "
+                                                       "overrides) the runtime's step limiter stays inside"))
         self.declare_parameter("lockstep", False, desc("tick on the sim cell's lockstep observations"))
         self.declare_parameter("viz", False, desc("log the cell to Rerun (docs/visualization.md)"))
         self.declare_parameter("viz_mode", "native", desc("native (a viewer window) | web (localhost) | off"))
@@ -67,7 +69,10 @@ class PolicyNode(Node):
         log.info(f"task {self.task.name}: loading {self.task.checkpoint}")
         policy = load_policy(self.task.checkpoint, self.task.device, image_hw=self.task.image_hw,
                              instruction=self.task.instruction, blending=self.task.runtime.blending)
-        self.runtime = PolicyRuntime(policy, self.task.runtime, instruction=self.task.instruction)
+        from ate_description.limits import load_safety
+
+        safety = load_safety(self.get_parameter("config_file").value or None, self.task.safety)
+        self.runtime = PolicyRuntime(policy, self.task.runtime, instruction=self.task.instruction, safety=safety)
         warm = self.runtime.warmup()
         log.info(f"warm: {len(warm)} inference runs, last {warm[-1] * 1e3:.0f} ms" if warm else "no warm-up")
         self.viz = None
