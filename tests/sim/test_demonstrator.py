@@ -26,7 +26,7 @@ def test_scene_objects_are_randomised_within_3_5_cm():
 
 
 def test_success_checks_fail_on_the_initial_scene():
-    for task in ("cook_bun", "pick_bun", "lift_lid", "lid_on_plate"):
+    for task in sc.SCENES:
         cell = SimCell(task, seed=3)
         try:
             cell.step(0.5)
@@ -138,5 +138,24 @@ def test_lid_on_plate_demonstrator_succeeds_and_the_lift_lid_aside_place_does_no
         sc._set_free(cell, "lid", (plate[0], plate[1], sc.LID_ON_PLATE_Z + 0.001))
         cell.step(0.3)
         assert cell.scene.success(cell)                       # the check itself: where the demonstrator puts it
+    finally:
+        cell.close()
+
+
+def test_lid_aside_far_demonstrator_succeeds_and_lift_lids_aside_place_does_not_count():
+    """lid_aside_far (the ATE study's default adaptation task): the demonstration sets the lid down at the moved
+    aside place; where lift_lid puts it (8.6 cm away) is no success."""
+    cell = SimCell("lid_aside_far", seed=0)
+    try:
+        results = [dm.run_episode(cell, seed).success for seed in range(3)]
+        assert all(results), results
+        assert np.linalg.norm(sc.body_pos(cell, "lid")[:2] - np.asarray(sc.LID_ASIDE_FAR)) < sc.LID_ASIDE_TOL_M
+        assert not cell.scene.lid_aside(cell)
+        cell.reset(4)
+        cell.step(sc.SETTLE_S)
+        aside = np.asarray(sc.LID_ASIDE)
+        sc._set_free(cell, "lid", (aside[0], aside[1], sc.LID_HH + 0.001))
+        cell.step(0.3)
+        assert cell.scene.lid_aside(cell) and not cell.scene.success(cell)
     finally:
         cell.close()

@@ -36,7 +36,7 @@ LAUNCH_ARGS: dict[str, dict[str, tuple[str, str]]] = {
         "grippers": ("true", "start the gripper drivers"),
         "cameras": ("true", "start the camera drivers"),
         "camera_names": ("cam_high,cam_left_wrist,cam_right_wrist", "cameras to start"),
-        "task": ("", "robot:=sim: the scene (cook_bun | pick_bun | lift_lid | lid_on_plate); empty: drivers.yaml "
+        "task": ("", "robot:=sim: the scene (cook_bun, pick_bun, ...: ate_sim.scenes.SCENES); empty: drivers.yaml "
                  "sim.task"),
         "sim_clock": ("", "robot:=sim: realtime | lockstep; empty: drivers.yaml sim.clock"),
         "sim_seed": ("", "robot:=sim: object randomisation seed; empty: drivers.yaml sim.seed"),

@@ -54,7 +54,7 @@ def _right_side() -> ArmSideConfig:
 class SimSettings:
     """robot:=sim: the simulated cell that stands in for every device (ate_sim.sim_node, docs/sim.md)."""
 
-    task: str = ""                 # scene: cook_bun | pick_bun | lift_lid | lid_on_plate | "" (an empty table)
+    task: str = ""                 # scene (ate_sim.scenes.SCENES: cook_bun, pick_bun, ...) | "" (empty table)
     seed: int = 0                  # object randomisation of the scene
     # realtime: the cell runs at wall-clock pace (people watching, EGL on a GPU machine); lockstep: simulated time
     # advances one 20 Hz tick once every consumer acknowledged it (tests, evaluation: CPU rendering costs wall

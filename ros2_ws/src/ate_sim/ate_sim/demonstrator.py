@@ -272,8 +272,13 @@ def lid_on_plate_script() -> list[dict[str, list[Step]]]:
     return [{"left": pick("lid", KNOB_TCP_ABOVE_LID_M) + to_plate + [Step("home")]}]
 
 
+def lid_aside_far_script() -> list[dict[str, list[Step]]]:
+    return [{"left": pick("lid", KNOB_TCP_ABOVE_LID_M) + place(_fixed(sc.LID_ASIDE_FAR), _lid_tcp_z(sc.LID_HH))
+             + [Step("home")]}]
+
+
 SCRIPTS = {"cook_bun": cook_bun_script, "pick_bun": pick_bun_script, "lift_lid": lift_lid_script,
-           "lid_on_plate": lid_on_plate_script}
+           "lid_on_plate": lid_on_plate_script, "lid_aside_far": lid_aside_far_script}
 
 
 @dataclass

@@ -11,8 +11,10 @@
   gripper lifts the lid off the steamer and sets it down aside. Success: the lid resting upright at the aside
   place, nothing held. A one-grasp task that a small policy learns on a CPU (the main job's sim stage).
 * ``lid_on_plate``: lift_lid's scene and grasp, but the lid goes onto the (randomised) left plate instead of the
-  fixed aside place. Success: the lid resting upright on the left plate, nothing held. The ATE study's adaptation
-  task: a policy pre-trained on lift_lid adapts to it from a few demonstrations.
+  fixed aside place. Success: the lid resting upright on the left plate, nothing held. A harder adaptation task
+  for the ATE study.
+* ``lid_aside_far``: lift_lid with the aside place moved 8.6 cm (``LID_ASIDE_FAR``). The ATE study's default
+  adaptation task: a policy pre-trained on lift_lid adapts to it from a few demonstrations.
 
 Object positions (plates, steamer, bun) are randomised uniformly within a disc of ``RANDOM_RADIUS_M``
 (3.5 cm, as in the paper; lift_lid: ``LIFT_LID_RADIUS_M``) around their nominal places; the bun's yaw is random.
@@ -217,6 +219,20 @@ LID_ON_PLATE_TOL_M = 0.03
 """lid_on_plate: the lid's centre within this distance of the left plate's centre (the plate is 7 cm in radius)."""
 
 
+LID_ASIDE_FAR = (0.10, 0.47)
+"""lid_aside_far: the aside place moved 7 cm back and 5 cm outwards (8.6 cm from ``LID_ASIDE``, over twice the
+4 cm tolerance, so lift_lid's motion does not count)."""
+
+
+class LidAsideFar(LiftLid):
+    def __init__(self):
+        Scene.__init__(self, "lid_aside_far", "lift the lid off the steamer and put it far aside", 8.8,
+                       random_radius_m=LIFT_LID_RADIUS_M)
+
+    def success(self, cell) -> bool:
+        return self.lid_resting_at(cell, LID_ASIDE_FAR, LID_HH, LID_ASIDE_TOL_M) and self.nothing_held(cell)
+
+
 class LidOnPlate(LiftLid):
     def __init__(self):
         Scene.__init__(self, "lid_on_plate", "put the steamer lid on the left plate", 8.3,
@@ -229,7 +245,8 @@ class LidOnPlate(LiftLid):
         return self.lid_on_plate(cell) and self.nothing_held(cell)
 
 
-SCENES = {"cook_bun": CookBun, "pick_bun": PickBun, "lift_lid": LiftLid, "lid_on_plate": LidOnPlate}
+SCENES = {"cook_bun": CookBun, "pick_bun": PickBun, "lift_lid": LiftLid, "lid_on_plate": LidOnPlate,
+          "lid_aside_far": LidAsideFar}
 
 
 def make_scene(task: str) -> Scene:

@@ -44,7 +44,7 @@ from ate_sim.runner import SimRunner
 class SimNode(Node):
     def __init__(self):
         super().__init__("sim_cell")
-        self.declare_parameter("task", "", desc("scene: cook_bun | pick_bun | lift_lid | lid_on_plate; empty: "
+        self.declare_parameter("task", "", desc("scene (cook_bun, pick_bun, ...: ate_sim.scenes.SCENES); empty: "
                                                 "drivers.yaml sim.task"))
         self.declare_parameter("clock", "", desc("realtime | lockstep; empty: drivers.yaml sim.clock"))
         self.declare_parameter("seed", -1, desc("object randomisation seed; -1: drivers.yaml sim.seed"))
