@@ -1,34 +1,43 @@
 """The ATE study in the sim cell: does latent guidance make adapting a pre-trained policy to a new task faster or
 better than plain fine-tuning? (The paper's cross-task setting, Table 1, and its data-scarce Table 12, in our cell.)
 
-* **pre-training** (stands in for the pre-trained VLA): a policy trained on pick_bun demonstrations (plain
-  fine-tuning from random weights); the Stage-1 InfoVAE on those actions (trained once, by the first guided run,
-  then reused through ``stage1_dir``);
-* **adaptation**: cook_bun with K demonstrations (the first K seeds of one demonstration set, so K=5 is inside
-  K=10); each run fine-tunes the pre-trained policy with lambda = 0 (plain), +2 (ATE, the paper's sign) or -2
-  (flipped), equal steps and data, several training seeds; guided runs train their Stage-2 InfoVAE on the K
+* **pre-training** (stands in for the pre-trained VLA): a tiny PI0 trained on 50 lift_lid demonstrations (seeds
+  0-49) - by default the shipped ``ate_policy/checkpoints/sim_lift_lid_pi0`` (``--pretrain train`` trains it
+  again with its recipe); the Stage-1 InfoVAE on those same 50 demonstrations' actions (trained once, by the first
+  guided run, then reused through ``stage1_dir``);
+* **adaptation**: lid_on_plate (the same grasp, the lid set down on the randomised left plate instead of the fixed
+  aside place) with K demonstrations (seeds 2000 on; the first K of one set, so K=5 is inside K=10); each run
+  fine-tunes the pre-trained policy with lambda = 0 (plain), +2 (ATE, the paper's sign) or -2 (flipped), equal
+  steps, learning rate and data, several training seeds; guided runs train their Stage-2 InfoVAE on the K
   demonstrations (the pipeline's default);
 * **normalisation**: the adapted policy normalises with the K adaptation demonstrations' statistics (``ate_policy
   train`` builds the processors from the fine-tuning dataset), and Stage 2 reads its chunks with the same
-  statistics and mode (the training pipeline's contract check refuses a mismatch);
-* **evaluation**: every saved checkpoint of every run through ``ate_policy eval`` on the same unseen seeds
-  (learning curves), with success, failure reasons, refusals and motion quality; the latent-space alignment
-  numbers of each guided run's Stage 1 / Stage 2 pair (``ate_policy vae report``).
+  statistics, mode and std floor (the training pipeline's contract check refuses a mismatch);
+* **evaluation**: every saved checkpoint of every run through ``ate_policy eval`` on the same unseen seeds (3000
+  on): learning curves with success, failure reasons, refusals and motion quality; beside them, on the same seeds,
+  the pre-trained policy without adaptation (step 0) and the blind baseline (a K demonstration replayed); the
+  latent-space alignment numbers of each guided run's Stage 1 / Stage 2 pair (``ate_policy vae report``).
+
+The paper's own pair (pick_bun -> cook_bun, ``--pretrain-task pick_bun --adapt-task cook_bun --pretrain train``) is
+out of reach of a CPU-size policy (no policy trained here does pick_bun yet: docs/sim_success.md), so every run
+would score 0 and say nothing about ATE; lift_lid -> lid_on_plate is a pair a tiny PI0 learns on this machine.
 
 Scales (``--scale``):
 
-* ``cpu`` - the minimum grid for this 2-core machine: K = 10, lambda in {0, +2, -2}, 3 seeds, 2 checkpoints,
-  5 evaluation episodes each (about a day of CPU: run it in the background on a quiet machine);
-* ``gpu`` - the full grid for a lab's GPU machine: K in {5, 10, 20}, lambda in {0, +2, -2}, 3 seeds,
+* ``cpu`` - the minimum grid for this 2-core machine: K = 10, lambda in {0, +2, -2}, 3 seeds, 800 steps,
+  2 checkpoints, 10 evaluation episodes each (about 90 minutes on an idle machine);
+* ``gpu`` - the full grid for a lab's GPU machine: K in {5, 10, 20}, lambda in {0, +2, -2}, 3 seeds, 2000 steps,
   4 checkpoints, 20 evaluation episodes each;
-* ``--smoke`` - every step once at toy size (K = 2, lambda in {0, +2}, 1 seed, 10 steps, 1 short episode): checks
+* ``--smoke`` - every step once at toy size (K = 2, lambda in {0, +2}, 1 seed, 4 steps, 1 short episode): checks
   the script in a few minutes, not ATE.
 
-Writes ``benchmarks/results/ate_sim_study.json`` (``--smoke``: ``ate_sim_study_smoke.json``): every run's config,
-seed, success per checkpoint (with Wilson 95 % intervals), motion quality and alignment numbers, plus a summary per
-(K, lambda) and ``ate_sim_study.png`` (learning curves) beside it.
+Every step is resumable: re-running the same command skips finished trainings and evaluations, and the results
+file is rewritten after every run. Writes ``benchmarks/results/ate_sim_study.json`` (``--smoke``:
+``ate_sim_study_smoke.json``): every run's config, seed, success per checkpoint (with Wilson 95 % intervals),
+motion quality and alignment numbers, a summary per (K, lambda, step) and ``ate_sim_study.png`` (learning
+curves) beside it.
 
-    python benchmarks/ate_sim_study.py --scale cpu      # this machine, background, hours
+    python benchmarks/ate_sim_study.py --scale cpu      # this machine, background, ~90 min
     python benchmarks/ate_sim_study.py --scale gpu      # a GPU machine
     python benchmarks/ate_sim_study.py --smoke          # minutes
 """
@@ -48,18 +57,20 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results"
+SHIPPED = ROOT / "ate_policy" / "checkpoints" / "sim_lift_lid_pi0"
 
 SCALES = {
-    "cpu": {"ks": [10], "lams": [0.0, 2.0, -2.0], "seeds": [0, 1, 2], "pretrain_demos": 30, "pretrain_steps": 4000,
-            "adapt_steps": 1500, "checkpoints": 2, "episodes": 5, "policy": "diffusion", "device": "cpu", "batch_size": 32},
+    "cpu": {"ks": [10], "lams": [0.0, 2.0, -2.0], "seeds": [0, 1, 2], "pretrain_demos": 50, "pretrain_steps": 4000,
+            "adapt_steps": 800, "checkpoints": 2, "episodes": 10, "device": "cpu", "batch_size": 32, "lr": 5e-4},
     "gpu": {"ks": [5, 10, 20], "lams": [0.0, 2.0, -2.0], "seeds": [0, 1, 2], "pretrain_demos": 50,
-            "pretrain_steps": 20000, "adapt_steps": 5000, "checkpoints": 4, "episodes": 20, "policy": "diffusion",
-            "device": "auto", "batch_size": 64},
+            "pretrain_steps": 4000, "adapt_steps": 2000, "checkpoints": 4, "episodes": 20, "device": "auto",
+            "batch_size": 32, "lr": 5e-4},
     "smoke": {"ks": [2], "lams": [0.0, 2.0], "seeds": [0], "pretrain_demos": 2, "pretrain_steps": 4,
-              "adapt_steps": 4, "checkpoints": 1, "episodes": 1, "policy": "diffusion", "device": "cpu",
-              "time_limit": 2.0, "batch_size": 2, "vae_steps": 5},
+              "adapt_steps": 4, "checkpoints": 1, "episodes": 1, "device": "cpu", "time_limit": 2.0,
+              "batch_size": 2, "vae_steps": 5, "lr": 3e-4},
 }
-RECIPES = {"diffusion": "train_sim_pick_bun", "pi0": "train_sim_pick_bun_pi0"}
+RECIPE = "train_sim_lift_lid_pi0"      # tiny PI0; the adaptation runs override dataset, steps and learning rate
+PRETRAIN_SEED, ADAPT_SEED, EVAL_SEED = 0, 2000, 3000
 TINY_VAE = {"action_dim": 32, "width": 32, "n_heads": 4, "ffn_dim": 64, "n_layers": 2, "dropout": 0.0}
 
 
@@ -88,14 +99,14 @@ def demos(task: str, root: Path, n: int, seed: int, image_hw, workers: int) -> P
     return record_sim_demos(task, root, n, tuple(image_hw), seed=seed, workers=workers)["root"]
 
 
-def k_subsets(full_dir: Path, ks: list[int], seed: int, image_hw, workers: int, work: Path) -> dict[int, Path]:
-    """Datasets of the first K cook_bun demonstrations: K=5 is recorded, copied and resumed to 10, and so on."""
+def k_subsets(task: str, ks: list[int], image_hw, workers: int, work: Path) -> dict[int, Path]:
+    """Datasets of the first K adaptation demonstrations: K=5 is recorded, copied and resumed to 10, and so on."""
     out, prev = {}, None
     for k in sorted(ks):
-        d = work / f"cook_K{k}"
-        if not (d / "sim_cook_bun" / "meta" / "info.json").exists() and prev is not None:
-            shutil.copytree(prev, d / "sim_cook_bun")
-        out[k] = demos("cook_bun", d, k, seed, image_hw, workers)
+        d = work / f"adapt_K{k}"
+        if not (d / f"sim_{task}" / "meta" / "info.json").exists() and prev is not None:
+            shutil.copytree(prev, d / f"sim_{task}")
+        out[k] = demos(task, d, k, ADAPT_SEED, image_hw, workers)
         prev = out[k]
     return out
 
@@ -104,12 +115,14 @@ def checkpoints(run: Path) -> list[tuple[int, Path]]:
     return sorted((int(p.name), p / "pretrained_model") for p in (run / "policy" / "checkpoints").glob("[0-9]*"))
 
 
-def evaluate(ckpt: Path, out: Path, sc: dict, a) -> dict:
+def evaluate(out: Path, sc: dict, a, *source: str) -> dict:
+    """``ate_policy eval`` of ``source`` (``--checkpoint DIR`` or ``--replay DATASET --blind``) on the study's
+    unseen seeds, once (a finished report is reused)."""
     limit = ["--time-limit", str(sc["time_limit"])] if sc.get("time_limit") else []
     if not (out / "eval.json").exists():
-        cli("eval", "--task", "cook_bun", "--checkpoint", str(ckpt), "--episodes", str(sc["episodes"]),
-            "--seed", str(a.eval_seed), "--image-size", *map(str, a.image_size), "--output", str(out),
-            "--no-progress", "--videos", "1", "--device", "cpu", *limit)
+        cli("eval", "--task", a.adapt_task, *source, "--episodes", str(sc["episodes"]), "--seed", str(EVAL_SEED),
+            "--image-size", *map(str, a.image_size), "--output", str(out), "--no-progress", "--videos", "1",
+            "--device", "cpu", *limit)
     s = json.loads((out / "eval.json").read_text())
     lo, hi = wilson(s["successes"], s["episodes"])
     return {"success_rate": s["success_rate"], "successes": s["successes"], "episodes": s["episodes"],
@@ -117,64 +130,102 @@ def evaluate(ckpt: Path, out: Path, sc: dict, a) -> dict:
             "motion_mean": s["motion_mean"]}
 
 
+def pretrained(sc: dict, a, work: Path, pre_demos: Path) -> tuple[Path, dict]:
+    """The pre-trained policy's checkpoint folder and what made it."""
+    if a.pretrain == "shipped":
+        prov = json.loads((SHIPPED / "provenance.json").read_text())
+        seeds = list(range(PRETRAIN_SEED, PRETRAIN_SEED + sc["pretrain_demos"]))
+        if prov.get("demo_seeds") != seeds or a.pretrain_task != "lift_lid":
+            raise SystemExit(f"the shipped checkpoint was trained on lift_lid seeds {prov.get('demo_seeds')}, not "
+                             f"{a.pretrain_task} seeds {seeds}: use --pretrain train")
+        return SHIPPED, {"source": "shipped", "path": str(SHIPPED.relative_to(ROOT)), "demos": prov["demos"],
+                         "steps": prov["train_steps"], "recipe": prov["recipe"],
+                         "train_step_time_total_s": prov.get("train_step_time_total_s")}
+    run = work / "pretrain"
+    tp = time.perf_counter()
+    cli("train", "--config", RECIPE, f"--dataset.root={pre_demos}", f"--dataset.repo_id=local/sim_{a.pretrain_task}",
+        f"--output_dir={run}", f"--steps={sc['pretrain_steps']}", f"--save_every={sc['pretrain_steps']}",
+        "--guidance.enable=false", f"--device={sc['device']}", f"--batch_size={sc['batch_size']}")
+    return run / "policy" / "checkpoints" / "last" / "pretrained_model", {
+        "source": "trained", "demos": sc["pretrain_demos"], "steps": sc["pretrain_steps"], "recipe": RECIPE,
+        "wall_s": round(time.perf_counter() - tp, 1), "load_avg_1min": os.getloadavg()[0]}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--scale", choices=("cpu", "gpu"), default="cpu")
     p.add_argument("--smoke", action="store_true")
     p.add_argument("--work", default=None, help="folder for data and runs (default outputs/ate_sim_study[_smoke])")
+    p.add_argument("--pretrain", choices=("shipped", "train"), default=None,
+                   help="the pre-trained policy: the shipped lift_lid checkpoint (default) or one trained here "
+                        "(--smoke: train)")
+    p.add_argument("--pretrain-task", default="lift_lid")
+    p.add_argument("--adapt-task", default="lid_aside_far", help="lid_aside_far (default) or lid_on_plate (harder)")
     p.add_argument("--image-size", type=int, nargs=2, default=(48, 64))
-    p.add_argument("--eval-seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=2)
     a = p.parse_args(argv)
     scale = "smoke" if a.smoke else a.scale
     sc = SCALES[scale]
+    a.pretrain = a.pretrain or ("train" if a.smoke else "shipped")
     work = Path(a.work or f"outputs/ate_sim_study{'_smoke' if a.smoke else ''}")
-    recipe = RECIPES[sc["policy"]]
+    out = RESULTS / f"ate_sim_study{'_smoke' if a.smoke else ''}.json"
     t0 = time.perf_counter()
-    log = {"scale": scale, "grid": sc, "recipe": recipe, "eval_seeds": [a.eval_seed + i for i in range(sc["episodes"])],
-           "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(), "python": platform.python_version()},
+    log = {"scale": scale, "grid": sc, "recipe": RECIPE, "policy": "pi0 (tiny)", "pretrain_task": a.pretrain_task,
+           "adapt_task": a.adapt_task, "image_hw": list(a.image_size),
+           "eval_seeds": [EVAL_SEED + i for i in range(sc["episodes"])],
+           "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
+                       "python": platform.python_version()},
+           "date": time.strftime("%Y-%m-%d %H:%M"), "command": " ".join(["python", *sys.argv]),
            "load_avg_at_start": os.getloadavg(), "normalisation": "adapted policy and Stage 2: the K adaptation "
-           "demonstrations' statistics (mean_std for PI0, min_max for Diffusion)", "runs": []}
+           "demonstrations' statistics (mean_std, std floor 1e-3)", "runs": []}
 
-    # pre-training: pick_bun demonstrations and a policy on them
+    def save() -> None:
+        log["summary"] = summarise(log["runs"])
+        log["wall_s"] = round(time.perf_counter() - t0, 1)
+        log["load_avg_now"] = os.getloadavg()
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(log, indent=2))
+
     workers = 1 if a.smoke else a.workers
-    pick = demos("pick_bun", work / "pick", sc["pretrain_demos"], 1000, a.image_size, workers)
-    pre_run = work / "pretrain"
-    tp = time.perf_counter()
-    cli("train", "--config", recipe, f"--dataset.root={pick}", "--dataset.repo_id=local/sim_pick_bun",
-        f"--output_dir={pre_run}", f"--steps={sc['pretrain_steps']}", f"--save_every={sc['pretrain_steps']}",
-        "--guidance.enable=false", f"--device={sc['device']}", f"--batch_size={sc['batch_size']}")
-    log["pretrain"] = {"demos": sc["pretrain_demos"], "steps": sc["pretrain_steps"],
-                       "wall_s": round(time.perf_counter() - tp, 1), "load_avg_1min": os.getloadavg()[0]}
-    pre_ckpt = pre_run / "policy" / "checkpoints" / "last" / "pretrained_model"
-
-    subsets = k_subsets(work, sc["ks"], 2000, a.image_size, workers, work)
+    pre_demos = demos(a.pretrain_task, work / "pretrain_demos", sc["pretrain_demos"], PRETRAIN_SEED, a.image_size,
+                      workers)
+    pre_ckpt, log["pretrain"] = pretrained(sc, a, work, pre_demos)
+    subsets = k_subsets(a.adapt_task, sc["ks"], a.image_size, workers, work)
+    # step 0 of every curve: the pre-trained policy as it is; and the camera-blind baseline on the same seeds
+    log["pretrained_on_adapt_task"] = evaluate(work / "eval_pretrained", sc, a, "--checkpoint", str(pre_ckpt))
+    log["blind"] = evaluate(work / "eval_blind", sc, a, "--replay", str(subsets[max(sc["ks"])]), "--blind")
+    save()
     stage1_dir = None
     for k in sc["ks"]:
         for lam in sc["lams"]:
             for seed in sc["seeds"]:
                 name = f"K{k}_lam{lam:+g}_seed{seed}"
                 run = work / "runs" / name
-                args = ["train", "--config", recipe, f"--dataset.root={subsets[k]}",
-                        "--dataset.repo_id=local/sim_cook_bun", f"--output_dir={run}",
+                args = ["train", "--config", RECIPE, f"--dataset.root={subsets[k]}",
+                        f"--dataset.repo_id=local/sim_{a.adapt_task}", f"--output_dir={run}",
                         f"--policy.pretrained_path={pre_ckpt.resolve()}", f"--steps={sc['adapt_steps']}",
                         f"--save_every={max(1, sc['adapt_steps'] // sc['checkpoints'])}", f"--seed={seed}",
-                        f"--device={sc['device']}", f"--batch_size={sc['batch_size']}"]
+                        f"--device={sc['device']}", f"--batch_size={sc['batch_size']}",
+                        f"--policy_optim.lr={sc['lr']}"]
                 if lam == 0:
                     args.append("--guidance.enable=false")
                 else:
                     args += ["--guidance.enable=true", f"--guidance.lam={lam}"]
                     args += [*_model_args("vae_stage2"), f"--vae_stage2.steps={sc.get('vae_steps', 300)}"]
                     if stage1_dir is None:
-                        args += [f"--vae_stage1.datasets=[{{repo_id: local/sim_pick_bun, root: {pick}}}]",
+                        pre_ds = f"[{{repo_id: local/sim_{a.pretrain_task}, root: {pre_demos}}}]"
+                        args += [f"--vae_stage1.datasets={pre_ds}",
                                  *_model_args("vae_stage1"), f"--vae_stage1.steps={sc.get('vae_steps', 300)}"]
                     else:
                         args.append(f"--stage1_dir={stage1_dir}")
                 tr = time.perf_counter()
                 cli(*args)
                 wall = time.perf_counter() - tr
+                steps_file = run / "policy" / "metrics.jsonl"
+                step_times = [json.loads(x)["step_time_s"] for x in steps_file.read_text().splitlines() if x.strip()]
                 entry = {"name": name, "K": k, "lambda": lam, "seed": seed, "steps": sc["adapt_steps"],
-                         "train_wall_s": round(wall, 1), "load_avg_1min": os.getloadavg()[0], "checkpoints": []}
+                         "train_wall_s": round(wall, 1), "train_step_time_total_s": round(sum(step_times), 1),
+                         "load_avg_1min": os.getloadavg()[0], "checkpoints": []}
                 if lam != 0:
                     if stage1_dir is None:
                         stage1_dir = str(run / "vae_stage1")
@@ -184,18 +235,18 @@ def main(argv: list[str] | None = None) -> int:
                             "--output", str(rep))
                     entry["alignment"] = json.loads((rep / "report.json").read_text())
                 for step, ckpt in checkpoints(run):
-                    entry["checkpoints"].append({"step": step, **evaluate(ckpt, run / f"eval_{step:08d}", sc, a)})
+                    entry["checkpoints"].append({"step": step, **evaluate(run / f"eval_{step:08d}", sc, a,
+                                                                          "--checkpoint", str(ckpt))})
                 log["runs"].append(entry)
+                save()
                 print(f"{name}: " + ", ".join(f"step {c['step']} {c['success_rate']:.0%}" for c in entry["checkpoints"]),
                       flush=True)
-    log["summary"] = summarise(log["runs"])
-    log["wall_s"] = round(time.perf_counter() - t0, 1)
     log["load_avg_at_end"] = os.getloadavg()
-    out = RESULTS / f"ate_sim_study{'_smoke' if a.smoke else ''}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(log, indent=2))
+    save()
     plot(log, out.with_suffix(".png"))
-    print(f"\n{'K':>3} {'lambda':>7} {'step':>6} {'success (mean over seeds)':>26} {'95 % CI (pooled)':>18}")
+    print(f"\npre-trained policy, no adaptation: {log['pretrained_on_adapt_task']['success_rate']:.0%}; "
+          f"blind baseline: {log['blind']['success_rate']:.0%} ({sc['episodes']} episodes)")
+    print(f"{'K':>3} {'lambda':>7} {'step':>6} {'success (mean over seeds)':>26} {'95 % CI (pooled)':>18}")
     for row in log["summary"]:
         print(f"{row['K']:3d} {row['lambda']:+7g} {row['step']:6d} {row['success_rate']:26.0%} "
               f"{row['ci95'][0]:8.0%} - {row['ci95'][1]:4.0%}")
@@ -224,15 +275,18 @@ def plot(log: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     ks = sorted({r["K"] for r in log["summary"]})
+    pre = log["pretrained_on_adapt_task"]
     fig, axes = plt.subplots(1, len(ks), figsize=(5 * len(ks), 3.5), squeeze=False)
     for ax, k in zip(axes[0], ks):
         for lam in sorted({r["lambda"] for r in log["summary"]}):
             rows = [r for r in log["summary"] if r["K"] == k and r["lambda"] == lam]
-            x = [r["step"] for r in rows]
-            y = [r["success_rate"] for r in rows]
+            x = [0] + [r["step"] for r in rows]     # step 0: the pre-trained policy, not adapted
+            y = [pre["success_rate"]] + [r["success_rate"] for r in rows]
             ax.plot(x, y, marker="o", label=f"lambda {lam:+g}")
-            ax.fill_between(x, [r["ci95"][0] for r in rows], [r["ci95"][1] for r in rows], alpha=0.15)
-        ax.set_title(f"cook_bun, K = {k} demonstrations ({log['scale']})")
+            ax.fill_between(x, [pre["ci95"][0]] + [r["ci95"][0] for r in rows],
+                            [pre["ci95"][1]] + [r["ci95"][1] for r in rows], alpha=0.15)
+        ax.axhline(log["blind"]["success_rate"], color="grey", linestyle=":", label="blind replay")
+        ax.set_title(f"{log['adapt_task']}, K = {k} demonstrations ({log['scale']})")
         ax.set_xlabel("fine-tuning step")
         ax.set_ylabel("success rate")
         ax.set_ylim(-0.02, 1.02)

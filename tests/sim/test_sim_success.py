@@ -146,3 +146,41 @@ def test_the_shipped_sim_trained_policy_does_the_task_on_unseen_scenes_and_the_s
         torch.manual_seed(0)
         PI0ATEPolicy(PI0Config.from_pretrained(SIM_POLICY)).save_pretrained(untrained)
     assert evaluated(untrained, 1)["successes"] == 0
+
+
+FINE_TUNE_STEPS = 400
+
+
+@pytest.mark.slow
+def test_a_policy_fine_tuned_inside_the_test_on_five_demonstrations_does_the_new_task_on_their_seeds(tmp_path):
+    """Learning, inside the test: the shipped lift_lid policy sets the lid down at lift_lid's aside place, so on
+    lid_aside_far (that place moved 8.6 cm) it succeeds on none of the seeds; ``ate_policy train`` fine-tunes it
+    for FINE_TUNE_STEPS steps on 5 scripted lid_aside_far demonstrations (seeds 0-4), and through ``ate_policy
+    eval`` the result puts the lid at the new place in at least 3 of those 5 scenes, with no refusal. ~4 min on 2
+    CPU cores (training a policy from fresh weights to that point takes ~12 min here: docs/sim_success.md)."""
+    import subprocess
+    import sys
+
+    from ate_policy.data.sim_demos import record_sim_demos
+    from ate_policy.evaluation import evaluate
+    from ate_policy.quickstart import SIM_POLICY
+    from ate_policy.runtime import load_task
+
+    device = {"device": "cpu", "dtype": "float32", "compile": False}
+
+    def evaluated(ckpt, episodes, name):
+        task = load_task("lid_aside_far", {"checkpoint": str(ckpt), "device": device})
+        return evaluate(task, episodes=episodes, seed=0, output=tmp_path / name, progress=False, videos=0)
+
+    before = evaluated(SIM_POLICY, 2, "before")
+    assert before["successes"] == 0, [(e["seed"], e["outcome"]) for e in before["per_episode"]]
+    demos = record_sim_demos("lid_aside_far", tmp_path / "demos", 5, HW, seed=0, workers=2)
+    assert [e["seed"] for e in demos["episodes"]] == [0, 1, 2, 3, 4]
+    run = tmp_path / "run"
+    subprocess.run([sys.executable, "-m", "ate_policy.cli", "train", "--config", "train_sim_lift_lid_pi0",
+                    f"--dataset.root={demos['root']}", "--dataset.repo_id=local/sim_lid_aside_far",
+                    f"--output_dir={run}", f"--policy.pretrained_path={SIM_POLICY}", f"--steps={FINE_TUNE_STEPS}",
+                    f"--save_every={FINE_TUNE_STEPS}", "--policy_optim.lr=5e-4"], check=True)
+    after = evaluated(run / "policy" / "checkpoints" / "last" / "pretrained_model", 5, "after")
+    assert after["successes"] >= 3, [(e["seed"], e["outcome"], e["failure"]) for e in after["per_episode"]]
+    assert after["safety_refusals"] == {} and after["held_episodes"] == 0
