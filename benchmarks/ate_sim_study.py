@@ -163,12 +163,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--adapt-task", default="lid_aside_far", help="lid_aside_far (default) or lid_on_plate (harder)")
     p.add_argument("--image-size", type=int, nargs=2, default=(48, 64))
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--report", action="store_true",
+                   help="run nothing: re-summarise the results file, redraw its plot and print the table")
     a = p.parse_args(argv)
     scale = "smoke" if a.smoke else a.scale
     sc = SCALES[scale]
+    out = RESULTS / f"ate_sim_study{'_smoke' if a.smoke else ''}.json"
+    if a.report:
+        log = json.loads(out.read_text())
+        log["summary"] = summarise(log["runs"])
+        out.write_text(json.dumps(log, indent=2))
+        return report(log, out)
     a.pretrain = a.pretrain or ("train" if a.smoke else "shipped")
     work = Path(a.work or f"outputs/ate_sim_study{'_smoke' if a.smoke else ''}")
-    out = RESULTS / f"ate_sim_study{'_smoke' if a.smoke else ''}.json"
     t0 = time.perf_counter()
     log = {"scale": scale, "grid": sc, "recipe": RECIPE, "policy": "pi0 (tiny)", "pretrain_task": a.pretrain_task,
            "adapt_task": a.adapt_task, "image_hw": list(a.image_size),
@@ -243,13 +250,19 @@ def main(argv: list[str] | None = None) -> int:
                       flush=True)
     log["load_avg_at_end"] = os.getloadavg()
     save()
+    return report(log, out)
+
+
+def report(log: dict, out: Path) -> int:
+    """The plot beside ``out`` and the summary table on stdout."""
     plot(log, out.with_suffix(".png"))
     print(f"\npre-trained policy, no adaptation: {log['pretrained_on_adapt_task']['success_rate']:.0%}; "
-          f"blind baseline: {log['blind']['success_rate']:.0%} ({sc['episodes']} episodes)")
-    print(f"{'K':>3} {'lambda':>7} {'step':>6} {'success (mean over seeds)':>26} {'95 % CI (pooled)':>18}")
+          f"blind baseline: {log['blind']['success_rate']:.0%} ({log['grid']['episodes']} episodes)")
+    print(f"{'K':>3} {'lambda':>7} {'step':>6} {'success (mean over seeds)':>26} {'95 % CI (pooled)':>18} {'per seed':>16}")
     for row in log["summary"]:
+        per_seed = " ".join(f"{x:.0%}" for x in row.get("success_per_seed", []))
         print(f"{row['K']:3d} {row['lambda']:+7g} {row['step']:6d} {row['success_rate']:26.0%} "
-              f"{row['ci95'][0]:8.0%} - {row['ci95'][1]:4.0%}")
+              f"{row['ci95'][0]:8.0%} - {row['ci95'][1]:4.0%} {per_seed:>16}")
     print(f"-> {out}")
     return 0
 
@@ -263,8 +276,11 @@ def summarise(runs: list[dict]) -> list[dict]:
     out = []
     for (k, lam, step), cs in sorted(groups.items()):
         s, n = sum(c["successes"] for c in cs), sum(c["episodes"] for c in cs)
+        jerk = [c["motion_mean"]["left"]["jerk_rms_rad_s3"] for c in cs if c.get("motion_mean")]
         out.append({"K": k, "lambda": lam, "step": step, "seeds": len(cs), "episodes": n,
-                    "success_rate": sum(c["success_rate"] for c in cs) / len(cs), "ci95": list(wilson(s, n))})
+                    "success_rate": sum(c["success_rate"] for c in cs) / len(cs), "ci95": list(wilson(s, n)),
+                    "success_per_seed": [c["success_rate"] for c in cs],
+                    "left_jerk_rms_rad_s3": sum(jerk) / len(jerk) if jerk else None})
     return out
 
 

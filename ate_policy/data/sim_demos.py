@@ -315,7 +315,7 @@ def write_mp4(frames: list[np.ndarray], output: str | Path, fps: int) -> Path:
 def video_main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="ate_policy sim-video", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--task", default="cook_bun", help="sim task (ate_sim.scenes.SCENES: cook_bun, pick_bun, lift_lid, ...)")
+    p.add_argument("--task", default="cook_bun", help="sim task (ate_sim.scenes.SCENES: cook_bun, pick_bun, ...)")
     p.add_argument("--seed", type=int, default=0, help="object randomisation seed")
     p.add_argument("--output", default=None, help="MP4 file to write (cam_high | left wrist | right wrist)")
     p.add_argument("--frames-dir", default=None, help="also (or instead) write PNG frames here")

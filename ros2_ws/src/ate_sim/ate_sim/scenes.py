@@ -219,6 +219,18 @@ LID_ON_PLATE_TOL_M = 0.03
 """lid_on_plate: the lid's centre within this distance of the left plate's centre (the plate is 7 cm in radius)."""
 
 
+class LidOnPlate(LiftLid):
+    def __init__(self):
+        Scene.__init__(self, "lid_on_plate", "put the steamer lid on the left plate", 8.3,
+                       random_radius_m=LIFT_LID_RADIUS_M)
+
+    def lid_on_plate(self, cell) -> bool:
+        return self.lid_resting_at(cell, self.places["plate_left"], LID_ON_PLATE_Z, LID_ON_PLATE_TOL_M)
+
+    def success(self, cell) -> bool:
+        return self.lid_on_plate(cell) and self.nothing_held(cell)
+
+
 LID_ASIDE_FAR = (0.10, 0.47)
 """lid_aside_far: the aside place moved 7 cm back and 5 cm outwards (8.6 cm from ``LID_ASIDE``, over twice the
 4 cm tolerance, so lift_lid's motion does not count)."""
@@ -231,18 +243,6 @@ class LidAsideFar(LiftLid):
 
     def success(self, cell) -> bool:
         return self.lid_resting_at(cell, LID_ASIDE_FAR, LID_HH, LID_ASIDE_TOL_M) and self.nothing_held(cell)
-
-
-class LidOnPlate(LiftLid):
-    def __init__(self):
-        Scene.__init__(self, "lid_on_plate", "put the steamer lid on the left plate", 8.3,
-                       random_radius_m=LIFT_LID_RADIUS_M)
-
-    def lid_on_plate(self, cell) -> bool:
-        return self.lid_resting_at(cell, self.places["plate_left"], LID_ON_PLATE_Z, LID_ON_PLATE_TOL_M)
-
-    def success(self, cell) -> bool:
-        return self.lid_on_plate(cell) and self.nothing_held(cell)
 
 
 SCENES = {"cook_bun": CookBun, "pick_bun": PickBun, "lift_lid": LiftLid, "lid_on_plate": LidOnPlate,
