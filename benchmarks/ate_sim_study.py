@@ -5,8 +5,9 @@ better than plain fine-tuning? (The paper's cross-task setting, Table 1, and its
   0-49) - by default the shipped ``ate_policy/checkpoints/sim_lift_lid_pi0`` (``--pretrain train`` trains it
   again with its recipe); the Stage-1 InfoVAE on those same 50 demonstrations' actions (trained once, by the first
   guided run, then reused through ``stage1_dir``);
-* **adaptation**: lid_on_plate (the same grasp, the lid set down on the randomised left plate instead of the fixed
-  aside place) with K demonstrations (seeds 2000 on; the first K of one set, so K=5 is inside K=10); each run
+* **adaptation**: lid_aside_far (the same grasp, the lid set down 8.6 cm from lift_lid's aside place; or
+  ``--adapt-task lid_on_plate``: onto the randomised left plate, harder) with K demonstrations (seeds 2000 on; the
+  first K of one set, so K=5 is inside K=10); each run
   fine-tunes the pre-trained policy with lambda = 0 (plain), +2 (ATE, the paper's sign) or -2 (flipped), equal
   steps, learning rate and data, several training seeds; guided runs train their Stage-2 InfoVAE on the K
   demonstrations (the pipeline's default);
@@ -20,12 +21,13 @@ better than plain fine-tuning? (The paper's cross-task setting, Table 1, and its
 
 The paper's own pair (pick_bun -> cook_bun, ``--pretrain-task pick_bun --adapt-task cook_bun --pretrain train``) is
 out of reach of a CPU-size policy (no policy trained here does pick_bun yet: docs/sim_success.md), so every run
-would score 0 and say nothing about ATE; lift_lid -> lid_on_plate is a pair a tiny PI0 learns on this machine.
+would score 0 and say nothing about ATE; lift_lid -> lid_aside_far is a pair a tiny PI0 adapts within minutes on
+this machine (lid_on_plate: 0-1 of 10 after 800 steps with K = 10). Results and limits: docs/training.md.
 
 Scales (``--scale``):
 
 * ``cpu`` - the minimum grid for this 2-core machine: K = 10, lambda in {0, +2, -2}, 3 seeds, 800 steps,
-  2 checkpoints, 10 evaluation episodes each (about 90 minutes on an idle machine);
+  2 checkpoints, 10 evaluation episodes each (84 minutes here, load ~1.7);
 * ``gpu`` - the full grid for a lab's GPU machine: K in {5, 10, 20}, lambda in {0, +2, -2}, 3 seeds, 2000 steps,
   4 checkpoints, 20 evaluation episodes each;
 * ``--smoke`` - every step once at toy size (K = 2, lambda in {0, +2}, 1 seed, 4 steps, 1 short episode): checks
@@ -37,7 +39,7 @@ file is rewritten after every run. Writes ``benchmarks/results/ate_sim_study.jso
 motion quality and alignment numbers, a summary per (K, lambda, step) and ``ate_sim_study.png`` (learning
 curves) beside it.
 
-    python benchmarks/ate_sim_study.py --scale cpu      # this machine, background, ~90 min
+    python benchmarks/ate_sim_study.py --scale cpu      # this machine, background, ~85 min
     python benchmarks/ate_sim_study.py --scale gpu      # a GPU machine
     python benchmarks/ate_sim_study.py --smoke          # minutes
 """
@@ -258,7 +260,8 @@ def report(log: dict, out: Path) -> int:
     plot(log, out.with_suffix(".png"))
     print(f"\npre-trained policy, no adaptation: {log['pretrained_on_adapt_task']['success_rate']:.0%}; "
           f"blind baseline: {log['blind']['success_rate']:.0%} ({log['grid']['episodes']} episodes)")
-    print(f"{'K':>3} {'lambda':>7} {'step':>6} {'success (mean over seeds)':>26} {'95 % CI (pooled)':>18} {'per seed':>16}")
+    print(f"{'K':>3} {'lambda':>7} {'step':>6} {'success (mean over seeds)':>26} {'95 % CI (pooled)':>18} "
+          f"{'per seed':>16}")
     for row in log["summary"]:
         per_seed = " ".join(f"{x:.0%}" for x in row.get("success_per_seed", []))
         print(f"{row['K']:3d} {row['lambda']:+7g} {row['step']:6d} {row['success_rate']:26.0%} "
