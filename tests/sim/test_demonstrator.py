@@ -86,6 +86,12 @@ def test_pick_bun_demonstrator_succeeds():
     assert sum(results) >= 2, results
 
 
+def _put_lid(cell, xy, z: float) -> None:
+    """Set the lid down, upright, with its origin at ``xy`` and 1 mm above ``z``; let it settle."""
+    sc._set_free(cell, "lid", (xy[0], xy[1], z + 0.001))
+    cell.step(0.3)
+
+
 def test_lift_lid_demonstrator_succeeds_and_a_lid_dropped_short_of_the_aside_place_does_not_count():
     """lift_lid (pick_bun's first step): the scripted demonstration sets the lid down aside on seeded scenes; the
     same lid set down on the table 10 cm short of the aside place is no success, nor is a lid still held."""
@@ -104,18 +110,16 @@ def test_lift_lid_demonstrator_succeeds_and_a_lid_dropped_short_of_the_aside_pla
         cell.step(sc.SETTLE_S)
         aside = np.asarray(sc.LID_ASIDE)
         short = aside + np.array([0.10, 0.0])
-        sc._set_free(cell, "lid", (short[0], short[1], sc.LID_HH + 0.001))
-        cell.step(0.3)
+        _put_lid(cell, short, sc.LID_HH)
         assert sc.body_pos(cell, "lid")[2] < 0.02 and not cell.scene.success(cell)
-        sc._set_free(cell, "lid", (aside[0], aside[1], sc.LID_HH + 0.001))
-        cell.step(0.3)
+        _put_lid(cell, aside, sc.LID_HH)
         assert cell.scene.success(cell)                       # the check itself: where the demonstrator puts it
     finally:
         cell.close()
 
 
 def test_lid_on_plate_demonstrator_succeeds_and_the_lift_lid_aside_place_does_not_count():
-    """lid_on_plate (the ATE study's adaptation task): the demonstration sets the lid down on the randomised left
+    """lid_on_plate (the ATE study's harder adaptation task): the demonstration sets the lid down on the randomised left
     plate; the lid set down at lift_lid's aside place, or on the table beside the plate, is no success."""
     cell = SimCell("lid_on_plate", seed=0)
     try:
@@ -127,16 +131,13 @@ def test_lid_on_plate_demonstrator_succeeds_and_the_lift_lid_aside_place_does_no
         cell.reset(4)
         cell.step(sc.SETTLE_S)
         aside = np.asarray(sc.LID_ASIDE)
-        sc._set_free(cell, "lid", (aside[0], aside[1], sc.LID_HH + 0.001))
-        cell.step(0.3)
+        _put_lid(cell, aside, sc.LID_HH)
         assert cell.scene.lid_aside(cell) and not cell.scene.success(cell)
         plate = cell.scene.places["plate_left"]
         beside = plate + np.array([-0.17, 0.0])               # on the table in front of the plate
-        sc._set_free(cell, "lid", (beside[0], beside[1], sc.LID_HH + 0.001))
-        cell.step(0.3)
+        _put_lid(cell, beside, sc.LID_HH)
         assert sc.body_pos(cell, "lid")[2] < 0.02 and not cell.scene.success(cell)
-        sc._set_free(cell, "lid", (plate[0], plate[1], sc.LID_ON_PLATE_Z + 0.001))
-        cell.step(0.3)
+        _put_lid(cell, plate, sc.LID_ON_PLATE_Z)
         assert cell.scene.success(cell)                       # the check itself: where the demonstrator puts it
     finally:
         cell.close()
@@ -154,8 +155,7 @@ def test_lid_aside_far_demonstrator_succeeds_and_lift_lids_aside_place_does_not_
         cell.reset(4)
         cell.step(sc.SETTLE_S)
         aside = np.asarray(sc.LID_ASIDE)
-        sc._set_free(cell, "lid", (aside[0], aside[1], sc.LID_HH + 0.001))
-        cell.step(0.3)
+        _put_lid(cell, aside, sc.LID_HH)
         assert cell.scene.lid_aside(cell) and not cell.scene.success(cell)
     finally:
         cell.close()
