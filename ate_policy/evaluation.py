@@ -153,6 +153,9 @@ def run_episode(sim, runtime, seed: int, time_limit_s: float, viz=None, film=Non
         begin(sim.sim_time(), seed)
     runtime.start()
     held, unrecoverable = None, ""
+    stages = sim.cell.scene.stages()
+    reached = [False] * len(stages)
+    first_close: dict[str, dict] = {}
     ep = EpisodeLog()
     n_ticks = int(round(time_limit_s / contract.PERIOD_S))
     success, wall0 = False, time.perf_counter()
@@ -161,6 +164,7 @@ def run_episode(sim, runtime, seed: int, time_limit_s: float, viz=None, film=Non
         obs, wrench = observe(sim)
         res = runtime.tick(obs, t)
         if res.action is not None:
+            note_first_close(sim.cell, res.action, t - ep.t_s[0] if ep.t_s else 0.0, first_close)
             command(sim, res.action, t)
         if viz is not None:
             viz.on_tick(res, obs, wrench, {k: n - refused_before.get(k, 0) for k, n in sim.refusals().items()})
@@ -178,6 +182,8 @@ def run_episode(sim, runtime, seed: int, time_limit_s: float, viz=None, film=Non
             runtime.hold("held", held["reason"])
             break
         sim.step()
+        for i, (_, check) in enumerate(stages):   # latched: a stage counts once its check held at some tick
+            reached[i] = reached[i] or check(sim.cell)
         if sim.success():
             success = True
             break
@@ -191,6 +197,8 @@ def run_episode(sim, runtime, seed: int, time_limit_s: float, viz=None, film=Non
     from ate_policy.sim_eval import outcome
 
     summary = {"seed": seed, "success": success, **outcome(success, held, unrecoverable),
+               "stages": [name for (name, _), r in zip(stages, reached, strict=True) if r],
+               "first_close": first_close,
                "ticks": len(ep.t_s),
                "episode_time_s": round(len(ep.t_s) * contract.PERIOD_S, 3),
                "wall_time_s": round(time.perf_counter() - wall0, 2),
@@ -204,6 +212,47 @@ def run_episode(sim, runtime, seed: int, time_limit_s: float, viz=None, film=Non
                "safety_refusals": refusals, "refused_while_held": refused_while_held, "held": held,
                "motion": motion_quality(ep)}
     return summary, ep
+
+
+def note_first_close(cell, action: np.ndarray, t_s: float, first_close: dict) -> None:
+    """At the first tick a gripper is commanded closed, where its TCP is and where the object of that arm's first
+    grasp (``Scene.first_grasps``) is: across episodes, ``grasp_tracking`` tells whether the grasp follows the
+    object (the policy sees it) or goes to one place whatever the scene."""
+    from ate_sim.scenes import body_pos
+
+    for arm, obj in cell.scene.first_grasps.items():
+        if arm in first_close:
+            continue
+        grip = action[contract.arm_slice(arm).stop - 1]
+        if np.isfinite(grip) and grip < GRIP_CLOSED:
+            first_close[arm] = {"t_s": round(float(t_s), 3), "object": obj,
+                                "tcp_m": [round(float(v), 4) for v in cell.tcp_world(arm)],
+                                "object_m": [round(float(v), 4) for v in body_pos(cell, obj)]}
+
+
+GRIP_CLOSED = 0.5
+"""A commanded opening below this counts as closing the gripper (the demonstrations close to 0)."""
+
+
+def grasp_tracking(results) -> dict:
+    """Per arm, over the episodes whose first grasp was attempted: the least-squares slope of the TCP's x and y on
+    the object's x and y at the first close command (1: the grasp follows the object, as the demonstrations'
+    do; 0: the same place whatever the scene, a camera-blind policy's) and the RMS horizontal miss."""
+    out = {}
+    for arm in contract.ARMS:
+        rows = [r["first_close"][arm] for r in results if arm in r.get("first_close", {})]
+        if not rows:
+            continue
+        tcp = np.array([r["tcp_m"][:2] for r in rows])
+        obj = np.array([r["object_m"][:2] for r in rows])
+        slope = [None, None]
+        for k in range(2):
+            spread = obj[:, k] - obj[:, k].mean()
+            if len(rows) >= 3 and float(spread @ spread) > 1e-8:
+                slope[k] = round(float(spread @ (tcp[:, k] - tcp[:, k].mean()) / (spread @ spread)), 3)
+        out[arm] = {"object": rows[0]["object"], "episodes": len(rows), "slope_xy": slope,
+                    "miss_rms_m": round(float(np.sqrt(np.mean(np.sum((tcp - obj) ** 2, axis=1)))), 4)}
+    return out
 
 
 # --- the whole evaluation -----------------------------------------------------------------------------------
@@ -373,10 +422,19 @@ def _summary(task, sim_task, results, seed, limit, render_hw, policy_hw, rcfg, i
         "outcomes": {k: sum(1 for r in results if r["outcome"] == k)
                      for k in ("success", "timeout", "dropped", "held")},
         "safety_refusals": _sum_dicts(r["safety_refusals"] for r in results),
+        "stages_reached": stages_reached(results, sim_task),
+        "grasp_tracking": grasp_tracking(results),
         "motion_mean": motion, "runtime": to_dict(rcfg), "per_episode": results,
         "note": "lockstep simulated time: wall-clock inference latency does not affect the run; the runtime "
                 "uses each chunk lockstep_delay_ticks after its observation",
     }
+
+
+def stages_reached(results, sim_task: str) -> dict[str, int]:
+    """{stage: episodes that reached it}, in the task's order (``ate_sim.scenes.Scene.stages``)."""
+    from ate_sim.scenes import make_scene
+
+    return {name: sum(1 for r in results if name in r["stages"]) for name, _ in make_scene(sim_task).stages()}
 
 
 def _sum_dicts(dicts) -> dict[str, int]:
@@ -451,6 +509,16 @@ def _fmt(x, nd: int = 2) -> str:
     return "-" if x is None else f"{x:.{nd}f}"
 
 
+def _tracking_lines(tracking: dict) -> list[str]:
+    if not tracking:
+        return []
+    return ["First grasp tracking (slope of the TCP on the object's position at the first close command, over the "
+            "episodes that closed: 1 follows the object, 0 goes to one place whatever the scene): "
+            + "; ".join(f"{arm} on the {g['object']}: x {_fmt(g['slope_xy'][0])}, y {_fmt(g['slope_xy'][1])}, "
+                        f"RMS miss {100 * g['miss_rms_m']:.1f} cm ({g['episodes']} episodes)"
+                        for arm, g in tracking.items()) + ".", ""]
+
+
 def _report(s: dict) -> str:
     lines = [f"# Evaluation: {s['task']} in the simulated cell", "",
              f"- checkpoint: `{s['checkpoint']}` ({s['policy'].get('policy_type', '?')}, "
@@ -467,6 +535,9 @@ def _report(s: dict) -> str:
              f"missed ticks {s['missed_ticks']}; ticks rate-limited by the runtime {s['clamped_ticks']}; "
              f"safety refusals {s['safety_refusals'] or 'none'}; episodes ended "
              f"by a cell hold (failures): {s['held_episodes']}.", "",
+             f"Stages reached (episodes of {s['episodes']} in which the check held at some tick): "
+             + ", ".join(f"{k} {n}" for k, n in s["stages_reached"].items()) + ".", "",
+             *_tracking_lines(s["grasp_tracking"]),
              "## Motion quality (paper appendix H), mean over episodes", "",
              "| arm | RMS jerk (rad/s^3) | max jerk | RMS command jerk | peak force (N) | peak abs(Fx - "
              "Fx0) (N) | peak torque (Nm) |", "|---|---|---|---|---|---|---|"]
@@ -476,11 +547,12 @@ def _report(s: dict) -> str:
                      f"{_fmt(m['command_jerk_rms_rad_s3'])} | {_fmt(m['force_peak_n'])} | "
                      f"{_fmt(m['fx_rel_peak_n'])} | {_fmt(m['torque_peak_nm'])} |")
     lines += ["", "## Episodes", "",
-              "| episode | seed | success | failure | time (s) | chunks | missed ticks | runtime holds | cell hold |",
-              "|---|---|---|---|---|---|---|---|---|"]
+              "| episode | seed | success | failure | stages reached | time (s) | chunks | missed ticks | runtime holds "
+              "| cell hold |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in s["per_episode"]:
         lines.append(f"| {r['episode']} | {r['seed']} | {'yes' if r['success'] else 'no'} | "
-                     f"{r['failure'] or '-'} | {r['episode_time_s']} | {r['chunks']} | {r['missed_ticks']} | "
+                     f"{r['failure'] or '-'} | {', '.join(r['stages']) or '-'} | {r['episode_time_s']} | {r['chunks']} | {r['missed_ticks']} | "
                      f"{r['holds'] or '-'} | "
                      f"{_held_cell(r['held'])} |")
     films = [r["video"] for r in s["per_episode"] if r.get("video")]
@@ -555,4 +627,8 @@ def main(argv: list[str]) -> int:
           f"left/right {_fmt(m['left']['jerk_rms_rad_s3'])}/{_fmt(m['right']['jerk_rms_rad_s3'])} rad/s^3, "
           f"peak force left/right {_fmt(m['left']['force_peak_n'])}/{_fmt(m['right']['force_peak_n'])} N -> "
           f"{s['output']}")
+    print("  stages reached: " + ", ".join(f"{k} {n}/{s['episodes']}" for k, n in s["stages_reached"].items()))
+    for arm, g in s["grasp_tracking"].items():
+        print(f"  first grasp ({arm} arm, {g['object']}) follows the object with slope x {_fmt(g['slope_xy'][0])} "
+              f"y {_fmt(g['slope_xy'][1])} (1 sees it, 0 blind), RMS miss {100 * g['miss_rms_m']:.1f} cm")
     return 0

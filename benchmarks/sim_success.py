@@ -16,7 +16,8 @@ share two cores: never two at once), each step timed with the 1-minute load aver
 Writes ``benchmarks/results/sim_success.json`` (``--smoke``: ``sim_success_smoke.json``)::
 
     {"tasks": {"<task>": {"policy", "demos", "train_steps", "train_wall_s", "episodes", "success_rate",
-                          "refusals", "outcomes", "blind_success_rate", "replay_success_rate", "eval_seeds", ...}},
+                          "refusals", "outcomes", "stages_reached", "blind_success_rate", "replay_success_rate",
+                          "eval_seeds", ...}},
      "machine": {...}, "scale": "full" | "smoke"}
 
 Full run (a quiet machine: about 1 h of demonstrations and 2 h of training per task on 2 CPU cores)::
@@ -116,7 +117,9 @@ def run_task(task: str, a, work: Path) -> dict:
             "episodes": learned["episodes"], "eval_seeds": [a.eval_seed + i for i in range(a.episodes)],
             "success_rate": learned["success_rate"], "refusals": learned["safety_refusals"],
             "outcomes": learned["outcomes"], "time_limit_s": learned["time_limit_s"],
+            "stages_reached": learned["stages_reached"],
             "blind_success_rate": blind["success_rate"], "blind_outcomes": blind["outcomes"],
+            "blind_stages_reached": blind["stages_reached"],
             "replay_success_rate": replay["success_rate"], "replay_refusals": replay["safety_refusals"],
             "image_hw": list(a.image_size), "timings": timings,
             "reports": {k: str(work / d / "report.md") for k, d in

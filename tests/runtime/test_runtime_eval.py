@@ -51,6 +51,10 @@ def test_eval_command_runs_an_episode_and_writes_json_report_and_plots(home_ckpt
     # the task's lockstep delay: 3 ticks
     assert ep["missed_ticks"] == 0 and ep["holds"] == {"warming_up": 3}
     assert ep["held"] is None and s["held_episodes"] == 0
+    # no stage of cook_bun reached and no gripper closed (the policy's grippers stay ~0.9 open)
+    assert list(s["stages_reached"])[0] == "bun grasped (right)" and set(s["stages_reached"].values()) == {0}
+    assert ep["stages"] == [] and ep["first_close"] == {} and s["grasp_tracking"] == {}
+    assert "stages reached: bun grasped (right) 0/1" in printed
     for arm in contract.ARMS:
         m = ep["motion"][arm]
         assert m["jerk_rms_rad_s3"] > 0 and np.isfinite(m["jerk_max_rad_s3"]) and m["force_peak_n"] >= 0
@@ -131,6 +135,27 @@ def test_jerk_and_wrench_figures_against_hand_values():
     assert m["left"]["fx_rel_peak_n"] == pytest.approx(3.0)
     assert m["right"]["force_peak_n"] == pytest.approx(4.0)
     assert m["right"]["torque_peak_nm"] == pytest.approx(0.5)
+
+
+def test_grasp_tracking_against_hand_values():
+    """Slope 1: the first grasp lands where the object is (offset included); slope 0: one place whatever the
+    scene; fewer than 3 episodes or no spread: no slope."""
+    from ate_policy.evaluation import grasp_tracking
+
+    objs = [(0.30, 0.25), (0.33, 0.22), (0.35, 0.27), (0.31, 0.29)]
+
+    def ep(obj, tcp):
+        return {"first_close": {"left": {"object": "lid", "tcp_m": [*tcp, 0.1], "object_m": [*obj, 0.07]}}}
+
+    seeing = grasp_tracking([ep(o, (o[0] + 0.01, o[1])) for o in objs])["left"]
+    assert seeing["slope_xy"] == [pytest.approx(1.0), pytest.approx(1.0)] and seeing["object"] == "lid"
+    assert seeing["miss_rms_m"] == pytest.approx(0.01) and seeing["episodes"] == 4
+    blind = grasp_tracking([ep(o, (0.33, 0.25)) for o in objs] + [{"first_close": {}}])["left"]
+    assert blind["slope_xy"] == [0.0, 0.0] and blind["episodes"] == 4
+    half = grasp_tracking([ep(o, (0.33 + 0.5 * (o[0] - 0.33), o[1])) for o in objs])["left"]
+    assert half["slope_xy"][0] == pytest.approx(0.5)
+    assert grasp_tracking([ep(o, o) for o in objs[:2]])["left"]["slope_xy"] == [None, None]
+    assert grasp_tracking([{"first_close": {}}]) == {}
 
 
 def test_eval_input_errors_are_clear(home_ckpt, tmp_path):

@@ -32,19 +32,41 @@ def test_success_checks_fail_on_the_initial_scene():
             cell.step(0.5)
             assert not cell.scene.success(cell)
             assert cell.scene.lid_on_steamer(cell)  # the lid starts on the steamer
+            assert [n for n, check in cell.scene.stages() if check(cell)] == []  # nor any stage of the task
         finally:
             cell.close()
 
 
+class _Stages:
+    """Latches the scene's stage checks at every demonstrator tick (as ``ate_policy eval`` does), remembering the
+    first tick each held."""
+
+    def __init__(self, cell):
+        self.cell, self.checks, self.first, self.tick = cell, cell.scene.stages(), {}, 0
+
+    def __call__(self, *_):
+        for name, check in self.checks:
+            if name not in self.first and check(self.cell):
+                self.first[name] = self.tick
+        self.tick += 1
+
+    def names(self):
+        return [n for n, _ in self.checks]
+
+
 def test_cook_bun_without_returning_the_lid_is_not_a_success():
+    """... and its stages say how far it got: every one but the last (the lid back on the steamer)."""
     cell = SimCell("cook_bun", seed=1)
     try:
         cell.reset(1)
-        dm.Demonstrator(cell).run(dm.cook_bun_script()[:2])  # bun in the steamer, lid left aside
+        stages = _Stages(cell)
+        dm.Demonstrator(cell).run(dm.cook_bun_script()[:2], on_tick=stages)  # bun in the steamer, lid left aside
         cell.step(0.3)
+        stages()
         assert cell.scene.bun_in_steamer(cell)
         assert not cell.scene.lid_on_steamer(cell)
         assert not cell.scene.success(cell)
+        assert list(stages.first) and set(stages.first) == set(stages.names()[:-1])
     finally:
         cell.close()
 
@@ -77,13 +99,21 @@ def test_cook_bun_demonstrator_succeeds_in_at_least_9_of_10_seeded_runs():
 
 
 @pytest.mark.slow
-def test_pick_bun_demonstrator_succeeds():
+def test_pick_bun_demonstrator_succeeds_passing_its_stages_in_order():
     cell = SimCell("pick_bun", seed=0)
     try:
-        results = [dm.run_episode(cell, seed).success for seed in range(3)]
+        results, orders = [], []
+        for seed in range(3):
+            stages = _Stages(cell)
+            results.append(dm.run_episode(cell, seed, on_tick=stages).success)
+            stages()
+            orders.append(sorted(stages.first, key=stages.first.get))
     finally:
         cell.close()
     assert sum(results) >= 2, results
+    for ok, order in zip(results, orders, strict=True):
+        if ok:  # lid grasped, set down, bun grasped, on the plate, lid back: each first reached after the last
+            assert order == stages.names(), order
 
 
 def _put_lid(cell, xy, z: float) -> None:
@@ -97,8 +127,12 @@ def test_lift_lid_demonstrator_succeeds_and_a_lid_dropped_short_of_the_aside_pla
     same lid set down on the table 10 cm short of the aside place is no success, nor is a lid still held."""
     cell = SimCell("lift_lid", seed=0)
     try:
-        results = [dm.run_episode(cell, seed).success for seed in range(3)]
+        results = [dm.run_episode(cell, seed).success for seed in range(2)]
+        stages = _Stages(cell)
+        results.append(dm.run_episode(cell, 2, on_tick=stages).success)
+        stages()
         assert all(results), results
+        assert sorted(stages.first, key=stages.first.get) == stages.names()  # grasped, lifted, placed
         assert not cell.scene.lid_on_steamer(cell)
         steamers = []
         for seed in range(20):   # placed within 7 cm (twice the paper's 3.5), so success needs the cameras

@@ -98,6 +98,7 @@ def test_a_demonstration_replayed_through_eval_on_its_seed_succeeds_with_no_refu
     from ate_policy.evaluation import evaluate
     from ate_policy.runtime import load_task
     from ate_policy.runtime.replay import ReplayPolicy
+    from ate_sim.scenes import make_scene
 
     policy = ReplayPolicy.from_dataset(parallel_demos["root"], mode="matched")
     s = evaluate(load_task("pick_bun"), episodes=1, seed=1, output=tmp_path / "replay", image_hw=HW,
@@ -106,6 +107,13 @@ def test_a_demonstration_replayed_through_eval_on_its_seed_succeeds_with_no_refu
     assert ep["success"] and ep["outcome"] == "success" and ep["failure"] is None
     assert ep["safety_refusals"] == {} and ep["held"] is None and ep["missed_ticks"] == 0
     assert policy.selected == [{"seed": 1, "episode_index": 1, "recorded_seed": 1}]
+    # it passed every stage of the task, which the report lists
+    names = [n for n, _ in make_scene("pick_bun").stages()]
+    assert ep["stages"] == names and s["stages_reached"] == dict.fromkeys(names, 1)
+    assert "Stages reached" in (tmp_path / "replay" / "report.md").read_text()
+    # the gripper was first commanded closed with the TCP over the lid (its first grasp), as demonstrated
+    fc = ep["first_close"]["left"]
+    assert fc["object"] == "lid" and np.hypot(*np.subtract(fc["tcp_m"][:2], fc["object_m"][:2])) < 0.01
     # it ended on success, well inside the default limit (2x the demonstrator's duration)
     assert ep["episode_time_s"] < s["time_limit_s"] / 1.5
     assert (tmp_path / "replay" / "episode_000.mp4").stat().st_size > 1000

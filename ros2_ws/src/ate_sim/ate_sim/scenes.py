@@ -16,7 +16,8 @@
 * ``lid_aside_far``: lift_lid with the aside place moved 8.6 cm (``LID_ASIDE_FAR``). The ATE study's default
   adaptation task: a policy pre-trained on lift_lid adapts to it from a few demonstrations.
 
-Object positions (plates, steamer, bun) are randomised uniformly within a disc of ``RANDOM_RADIUS_M``
+Each scene lists its ``stages()`` (named checks in task order, the last its success) so an evaluation can say how
+far a failed episode got. Object positions (plates, steamer, bun) are randomised uniformly within a disc of ``RANDOM_RADIUS_M``
 (3.5 cm, as in the paper; lift_lid: ``LIFT_LID_RADIUS_M``) around their nominal places; the bun's yaw is random.
 World frame: origin on the table top between the arm bases, x forward (away from the overhead camera),
 y to the left arm, z up.
@@ -25,6 +26,7 @@ y to the left arm, z up.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -112,6 +114,14 @@ OFF_TABLE_M = 0.05
 """An object this far below the table top (z = 0) has fallen off it: no arm can pick it up again."""
 
 
+def _held(cell, name: str) -> bool:
+    return any(cell.held_by(a) == name for a in ("left", "right"))
+
+
+LID_LIFTED_M = 0.03
+"""lift_lid's "lid lifted" stage: the held lid this far above its place on the steamer."""
+
+
 @dataclass
 class Scene:
     name: str = "base"
@@ -121,6 +131,10 @@ class Scene:
     demo_duration_s: float = 25.0
     # Objects are placed uniformly within this distance of their nominal places.
     random_radius_m: float = RANDOM_RADIUS_M
+
+    first_grasps = {"left": "lid"}
+    """{arm: the object its first grasp takes} (``ate_policy eval`` measures whether a policy's first grasp
+    follows where that object is)."""
 
     def spec(self) -> SceneSpec:
         return SceneSpec(self.name, _static_xml() + _objects_xml(), ["bun", "lid"])
@@ -156,8 +170,20 @@ class Scene:
     def nothing_held(self, cell) -> bool:
         return all(cell.held_by(a) is None for a in ("left", "right"))
 
+    def lid_set_down(self, cell) -> bool:
+        """The lid lies upright on the table (anywhere), held by no gripper."""
+        lpos = body_pos(cell, "lid")
+        return bool(not _held(cell, "lid") and abs(lpos[2] - LID_HH) < 0.01
+                    and body_zaxis(cell, "lid")[2] > math.cos(math.radians(8)))
+
     def success(self, cell) -> bool:
         raise NotImplementedError
+
+    def stages(self) -> list[tuple[str, Callable]]:
+        """The task's steps in order as (name, check(cell)): ``ate_policy eval`` reports, per episode, which
+        checks held at some tick, so a failed multi-grasp episode says how far it got. The last is the
+        success check itself."""
+        return [("success", self.success)]
 
     def unrecoverable(self, cell) -> str:
         """Why the episode can no longer succeed ("" while it can): an object fell below the table top."""
@@ -168,6 +194,8 @@ class Scene:
 
 
 class CookBun(Scene):
+    first_grasps = {"right": "bun", "left": "lid"}
+
     def __init__(self):
         super().__init__("cook_bun", "cook the bun: put the bun in the steamer and close the lid", 23.3)
 
@@ -178,6 +206,14 @@ class CookBun(Scene):
 
     def success(self, cell) -> bool:
         return self.bun_in_steamer(cell) and self.lid_on_steamer(cell) and self.nothing_held(cell)
+
+    def stages(self):
+        return [("bun grasped (right)", lambda c: c.held_by("right") == "bun"),
+                ("bun on the left plate", lambda c: self.bun_on_plate(c, "plate_left") and not _held(c, "bun")),
+                ("lid grasped", lambda c: c.held_by("left") == "lid"),
+                ("lid set down", self.lid_set_down),
+                ("bun in the steamer", lambda c: self.bun_in_steamer(c) and not _held(c, "bun")),
+                ("lid back on the steamer (success)", self.success)]
 
 
 class PickBun(Scene):
@@ -191,6 +227,13 @@ class PickBun(Scene):
 
     def success(self, cell) -> bool:
         return self.bun_on_plate(cell, "plate_left") and self.lid_on_steamer(cell) and self.nothing_held(cell)
+
+    def stages(self):
+        return [("lid grasped", lambda c: c.held_by("left") == "lid"),
+                ("lid set down", self.lid_set_down),
+                ("bun grasped", lambda c: c.held_by("left") == "bun"),
+                ("bun on the left plate", lambda c: self.bun_on_plate(c, "plate_left") and not _held(c, "bun")),
+                ("lid back on the steamer (success)", self.success)]
 
 
 LIFT_LID_RADIUS_M = 0.07
@@ -212,6 +255,12 @@ class LiftLid(PickBun):
 
     def success(self, cell) -> bool:
         return self.lid_aside(cell) and self.nothing_held(cell)
+
+    def stages(self):
+        # lid_on_plate and lid_aside_far inherit these: only the place (their success) differs
+        return [("lid grasped", lambda c: c.held_by("left") == "lid"),
+                ("lid lifted", lambda c: _held(c, "lid") and body_pos(c, "lid")[2] > LID_ON_STEAMER_Z + LID_LIFTED_M),
+                ("lid placed (success)", self.success)]
 
 
 LID_ON_PLATE_Z = 2 * PLATE_HH + LID_HH
