@@ -486,7 +486,14 @@ def train_policy(cfg: ATETrainConfig, stage2_final: Path | None, accelerator, pr
     claim_stage(policy_dir, doc, "the policy stage", policy_started, fresh, write=is_main)
     accelerator.wait_for_everyone()
     if summary_file.exists():
-        log.info("policy stage already complete in %s: skipped", policy_dir)
+        done = json.loads(summary_file.read_text()).get("steps")
+        if done is not None and cfg.steps > done:
+            # steps is outside the fingerprint (a resumed run may change it), so a finished run is never extended
+            log.warning("policy stage already complete in %s after %d steps: this run asks for %d but is not "
+                        "extended (its learning-rate schedule ended); train longer in a new --output_dir, or "
+                        "retrain this one with --fresh", policy_dir, done, cfg.steps)
+        else:
+            log.info("policy stage already complete in %s: skipped", policy_dir)
         return policy_dir
     device = accelerator.device
 

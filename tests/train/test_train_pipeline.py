@@ -193,12 +193,18 @@ def test_pipeline_runs_every_stage_and_writes_a_plain_lerobot_checkpoint(referen
 
 
 @pytest.mark.slow
-def test_a_complete_run_is_skipped(reference_run):
+def test_a_complete_run_is_skipped(reference_run, caplog):
+    """... also when asked for more steps (not extended: it says so)."""
+    import dataclasses
+
     cfg, _ = reference_run
     stamp = (cfg.out / "policy" / "summary.json").stat().st_mtime_ns
     run(cfg, progress=False)
+    with caplog.at_level("WARNING", logger="ate_policy.train"):
+        run(dataclasses.replace(cfg, steps=cfg.steps + 4), progress=False)
     assert (cfg.out / "policy" / "summary.json").stat().st_mtime_ns == stamp
     assert len(_metrics(cfg.out)) == 8
+    assert f"asks for {cfg.steps + 4} but is not extended" in caplog.text
 
 
 @pytest.mark.slow
