@@ -222,6 +222,9 @@ def main(argv: list[str]) -> int:
                    help="scripted demonstrations of TASK in the MuJoCo cell instead of synthetic trajectories")
     p.add_argument("--workers", type=int, default=1,
                    help="--sim: worker processes (shards merged; the same episodes as one worker)")
+    p.add_argument("--lossy-video", action="store_true",
+                   help="--sim: store the videos at LeRobot's default quality (crf 30, yuv420p) instead of "
+                        "near-lossless (at a few dozen pixels the default hides where the objects are)")
     args = p.parse_args(argv)
     if args.sim:
         try:

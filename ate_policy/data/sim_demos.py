@@ -37,6 +37,15 @@ def _sim_modules():
     return SimCell, demonstrator, scenes
 
 
+LOSSLESS_VIDEO = {"vcodec": "h264", "encoder_crf": 0, "encoder_pix_fmt": "yuv444p"}
+"""How sim demonstrations store their videos by default: x264 at constant quality 0 with full-resolution colour.
+LeRobot's default (crf 30, yuv420p, right for 960x540 cameras) changes a 48x64 frame by 4.6/255 per pixel on
+average, four times what moving the scene's objects by up to 3.5 cm changes in the overhead view (1.05/255), so
+a policy trained on such frames can hardly see where the objects are, and at evaluation it sees the renderer's
+clean frames instead. This stores the render within ~0.4/255 (RGB <-> YUV rounding) at ~2-3 kB per frame.
+``--lossy-video`` keeps LeRobot's default."""
+
+
 def observe(cell) -> tuple[np.ndarray, np.ndarray]:
     """16-dim state (joints + measured gripper opening per arm) and 12-dim wrench of the sim cell."""
     state = np.zeros(contract.STATE_DIM, dtype=np.float32)
@@ -51,14 +60,17 @@ def observe(cell) -> tuple[np.ndarray, np.ndarray]:
 
 def record_sim_demos(task: str, output: str | Path, episodes: int, image_hw: tuple[int, int] = (48, 64),
                      seed: int = 0, overwrite: bool = False, max_attempts: int | None = None,
-                     vcodec: str = "auto", workers: int = 1) -> dict:
+                     vcodec: str = "auto", workers: int = 1, lossless: bool = True) -> dict:
     """Record ``episodes`` successful scripted episodes of ``task``; returns a summary dict.
 
     The dataset holds the first ``episodes`` seeds from ``seed`` on whose demonstration succeeds, in seed order,
     whatever ``workers`` is: seeds are tried in rounds (the next seeds still needed), each round's seeds split
     into contiguous blocks, one per worker process writing its own shard, shards merged in order with LeRobot's
     ``aggregate_datasets`` (sidecar records re-indexed). An existing dataset is resumed: only the missing
-    episodes are added, from the seed after its last recorded one (``--overwrite`` starts afresh)."""
+    episodes are added, from the seed after its last recorded one (``--overwrite`` starts afresh).
+
+    ``lossless`` (default): the videos are stored as ``LOSSLESS_VIDEO`` says, else with LeRobot's default
+    quality."""
     _, demonstrator, _ = _sim_modules()
     if task not in demonstrator.SCRIPTS:
         raise UserError(f"no scripted sim task {task!r}; available: {sorted(demonstrator.SCRIPTS)}")
@@ -87,9 +99,9 @@ def record_sim_demos(task: str, output: str | Path, episodes: int, image_hw: tup
         next_seed += len(seeds)
         attempts += len(seeds)
         if workers == 1 or len(seeds) == 1:
-            ok, bad = _record_seeds(task, root, seeds, (h, w), vcodec)
+            ok, bad = _record_seeds(task, root, seeds, (h, w), vcodec, lossless)
         else:
-            ok, bad = _record_parallel(task, root, seeds, (h, w), vcodec, workers)
+            ok, bad = _record_parallel(task, root, seeds, (h, w), vcodec, workers, lossless)
         kept += ok
         failed_seeds += bad
     instruction = _scene_instruction(task)
@@ -126,7 +138,7 @@ def _recorded_seeds(root: Path) -> list[int]:
 
 
 def _record_seeds(task: str, root: Path, seeds: list[int], image_hw: tuple[int, int],
-                  vcodec: str) -> tuple[list[int], list[int]]:
+                  vcodec: str, lossless: bool = True) -> tuple[list[int], list[int]]:
     """Demonstrate each of ``seeds`` once, appending the successful ones to ``root`` (created or resumed);
     returns (kept seeds, failed seeds)."""
     SimCell, demonstrator, _ = _sim_modules()
@@ -136,8 +148,11 @@ def _record_seeds(task: str, root: Path, seeds: list[int], image_hw: tuple[int, 
     cell = SimCell(task=task, seed=seeds[0], clock="lockstep")
     instruction = cell.scene.instruction
     # Lockstep: nothing is real time, so the recorder waits for its writer instead of dropping a frame.
+    quality = {}
+    if lossless:
+        quality = dict(LOSSLESS_VIDEO, vcodec=LOSSLESS_VIDEO["vcodec"] if vcodec == "auto" else vcodec)
     cfg = RecorderConfig(root=str(root), repo_id=f"local/sim_{task}", task=instruction, image_height=h,
-                         image_width=w, blocking=True, vcodec=vcodec)
+                         image_width=w, blocking=True, **{"vcodec": vcodec, **quality})
     kept, failed = [], []
     # The recorder's clock must not run backwards: each episode restarts the cell's time at 0, so its stamps
     # continue after the last episode's (else the recorder keeps the last episode's final samples as the newest
@@ -176,15 +191,15 @@ def _record_seeds(task: str, root: Path, seeds: list[int], image_hw: tuple[int, 
 
 
 def _worker(args) -> tuple[list[int], list[int]]:
-    task, root, seeds, image_hw, vcodec = args
+    task, root, seeds, image_hw, vcodec, lossless = args
     from ate_policy.quiet import quiet_libraries
 
     quiet_libraries()
-    return _record_seeds(task, Path(root), seeds, image_hw, vcodec)
+    return _record_seeds(task, Path(root), seeds, image_hw, vcodec, lossless)
 
 
 def _record_parallel(task: str, root: Path, seeds: list[int], image_hw: tuple[int, int], vcodec: str,
-                     workers: int) -> tuple[list[int], list[int]]:
+                     workers: int, lossless: bool = True) -> tuple[list[int], list[int]]:
     """``seeds`` in contiguous blocks, one worker process (own sim cell, own shard dataset) each; the shards are
     appended to ``root`` in seed order."""
     import multiprocessing as mp
@@ -196,7 +211,8 @@ def _record_parallel(task: str, root: Path, seeds: list[int], image_hw: tuple[in
     shards = [shard_dir / f"shard_{i:02d}" for i in range(n)]
     # spawn: a forked child would inherit the parent's OpenGL context and LeRobot's encoder threads.
     with mp.get_context("spawn").Pool(n) as pool:
-        results = pool.map(_worker, [(task, str(s), b, tuple(image_hw), vcodec) for s, b in zip(shards, blocks)])
+        results = pool.map(_worker, [(task, str(s), b, tuple(image_hw), vcodec, lossless)
+                                     for s, b in zip(shards, blocks)])
     kept = [s for ok, _ in results for s in ok]
     failed = [s for _, bad in results for s in bad]
     parts = [s for s, (ok, _) in zip(shards, results) if ok]
@@ -240,7 +256,8 @@ def main(args: argparse.Namespace) -> int:
     """Entry from ``ate_policy demo-data --sim TASK`` (``args`` as parsed by ``ate_policy.data.demo``)."""
     hw = tuple(args.image_size)
     summary = record_sim_demos(args.sim, args.output, args.episodes, hw, seed=args.seed, overwrite=args.overwrite,
-                               workers=getattr(args, "workers", 1))
+                               workers=getattr(args, "workers", 1),
+                               lossless=not getattr(args, "lossy_video", False))
     frames = sum(e["frames"] for e in summary["episodes"])
     resumed = f", {summary['resumed_with']} were there already" if summary["resumed_with"] else ""
     print(f"sim dataset '{args.sim}' ({len(summary['episodes'])} successful episodes{resumed}; "

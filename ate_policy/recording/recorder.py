@@ -74,6 +74,10 @@ class RecorderConfig:
     # SOFTWARE_PRESET when "auto" falls back to SOFTWARE_VCODEC. benchmarks/recorder_throughput.py measures
     # the options side by side (docs/data.md).
     encoder_preset: str | int | None = None
+    # Quality: None = LeRobot's (crf 30, yuv420p), right for the cameras' 960x540; sim demonstrations at a few
+    # dozen pixels store near-lossless (ate_policy.data.sim_demos.LOSSLESS_VIDEO).
+    encoder_crf: int | None = None
+    encoder_pix_fmt: str | None = None
     encoder_threads: int | None = None         # per camera; None = the codec decides
     image_writer_threads: int = 4              # PNG staging threads when streaming_encoding is off
     # repeat: a tick the loop missed, or a frame dropped on a full queue, becomes a repeated frame so the
@@ -150,8 +154,8 @@ class EpisodeRecorder:
             raise UserError(f"{self.root} exists and is not empty; resume it or choose another root")
         self._writer = EpisodeWriter(WriterConfig(
             root=str(self.root), repo_id=cfg.repo_id, fps=cfg.fps, features=cfg.features(), vcodec=cfg.vcodec,
-            encoder_preset=cfg.encoder_preset, encoder_threads=cfg.encoder_threads,
-            streaming_encoding=cfg.streaming_encoding, image_writer_threads=cfg.image_writer_threads,
+            encoder_preset=cfg.encoder_preset, encoder_crf=cfg.encoder_crf, encoder_pix_fmt=cfg.encoder_pix_fmt,
+            encoder_threads=cfg.encoder_threads, streaming_encoding=cfg.streaming_encoding, image_writer_threads=cfg.image_writer_threads,
             queue_size=cfg.queue_size, durable=True, on_video_mismatch="flag"), resume=resume)
         self.vcodec, self.encoder_preset = self._writer.vcodec, self._writer.encoder_preset
         self.recovery = self._writer.recovery

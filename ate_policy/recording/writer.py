@@ -97,6 +97,8 @@ class WriterConfig:
     # fails at the first frame on a machine without an NVIDIA GPU.
     vcodec: str = "auto"
     encoder_preset: str | int | None = None
+    encoder_crf: int | None = None        # None: LeRobot's default (30)
+    encoder_pix_fmt: str | None = None    # None: LeRobot's default (yuv420p); a resumed dataset keeps its own
     encoder_threads: int | None = None
     streaming_encoding: bool = True
     image_writer_threads: int = 4
@@ -173,7 +175,9 @@ class EpisodeWriter:
 
         kw = dict(encoder_threads=self.cfg.encoder_threads, streaming_encoding=self.cfg.streaming_encoding)
         if self.cfg.video_keys():
-            kw["rgb_encoder"] = RGBEncoderConfig(vcodec=self.vcodec, preset=self.encoder_preset)
+            quality = {k: v for k, v in (("crf", self.cfg.encoder_crf), ("pix_fmt", self.cfg.encoder_pix_fmt))
+                       if v is not None}
+            kw["rgb_encoder"] = RGBEncoderConfig(vcodec=self.vcodec, preset=self.encoder_preset, **quality)
         if not self.cfg.streaming_encoding:
             kw["image_writer_threads"] = self.cfg.image_writer_threads
         return kw
