@@ -547,12 +547,13 @@ def _report(s: dict) -> str:
                      f"{_fmt(m['command_jerk_rms_rad_s3'])} | {_fmt(m['force_peak_n'])} | "
                      f"{_fmt(m['fx_rel_peak_n'])} | {_fmt(m['torque_peak_nm'])} |")
     lines += ["", "## Episodes", "",
-              "| episode | seed | success | failure | stages reached | time (s) | chunks | missed ticks | runtime holds "
-              "| cell hold |",
+              "| episode | seed | success | failure | stages reached | time (s) | chunks | missed ticks "
+              "| runtime holds | cell hold |",
               "|---|---|---|---|---|---|---|---|---|---|"]
     for r in s["per_episode"]:
         lines.append(f"| {r['episode']} | {r['seed']} | {'yes' if r['success'] else 'no'} | "
-                     f"{r['failure'] or '-'} | {', '.join(r['stages']) or '-'} | {r['episode_time_s']} | {r['chunks']} | {r['missed_ticks']} | "
+                     f"{r['failure'] or '-'} | {', '.join(r['stages']) or '-'} | {r['episode_time_s']} | "
+                     f"{r['chunks']} | {r['missed_ticks']} | "
                      f"{r['holds'] or '-'} | "
                      f"{_held_cell(r['held'])} |")
     films = [r["video"] for r in s["per_episode"] if r.get("video")]

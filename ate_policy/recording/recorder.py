@@ -155,7 +155,8 @@ class EpisodeRecorder:
         self._writer = EpisodeWriter(WriterConfig(
             root=str(self.root), repo_id=cfg.repo_id, fps=cfg.fps, features=cfg.features(), vcodec=cfg.vcodec,
             encoder_preset=cfg.encoder_preset, encoder_crf=cfg.encoder_crf, encoder_pix_fmt=cfg.encoder_pix_fmt,
-            encoder_threads=cfg.encoder_threads, streaming_encoding=cfg.streaming_encoding, image_writer_threads=cfg.image_writer_threads,
+            encoder_threads=cfg.encoder_threads, streaming_encoding=cfg.streaming_encoding,
+            image_writer_threads=cfg.image_writer_threads,
             queue_size=cfg.queue_size, durable=True, on_video_mismatch="flag"), resume=resume)
         self.vcodec, self.encoder_preset = self._writer.vcodec, self._writer.encoder_preset
         self.recovery = self._writer.recovery

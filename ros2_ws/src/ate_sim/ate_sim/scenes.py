@@ -17,8 +17,10 @@
   adaptation task: a policy pre-trained on lift_lid adapts to it from a few demonstrations.
 
 Each scene lists its ``stages()`` (named checks in task order, the last its success) so an evaluation can say how
-far a failed episode got. Object positions (plates, steamer, bun) are randomised uniformly within a disc of ``RANDOM_RADIUS_M``
-(3.5 cm, as in the paper; lift_lid: ``LIFT_LID_RADIUS_M``) around their nominal places; the bun's yaw is random.
+far a failed episode got.
+
+Object positions (plates, steamer, bun) are randomised uniformly within a disc of ``RANDOM_RADIUS_M`` (3.5 cm,
+as in the paper; lift_lid: ``LIFT_LID_RADIUS_M``) around their nominal places; the bun's yaw is random.
 World frame: origin on the table top between the arm bases, x forward (away from the overhead camera),
 y to the left arm, z up.
 """
@@ -259,7 +261,8 @@ class LiftLid(PickBun):
     def stages(self):
         # lid_on_plate and lid_aside_far inherit these: only the place (their success) differs
         return [("lid grasped", lambda c: c.held_by("left") == "lid"),
-                ("lid lifted", lambda c: _held(c, "lid") and body_pos(c, "lid")[2] > LID_ON_STEAMER_Z + LID_LIFTED_M),
+                ("lid lifted",
+                 lambda c: _held(c, "lid") and body_pos(c, "lid")[2] > LID_ON_STEAMER_Z + LID_LIFTED_M),
                 ("lid placed (success)", self.success)]
 
 
