@@ -128,8 +128,10 @@ def test_viz_logs_every_tick_drops_nothing_and_serves_the_web_viewer(policy_grap
     assert len(ticks) >= 40 and ticks == list(range(len(ticks))), ticks[:5]
     frames = sorted(rows["/cameras/cam_high"]["EncodedImage:blob"])
     assert len(frames) >= 40 and frames == list(range(len(frames)))
-    chunks = sorted(rows["/policy/chunk"]["Tensor:data"])
-    assert chunks and chunks == sorted(rows["/events/chunk"]["TextLog:text"])
+    chunks, events = sorted(rows["/policy/chunk"]["Tensor:data"]), sorted(rows["/events/chunk"]["TextLog:text"])
+    # read mid-write: the newest chunk's tensor and its event line may straddle the last flush
+    n = min(len(chunks), len(events))
+    assert n and chunks[:n] == events[:n] and abs(len(chunks) - len(events)) <= 1, (chunks[-3:], events[-3:])
 
 
 def test_estop_mid_chunk_stops_every_target_until_reset_and_start(policy_graph):
