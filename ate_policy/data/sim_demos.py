@@ -148,11 +148,11 @@ def _record_seeds(task: str, root: Path, seeds: list[int], image_hw: tuple[int, 
     cell = SimCell(task=task, seed=seeds[0], clock="lockstep")
     instruction = cell.scene.instruction
     # Lockstep: nothing is real time, so the recorder waits for its writer instead of dropping a frame.
-    quality = {}
-    if lossless:
-        quality = dict(LOSSLESS_VIDEO, vcodec=LOSSLESS_VIDEO["vcodec"] if vcodec == "auto" else vcodec)
+    video = {"vcodec": vcodec}
+    if lossless:   # LOSSLESS_VIDEO's codec unless one was asked for
+        video = {**LOSSLESS_VIDEO, **({} if vcodec == "auto" else video)}
     cfg = RecorderConfig(root=str(root), repo_id=f"local/sim_{task}", task=instruction, image_height=h,
-                         image_width=w, blocking=True, **{"vcodec": vcodec, **quality})
+                         image_width=w, blocking=True, **video)
     kept, failed = [], []
     # The recorder's clock must not run backwards: each episode restarts the cell's time at 0, so its stamps
     # continue after the last episode's (else the recorder keeps the last episode's final samples as the newest

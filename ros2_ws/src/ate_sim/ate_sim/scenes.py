@@ -120,6 +120,11 @@ def _held(cell, name: str) -> bool:
     return any(cell.held_by(a) == name for a in ("left", "right"))
 
 
+def _holds(arm: str, name: str) -> Callable:
+    """A stage check: ``arm``'s gripper holds ``name``."""
+    return lambda cell: cell.held_by(arm) == name
+
+
 LID_LIFTED_M = 0.03
 """lift_lid's "lid lifted" stage: the held lid this far above its place on the steamer."""
 
@@ -161,10 +166,12 @@ class Scene:
         return bool(np.linalg.norm(b[:2] - p) < PLATE_R and abs(b[2] - BUN_ON_PLATE_Z) < 0.01)
 
     def lid_resting_at(self, cell, xy, z: float, tol_m: float) -> bool:
-        """The lid lies upright (within 8 degrees) with its origin within ``tol_m`` of ``xy`` and 1 cm of ``z``."""
+        """The lid lies upright (within 8 degrees) with its origin within ``tol_m`` of ``xy`` (anywhere when
+        ``xy`` is None) and 1 cm of ``z``."""
         lpos = body_pos(cell, "lid")
         upright = body_zaxis(cell, "lid")[2] > math.cos(math.radians(8))
-        return bool(np.linalg.norm(lpos[:2] - np.asarray(xy)) < tol_m and abs(lpos[2] - z) < 0.01 and upright)
+        near = xy is None or np.linalg.norm(lpos[:2] - np.asarray(xy)) < tol_m
+        return bool(near and abs(lpos[2] - z) < 0.01 and upright)
 
     def lid_on_steamer(self, cell) -> bool:
         return self.lid_resting_at(cell, self.places["steamer"], LID_ON_STEAMER_Z, 0.025)
@@ -174,9 +181,11 @@ class Scene:
 
     def lid_set_down(self, cell) -> bool:
         """The lid lies upright on the table (anywhere), held by no gripper."""
-        lpos = body_pos(cell, "lid")
-        return bool(not _held(cell, "lid") and abs(lpos[2] - LID_HH) < 0.01
-                    and body_zaxis(cell, "lid")[2] > math.cos(math.radians(8)))
+        return not _held(cell, "lid") and self.lid_resting_at(cell, None, LID_HH, 0.0)
+
+    def bun_left_on_plate(self, cell) -> bool:
+        """The bun rests on the left plate, held by no gripper."""
+        return self.bun_on_plate(cell, "plate_left") and not _held(cell, "bun")
 
     def success(self, cell) -> bool:
         raise NotImplementedError
@@ -210,9 +219,9 @@ class CookBun(Scene):
         return self.bun_in_steamer(cell) and self.lid_on_steamer(cell) and self.nothing_held(cell)
 
     def stages(self):
-        return [("bun grasped (right)", lambda c: c.held_by("right") == "bun"),
-                ("bun on the left plate", lambda c: self.bun_on_plate(c, "plate_left") and not _held(c, "bun")),
-                ("lid grasped", lambda c: c.held_by("left") == "lid"),
+        return [("bun grasped (right)", _holds("right", "bun")),
+                ("bun on the left plate", self.bun_left_on_plate),
+                ("lid grasped", _holds("left", "lid")),
                 ("lid set down", self.lid_set_down),
                 ("bun in the steamer", lambda c: self.bun_in_steamer(c) and not _held(c, "bun")),
                 ("lid back on the steamer (success)", self.success)]
@@ -231,10 +240,10 @@ class PickBun(Scene):
         return self.bun_on_plate(cell, "plate_left") and self.lid_on_steamer(cell) and self.nothing_held(cell)
 
     def stages(self):
-        return [("lid grasped", lambda c: c.held_by("left") == "lid"),
+        return [("lid grasped", _holds("left", "lid")),
                 ("lid set down", self.lid_set_down),
-                ("bun grasped", lambda c: c.held_by("left") == "bun"),
-                ("bun on the left plate", lambda c: self.bun_on_plate(c, "plate_left") and not _held(c, "bun")),
+                ("bun grasped", _holds("left", "bun")),
+                ("bun on the left plate", self.bun_left_on_plate),
                 ("lid back on the steamer (success)", self.success)]
 
 
@@ -260,7 +269,7 @@ class LiftLid(PickBun):
 
     def stages(self):
         # lid_on_plate and lid_aside_far inherit these: only the place (their success) differs
-        return [("lid grasped", lambda c: c.held_by("left") == "lid"),
+        return [("lid grasped", _holds("left", "lid")),
                 ("lid lifted",
                  lambda c: _held(c, "lid") and body_pos(c, "lid")[2] > LID_ON_STEAMER_Z + LID_LIFTED_M),
                 ("lid placed (success)", self.success)]
