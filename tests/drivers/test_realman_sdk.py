@@ -225,7 +225,73 @@ def test_modes_a_gen2_controller_can_hold_are_accepted(emulator):
         a = RealmanArm(ip="127.0.0.1", port=emulator.port, **cfg)
         a.connect()
         a.send_joint_targets(np.radians(HOME_DEG))
+        n = len(frames := [])
+        deadline = time.monotonic() + 5.0     # a streamed frame has no reply: wait until the controller has it
+        while len(frames := emulator.commands("movej_canfd")) <= n and time.monotonic() < deadline:
+            time.sleep(0.01)
         a.disconnect()
     frames = emulator.commands("movej_canfd")
     assert [f.msg["follow"] for f in frames] == [False, True, True]
     assert frames[2].msg["trajectory_mode"] == 2 and frames[2].msg["radio"] == 800
+
+
+_MANY_FILES = """
+import os, sys
+fds = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)] if sys.argv[1] == "before" else []
+from ate_drivers.arm.realman import ArmSetupError, RealmanArm
+from ate_drivers.arm.realman_emulator import RealmanEmulator
+fds += [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)] if sys.argv[1] == "after" else []
+assert min(set(range(2048)) - {int(f) for f in os.listdir("/proc/self/fd")}) >= 1024  # no low descriptor free
+emu = RealmanEmulator(q0_deg=[0, 20, 0, 60, 0, 40, 0]).start()
+try:
+    for _ in range(3):      # five handles at once (the SDK's maximum), deleted, and again
+        arms = [RealmanArm(ip="127.0.0.1", port=emu.port) for _ in range(5)]
+        for a in arms:
+            a.connect()
+            assert a.read_state().q_rad.shape == (7,)
+        for a in arms:
+            a.disconnect()
+    print("CONNECTED")
+except ArmSetupError as e:
+    print("REFUSED", e)
+"""
+
+
+@pytest.mark.parametrize("opened", ["after", "before"])
+def test_a_process_with_more_than_1024_open_files_still_connects_or_says_why(opened):
+    """SDK 1.1.6 watches its socket with select(): a descriptor >= 1024 loses every reply. Low descriptors put aside
+    at import are handed to the SDK's sockets; a process that was already full when the driver was imported gets a
+    clear refusal instead of 'no controller answered'. (A subprocess: the SDK's state is per process.)"""
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-c", _MANY_FILES, opened], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    if opened == "after":
+        assert "CONNECTED" in r.stdout, r.stdout + r.stderr[-2000:]
+    else:
+        assert "REFUSED" in r.stdout and "more than 1024 open files" in r.stdout and "select()" in r.stdout, r.stdout
+
+
+def test_connects_and_disconnects_leave_no_open_file_behind(emulator):
+    """Each connection costs the process two sockets (the SDK's and, in-process, the emulator's side): both are
+    closed again, so a long test run or a reconnecting driver does not creep towards the SDK's 1024 limit."""
+    import os
+
+    def open_files():
+        return len(os.listdir("/proc/self/fd"))
+
+    first = RealmanArm(ip="127.0.0.1", port=emulator.port)
+    first.connect()                      # the process's first connect starts the SDK's threads
+    n0 = open_files()
+    try:
+        for _ in range(10):
+            a = RealmanArm(ip="127.0.0.1", port=emulator.port)
+            a.connect()
+            a.disconnect()
+        deadline = time.monotonic() + 5.0
+        while open_files() > n0 + 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert open_files() <= n0 + 1, (n0, open_files())
+    finally:
+        first.disconnect()

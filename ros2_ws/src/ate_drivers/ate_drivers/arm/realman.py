@@ -12,8 +12,10 @@ frames at that period.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import os
 import threading
 import time
 
@@ -36,6 +38,50 @@ _VOLTAGE_TYPES = {0: 0, 5: 1, 12: 2, 24: 3}
 # C library under the first arm's feet, so the second arm in a process is a plain RoboticArm().
 _sdk_lock = threading.Lock()
 _sdk_initialised = False
+
+# SDK 1.1.6 waits on its sockets with select(), which cannot watch a file descriptor >= FD_SETSIZE (1024): in a
+# process that holds more open files its replies are lost ("revice error") although the controller answers. A few
+# low descriptors are put aside at import (a young process has low ones free) and handed to the SDK's socket at
+# connect whenever the lowest free descriptor is too high (_low_fds_for_sdk).
+FD_SETSIZE = 1024
+_RESERVED_FDS = 16     # the SDK's five handles, the in-process emulator's side of each (robot:=emulated), spare
+_reserved: list[int] = []
+
+
+def _lowest_free_fd() -> int:
+    fd = os.open(os.devnull, os.O_RDONLY)
+    os.close(fd)
+    return fd
+
+
+def _refill_reserve() -> None:
+    while len(_reserved) < _RESERVED_FDS:
+        fd = os.open(os.devnull, os.O_RDONLY)
+        if fd >= FD_SETSIZE:
+            os.close(fd)
+            return
+        _reserved.append(fd)
+
+
+@contextlib.contextmanager
+def _low_fds_for_sdk(where: str):
+    """Around an SDK call that opens sockets (under _sdk_lock): frees the reserved low descriptors so that the SDK's
+    sockets get them, and puts aside again what it left. Refuses with the reason when none is low enough."""
+    if _lowest_free_fd() >= FD_SETSIZE:
+        if not _reserved:
+            raise ArmSetupError(
+                f"cannot connect to {where}: this process has more than {FD_SETSIZE} open files and the RealMan SDK "
+                f"watches its socket with select(), which cannot see a descriptor >= {FD_SETSIZE} (the controller's "
+                "replies would be lost); close what leaks files in this process, or run the arm in its own process")
+        while _reserved:
+            os.close(_reserved.pop())
+    try:
+        yield
+    finally:
+        _refill_reserve()
+
+
+_refill_reserve()
 
 
 class ArmCommError(ConnectionError):
@@ -86,7 +132,8 @@ class RealmanArm:
     def connect(self) -> None:
         global _sdk_initialised
         from Robotic_Arm.rm_robot_interface import RoboticArm, rm_thread_mode_e
-        with _sdk_lock:
+        where = f"{self.config.ip}:{self.config.port}"
+        with _sdk_lock, _low_fds_for_sdk(where):
             if not _sdk_initialised:
                 arm = RoboticArm(rm_thread_mode_e.RM_TRIPLE_MODE_E)
                 _sdk_initialised = True
@@ -162,6 +209,8 @@ class RealmanArm:
                     self._arm.rm_delete_robot_arm()
             except Exception:  # the handle may already be gone with the connection
                 pass
+            with _sdk_lock:
+                _refill_reserve()    # the deleted handle's socket freed a low descriptor
         self._arm = None
         self._connected = False
 

@@ -284,6 +284,16 @@ class RealmanEmulator:
         return True
 
     def _serve(self, conn: socket.socket) -> None:
+        try:
+            self._serve_lines(conn)
+        finally:                    # the client went away (or the emulator stopped): free the socket
+            with self._lock:
+                if conn in self._clients:
+                    self._clients.remove(conn)
+                self._send_locks.pop(conn, None)
+            conn.close()
+
+    def _serve_lines(self, conn: socket.socket) -> None:
         buf = b""
         while self._running:
             try:
