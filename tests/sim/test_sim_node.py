@@ -106,11 +106,15 @@ def test_lockstep_cell_advances_one_tick_per_ack_and_follows_commands(sim_graph)
     c = Consumer(node)
     assert c.spin(60.0, until=lambda: len(c.ticks) >= 3), f"no ticks; alive={g.alive()}, logs in {tmp}"
     c.step[0] = 0.02  # 0.4 rad/s on joint 1: within the safety layer's step limit
-    assert c.spin(30.0, until=lambda: len(c.ticks) >= 40)
+    # the arm follows the stream (on a loaded machine the cell may refuse the first commands until it has seen the
+    # e-stop node's heartbeat: estop_unseen)
+    assert c.spin(60.0, until=lambda: len(c.ticks) >= 40 and c.ticks[-1][1][0] - c.ticks[3][1][0] > 0.5), \
+        [round(q[0], 3) for _, q in c.ticks]
     stamps = np.array([t for t, _ in c.ticks]) * 1e-9
     np.testing.assert_allclose(np.diff(stamps), PERIOD_S, atol=1e-6)   # one tick per ack, none skipped
     j1 = np.array([q[0] for _, q in c.ticks])
-    assert j1[-1] - j1[3] > 0.5, j1                                   # the arm followed the stream
+    moving = np.diff(j1) > 0.01
+    assert moving[-10:].all(), j1                                     # ~0.02 rad per tick, tick after tick
     assert all(img.width == 32 and img.height == 24 for img in c.images.values())
 
     # without acks the cell waits (publishing the same tick again), and resumes where it stopped
