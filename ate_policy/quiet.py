@@ -17,6 +17,9 @@ def quiet_libraries() -> None:
         import av
 
         av.logging.set_level(av.logging.ERROR)
+        # FFmpeg's own threshold too: LeRobot's encoders hand the log back to FFmpeg's printer after each video
+        # (restore_default_callback), which otherwise prints libx264's statistics for every later one.
+        av.logging.set_libav_level(av.logging.ERROR)
     except (ImportError, AttributeError):
         pass
     for name in ("lerobot", "datasets", "huggingface_hub", "fsspec"):

@@ -159,6 +159,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="copy each task's final checkpoint into ate_policy/checkpoints/sim_<task>_<policy> (the "
                         "package's shipped policies; its tokenizer travels with it)")
     a = p.parse_args(argv)
+    from ate_policy.quiet import quiet_libraries
+
+    quiet_libraries()   # the demonstrations are merged in this process
     if a.smoke:
         a.demos, a.steps, a.episodes, a.time_limit, a.workers = 2, 10, 1, a.time_limit or 3.0, 1
         a.batch_size = a.batch_size or 2

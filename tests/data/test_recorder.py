@@ -323,3 +323,38 @@ def test_a_video_that_lost_frames_anyway_flags_the_episode_naming_the_camera(sma
     side = durable.read_sidecar(small_recorder_cfg.root)[0]
     assert side["flagged"] and side["video_problems"] == problems
     assert all(side["video_frames"][cam] < 40 for cam in problems)
+
+
+_THREE_X264_EPISODES = """
+import sys
+import numpy as np
+from ate_policy.quiet import quiet_libraries
+from ate_policy.recording.writer import EpisodeWriter, WriterConfig
+quiet_libraries()
+names = {"observation.images.cam": ["height", "width", "channels"]}
+feats = {"observation.images.cam": {"dtype": "video", "shape": (24, 32, 3), "names": names["observation.images.cam"]},
+         "observation.state": {"dtype": "float32", "shape": (2,), "names": ["a", "b"]},
+         "action": {"dtype": "float32", "shape": (2,), "names": ["a", "b"]}}
+cfg = WriterConfig(root=sys.argv[1], repo_id="local/quiet", fps=20, features=feats, vcodec="h264", encoder_crf=0,
+                   encoder_pix_fmt="yuv444p")
+with EpisodeWriter(cfg) as w:
+    for e in range(3):
+        for i in range(6):
+            w.put_frame({"observation.images.cam": np.full((24, 32, 3), 10 * i + e, np.uint8), "task": "t",
+                         "observation.state": np.zeros(2, np.float32), "action": np.zeros(2, np.float32)})
+        w.save({"source": "test", "task": "t", "flagged": False, "dropped_frames": 0})
+    print("SAVED", w.num_episodes)
+"""
+
+
+def test_x264_episodes_after_the_first_print_no_encoder_statistics(tmp_path):
+    """LeRobot's encoder hands libav's log back to FFmpeg's printer after each video, so from the second episode on
+    libx264 printed a dozen statistics lines per camera (~950 lines for 40 sim demonstrations); ate_policy.quiet now
+    sets FFmpeg's own threshold as well. FFmpeg prints from C to the process's stderr: a subprocess captures it."""
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-c", _THREE_X264_EPISODES, str(tmp_path / "ds")], capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0 and "SAVED 3" in r.stdout, r.stderr[-3000:]
+    assert "libx264" not in r.stderr, r.stderr[-3000:]
