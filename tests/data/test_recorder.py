@@ -331,8 +331,7 @@ import numpy as np
 from ate_policy.quiet import quiet_libraries
 from ate_policy.recording.writer import EpisodeWriter, WriterConfig
 quiet_libraries()
-names = {"observation.images.cam": ["height", "width", "channels"]}
-feats = {"observation.images.cam": {"dtype": "video", "shape": (24, 32, 3), "names": names["observation.images.cam"]},
+feats = {"observation.images.cam": {"dtype": "video", "shape": (24, 32, 3), "names": ["height", "width", "channels"]},
          "observation.state": {"dtype": "float32", "shape": (2,), "names": ["a", "b"]},
          "action": {"dtype": "float32", "shape": (2,), "names": ["a", "b"]}}
 cfg = WriterConfig(root=sys.argv[1], repo_id="local/quiet", fps=20, features=feats, vcodec="h264", encoder_crf=0,

@@ -224,10 +224,10 @@ def test_modes_a_gen2_controller_can_hold_are_accepted(emulator):
                 dict(mode="filter", radio=800)):
         a = RealmanArm(ip="127.0.0.1", port=emulator.port, **cfg)
         a.connect()
+        n = len(emulator.commands("movej_canfd"))
         a.send_joint_targets(np.radians(HOME_DEG))
-        n = len(frames := [])
         deadline = time.monotonic() + 5.0     # a streamed frame has no reply: wait until the controller has it
-        while len(frames := emulator.commands("movej_canfd")) <= n and time.monotonic() < deadline:
+        while len(emulator.commands("movej_canfd")) <= n and time.monotonic() < deadline:
             time.sleep(0.01)
         a.disconnect()
     frames = emulator.commands("movej_canfd")
