@@ -14,18 +14,97 @@ LeRobot's ``reencode_dataset`` (``lerobot-edit-dataset --operation.type reencode
 are never modified. The result's videos are checked
 (every episode's frames, first/last frame decodable) before the command reports success; an output that fails
 the check is removed.
+
+LeRobot's aggregation (behind ``merge_datasets`` and the parallel sim demonstrations' shard merge) copies each
+source's ``meta/episodes/chunk_index`` / ``file_index`` into the merged episode table instead of naming the file
+each row lands in; a merged dataset then fails its next merge (``FileNotFoundError`` on a
+``meta/episodes/.../file-NNN.parquet`` that does not exist). ``fix_episode_meta_index`` rewrites those two columns
+to where the rows are, on every merge's output; a source written before that is merged through a scratch copy of
+its ``meta/`` (``with_fixed_meta_index``), so it is still never modified.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
+import re
 import shutil
 import sys
 from pathlib import Path
 
 from ate_description.errors import UserError
 from ate_policy.recording import durable
+
+log = logging.getLogger(__name__)
+
+_META_INDEX = ("meta/episodes/chunk_index", "meta/episodes/file_index")
+_EPISODES_FILE = re.compile(r"chunk-(\d+)/file-(\d+)\.parquet$")
+
+
+def _episode_meta_files(root: Path) -> list[tuple[Path, int, int]]:
+    out = []
+    for f in sorted((Path(root) / "meta" / "episodes").glob("chunk-*/file-*.parquet")):
+        m = _EPISODES_FILE.search(f.as_posix())
+        if m:
+            out.append((f, int(m.group(1)), int(m.group(2))))
+    return out
+
+
+def episode_meta_index_errors(root: Path) -> list[int]:
+    """Episodes whose ``meta/episodes/{chunk,file}_index`` does not name the file that holds their row."""
+    import pyarrow.parquet as pq
+
+    bad = []
+    for f, chunk, file in _episode_meta_files(root):
+        t = pq.read_table(f, columns=["episode_index", *_META_INDEX]).to_pydict()
+        bad += [e for e, c, i in zip(t["episode_index"], t[_META_INDEX[0]], t[_META_INDEX[1]])
+                if (c, i) != (chunk, file)]
+    return sorted(bad)
+
+
+def fix_episode_meta_index(root: Path) -> int:
+    """Rewrite each episode's ``meta/episodes/{chunk,file}_index`` to the file its row is in (each file replaced
+    atomically); returns how many episodes were wrong."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    fixed = 0
+    for f, chunk, file in _episode_meta_files(root):
+        t = pq.read_table(f)
+        if not all(k in t.column_names for k in _META_INDEX):
+            continue
+        pairs = zip(t.column(_META_INDEX[0]).to_pylist(), t.column(_META_INDEX[1]).to_pylist())
+        wrong = sum(1 for pair in pairs if pair != (chunk, file))
+        if not wrong:
+            continue
+        fixed += wrong
+        for k, v in zip(_META_INDEX, (chunk, file)):
+            col = t.schema.get_field_index(k)
+            t = t.set_column(col, t.schema.field(col), pa.array([v] * len(t), t.schema.field(col).type))
+        tmp = f.with_name(f.name + ".tmp")
+        pq.write_table(t, tmp)
+        os.replace(tmp, f)
+    return fixed
+
+
+def with_fixed_meta_index(root: Path, scratch: Path) -> Path:
+    """``root`` itself when its episode table's file index is right, else ``scratch``: links to its data and
+    videos with a copy of its ``meta/``, fixed (``root`` is never modified)."""
+    root = Path(root)
+    if not episode_meta_index_errors(root):
+        return root
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
+    for child in root.iterdir():
+        if child.name != "meta":
+            (scratch / child.name).symlink_to(child.resolve(), target_is_directory=child.is_dir())
+    shutil.copytree(root / "meta", scratch / "meta")
+    n = fix_episode_meta_index(scratch)
+    log.info("%s: %d episode(s) of its metadata named the wrong file (an earlier LeRobot merge); merged through a "
+             "fixed copy of its meta/ in %s", root, n, scratch)
+    return scratch
 
 
 def _open(root: Path, repo_id: str | None = None):
@@ -123,14 +202,20 @@ def merge(roots: list[Path], output: Path, repo_id: str | None = None) -> Path:
     if len(roots) < 2:
         raise UserError("merge needs at least two datasets")
     _check_output(output)
-    datasets = [_open(r) for r in roots]
-    fps = {d.meta.fps for d in datasets}
-    if len(fps) > 1:
-        raise UserError(f"cannot merge datasets of different rates {sorted(fps)} Hz")
-    target = _video_codecs(roots[0])
-    temps = []
+    for r in roots:
+        if not (r / "meta" / "info.json").exists():
+            raise UserError(f"{r} is not a LeRobot dataset (no meta/info.json)")
+    # sources merged before (by LeRobot) go through a fixed copy of their meta/
+    sources = [with_fixed_meta_index(r, output.with_name(f"{output.name}.meta_fixed_{i}"))
+               for i, r in enumerate(roots)]
+    temps = [s for s, r in zip(sources, roots) if s != r]
     try:
-        for i, root in enumerate(roots):
+        datasets = [_open(s, f"local/{r.name}") for s, r in zip(sources, roots)]
+        fps = {d.meta.fps for d in datasets}
+        if len(fps) > 1:
+            raise UserError(f"cannot merge datasets of different rates {sorted(fps)} Hz")
+        target = _video_codecs(roots[0])
+        for i, root in enumerate(sources):
             if _video_codecs(root) != target and len(target) == 1:
                 copy = output.with_name(f"{output.name}.reencode_{i}")
                 shutil.rmtree(copy, ignore_errors=True)
@@ -138,6 +223,7 @@ def merge(roots: list[Path], output: Path, repo_id: str | None = None) -> Path:
                 temps.append(copy)
                 datasets[i] = _reencode(copy, next(iter(target)))
         merge_datasets(datasets, output_repo_id=repo_id or f"local/{output.name}", output_dir=output)
+        fix_episode_meta_index(output)
     except BaseException:
         shutil.rmtree(output, ignore_errors=True)
         raise

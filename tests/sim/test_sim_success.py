@@ -92,6 +92,39 @@ def test_parallel_workers_write_the_episodes_one_worker_writes_and_a_rerun_adds_
     states = np.stack([s for (e, _), (s, _) in sorted(a.items()) if e == 1])
     assert np.ptp(states[:, :7], axis=0).max() > 0.3
 
+    # Merging a merged dataset again (a parallel resume, `ate_policy dataset merge`): LeRobot's aggregation copies
+    # each source's metadata file index instead of naming the file each episode's row lands in; the sequential
+    # dataset keeps its two episodes in two metadata files, so its merge named a file the result does not have,
+    # and the next merge failed with FileNotFoundError.
+    import shutil
+
+    from ate_policy.data.curate import episode_meta_index_errors, merge
+    from ate_policy.data.sim_demos import merge_datasets
+
+    merged = tmp_path / "merged" / "sim_pick_bun"
+    shutil.copytree(seq, tmp_path / "copy")
+    merge_datasets([tmp_path / "copy"], [par], merged)     # 2 + 2 episodes, as a parallel resume merges
+    assert episode_meta_index_errors(merged) == []
+    again = merge([merged, par], tmp_path / "again")       # 4 + 2
+    assert [s for _, s, _ in _sidecar(again)] == [0, 1, 0, 1, 0, 1]
+    ds = LeRobotDataset("local/again", root=again)
+    assert ds.meta.total_episodes == 6 and ds[len(ds) - 1]["episode_index"] == 5
+    # a dataset merged before the fix (the broken index written back) still merges, and is left as it was
+    broken = tmp_path / "broken"
+    shutil.copytree(merged, broken)
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    for f in (broken / "meta" / "episodes").glob("*/*.parquet"):
+        t = pq.read_table(f)
+        col = t.schema.get_field_index("meta/episodes/file_index")
+        t = t.set_column(col, t.schema.field(col), pa.array(range(len(t)), t.schema.field(col).type))
+        pq.write_table(t, f)
+    before = episode_meta_index_errors(broken)
+    assert before, "the test must start from a broken index"
+    assert LeRobotDataset("local/again2", root=merge([broken, par], tmp_path / "again2")).meta.total_episodes == 6
+    assert episode_meta_index_errors(broken) == before
+
 
 @pytest.mark.slow
 def test_a_demonstration_replayed_through_eval_on_its_seed_succeeds_with_no_refusal(parallel_demos, tmp_path):
