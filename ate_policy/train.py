@@ -47,6 +47,7 @@ from ate_policy.data.chunks import STD_FLOOR, floored_stats
 from ate_policy.data.convert import ConvertConfig
 from ate_description.errors import UserError
 from ate_policy.guidance import GuidanceConfig
+from ate_policy.policies.tiny import TinySize
 from ate_policy.vae.configuration_vae import DatasetSpec, VAETrainConfig, WandBConfig
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,9 @@ class PolicySpec:
     pretrained_path: str | None = None
     # Tiny random architecture (tests, CPU quick start): PI0 through ate_policy.policies.tiny, no download.
     tiny: bool = False
+    # With tiny (PI0): the network's shape (width, depth, vision tower, image input); saved with the checkpoint,
+    # which loads with it. The default is the 0.7 MB test network.
+    tiny_size: TinySize = field(default_factory=TinySize)
     # Action chunk length L (pi0's chunk_size / diffusion's horizon); Stage 2's chunk_len follows it.
     chunk_size: int = 20
     n_action_steps: int | None = None
@@ -285,7 +289,7 @@ def _tiny_context(spec: PolicySpec):
     if spec.type == "pi0" and spec.tiny:
         from ate_policy.policies.tiny import tiny_pi0_patches
 
-        return tiny_pi0_patches()
+        return tiny_pi0_patches(spec.tiny_size)
     return contextlib.nullcontext()
 
 
@@ -300,7 +304,8 @@ def build_policy_config(spec: PolicySpec, ds_meta, device: str, optim: PolicyOpt
         from ate_policy.policies.tiny import tiny_pi0_config
 
         if spec.tiny:
-            pcfg = tiny_pi0_config(chunk_size=spec.chunk_size, input_features=inputs, output_features=outputs)
+            pcfg = tiny_pi0_config(chunk_size=spec.chunk_size, input_features=inputs, output_features=outputs,
+                                   size=spec.tiny_size)
         else:
             from lerobot.policies.pi0.configuration_pi0 import PI0Config
 
@@ -346,7 +351,24 @@ def build_policy(spec: PolicySpec, pcfg):
             # PI0's from_pretrained silently returns random weights when it finds no file: refuse instead.
             raise UserError(f"policy.pretrained_path {local} holds no model.safetensors (a LeRobot "
                             "`pretrained_model` folder is expected)")
+        _check_tiny_size(spec, local)
         return cls.from_pretrained(spec.pretrained_path, config=pcfg)
+
+
+def _check_tiny_size(spec: PolicySpec, pretrained: Path) -> None:
+    """A tiny PI0 fine-tuned from a tiny checkpoint must be built with the checkpoint's shape."""
+    import yaml
+
+    saved = pretrained / "ate_train_config.yaml"
+    if not (spec.type == "pi0" and spec.tiny and saved.is_file()):
+        return
+    theirs = ((yaml.safe_load(saved.read_text()) or {}).get("policy") or {})
+    if not theirs.get("tiny"):
+        return
+    size = TinySize.from_dict(theirs.get("tiny_size"))
+    if size != spec.tiny_size:
+        raise UserError(f"policy.tiny_size {spec.tiny_size} differs from the shape of the tiny checkpoint "
+                        f"{pretrained} ({size}): set policy.tiny_size to the checkpoint's")
 
 
 def local_tokenizer_dir(spec: PolicySpec, out: Path) -> Path | None:

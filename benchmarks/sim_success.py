@@ -93,7 +93,7 @@ def run_task(task: str, a, work: Path) -> dict:
           "--seed", str(demo_seeds[0]), "--output", str(work / "eval_replay"), "--videos", "1")
     replay = eval_json(work / "eval_replay")
     # 3. training
-    recipe = RECIPES[(task, a.policy)]
+    recipe = a.recipe or RECIPES[(task, a.policy)]
     run_dir = work / f"train_{a.policy}"
     _, train_wall = timed("training", timings, cli, "train", "--config", recipe, f"--dataset.root={root}",
                           f"--dataset.repo_id=local/sim_{task}", f"--output_dir={run_dir}", f"--steps={a.steps}",
@@ -140,6 +140,11 @@ def ship(run_dir: Path, dest: Path, result: dict) -> None:
     print(f"shipped {summary['final_checkpoint']} -> {dest}")
 
 
+def _key(task: str, a) -> str:
+    """The result's name in sim_success.json: the task, with a recipe other than its default in brackets."""
+    return task if a.recipe in (None, RECIPES[(task, a.policy)]) else f"{task} [{a.recipe}]"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tasks", nargs="+", default=["pick_bun"], choices=("pick_bun", "cook_bun", "lift_lid"))
@@ -153,6 +158,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--image-size", type=int, nargs=2, default=(48, 64))
     p.add_argument("--workers", type=int, default=2, help="demonstration worker processes")
     p.add_argument("--batch-size", type=int, default=None, help="training batch (default: the recipe's)")
+    p.add_argument("--recipe", default=None,
+                   help="training recipe (ate_policy/configs) instead of the task's default; the result is kept "
+                        "under '<task> [<recipe>]' beside the default recipe's")
     p.add_argument("--work", default=None, help="folder for data, runs and reports (default outputs/sim_success)")
     p.add_argument("--smoke", action="store_true", help="every step once at toy size (a few minutes)")
     p.add_argument("--ship", action="store_true",
@@ -176,20 +184,20 @@ def main(argv: list[str] | None = None) -> int:
         r = run_task(task, a, work / task)
         r.update({"date": time.strftime("%Y-%m-%d %H:%M"), "command": " ".join(["python", *sys.argv]),
                   "machine": results["machine"], "eval_seed": a.eval_seed})
-        results["tasks"][task] = r
+        results["tasks"][_key(task, a)] = r
     results["tasks"] = {**{k: v for k, v in earlier.items() if k not in results["tasks"]}, **results["tasks"]}
     results["wall_s"] = round(time.perf_counter() - t0, 1)
     results["load_avg_at_end"] = os.getloadavg()
     if a.ship:
         for task in a.tasks:
             ship(work / task / f"train_{a.policy}", ROOT / "ate_policy" / "checkpoints" / f"sim_{task}_{a.policy}",
-                 results["tasks"][task])
+                 results["tasks"][_key(task, a)])
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
     print(f"\n{'task':10} {'policy':40} {'demos':>5} {'steps':>6} {'train s':>8} {'episodes':>8} {'success':>8} "
           f"{'blind':>6} {'replay':>6}")
     for task in a.tasks:                                # this invocation's tasks
-        r = results["tasks"][task]
+        r = results["tasks"][_key(task, a)]
         print(f"{task:10} {r['policy']:40} {r['demos']:5d} {r['train_steps']:6d} {r['train_step_time_total_s']:8.0f} "
               f"{r['episodes']:8d} {r['success_rate']:8.0%} {r['blind_success_rate']:6.0%} "
               f"{r['replay_success_rate']:6.0%}")

@@ -2,13 +2,17 @@
 the CPU quick start (nothing is downloaded: docs/architecture.md (environment facts)).
 
 PI0's sizes are fixed variants (``gemma_2b`` / ``gemma_300m``), so the tiny PI0 is the *unchanged* LeRobot
-``PI0Policy`` built inside ``tiny_pi0_patches()``, which swaps, for the duration of the block:
-- ``modeling_pi0.get_gemma_config`` -> one Gemma layer of width 64 with **8 heads** (LeRobot's attention reshape
-  hard-codes 8 heads) of dim 8, for both the VLM and the action expert;
-- the PaliGemma construction -> a 1-layer, width-32 SigLIP tower, a projector to the tiny width (the real one
+``PI0Policy`` built inside ``tiny_pi0_patches(size)``, which swaps, for the duration of the block:
+- ``modeling_pi0.get_gemma_config`` -> ``size.depth`` Gemma layers of width ``size.width`` (default one layer of
+  64) with **8 heads** (LeRobot's attention reshape hard-codes 8 heads) of dim width / 8, for both the VLM and
+  the action expert;
+- the PaliGemma construction -> a ``size.vision_depth``-layer, width-``size.vision_width`` SigLIP tower (default 1
+  x 32) reading ``size.image`` square pixels in ``size.patch`` patches, a projector to the tiny width (the real one
   projects to 2048) and a vocabulary the size of the tiny tokenizer in the VLM and the expert (the real one has 257152 rows:
   66 MB each at width 64, for nothing).
-Build, save and load (also with plain ``PI0Policy.from_pretrained``) inside that block.
+Build, save and load (also with plain ``PI0Policy.from_pretrained``) inside that block, with the same size:
+``ate_policy train`` saves it as ``policy.tiny_size`` in the checkpoint's ``ate_train_config.yaml`` and the
+runtime's loader reads it back (a checkpoint without it has the default size).
 
 The processor's tokenizer is the PaliGemma tokenizer from the hub in LeRobot; ``tiny_tokenizer(dir)`` writes a
 small byte-level BPE tokenizer (``tokenizers`` library, trained on a few sentences, any text still encodes through
@@ -19,15 +23,53 @@ therefore LeRobot's ``TokenizerProcessorStep`` read offline.
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from pathlib import Path
 
 from ate_description import contract
 
-TINY_WIDTH = 64
 TINY_HEADS = 8  # LeRobot's PI0 attention reshape assumes 8 heads (docs/architecture.md (environment facts))
+TINY_VISION_HEADS = 4
 TINY_VOCAB = 384
-TINY_IMAGE = 32  # square input of the tiny SigLIP tower
-TINY_PATCH = 8  # -> 16 image tokens per camera
+
+
+@dataclass
+class TinySize:
+    """The tiny PI0's shape (``policy.tiny_size`` of a training recipe). The default is the 0.7 MB network the
+    tests and the quick start use; a larger one learns longer tasks at more CPU time per step
+    (docs/sim_success.md)."""
+
+    # Width of the Gemma layers, VLM and action expert alike (8 heads of width / 8; a multiple of 16, RoPE needs
+    # an even head dim).
+    width: int = 64
+    # Gemma layers of the VLM and of the action expert (each).
+    depth: int = 1
+    # Width of the SigLIP vision tower (4 heads) and its layers.
+    vision_width: int = 32
+    vision_depth: int = 1
+    # Square input of the vision tower (PI0 resizes every camera to it, keeping the aspect with padding) and its
+    # patch: (image / patch)^2 tokens per camera, 16 by default.
+    image: int = 32
+    patch: int = 8
+
+    def __post_init__(self):
+        if self.width < 16 or self.width % 16:
+            raise ValueError(f"policy.tiny_size.width must be a positive multiple of 16, got {self.width}")
+        if self.vision_width < TINY_VISION_HEADS or self.vision_width % TINY_VISION_HEADS:
+            raise ValueError("policy.tiny_size.vision_width must be a positive multiple of "
+                             f"{TINY_VISION_HEADS}, got {self.vision_width}")
+        for name in ("depth", "vision_depth", "patch"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"policy.tiny_size.{name} must be >= 1, got {getattr(self, name)}")
+        if self.image < self.patch or self.image % self.patch:
+            raise ValueError(f"policy.tiny_size.image ({self.image}) must be a multiple of its patch "
+                             f"({self.patch})")
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "TinySize":
+        """From a saved ``ate_train_config.yaml``'s ``policy.tiny_size`` (absent in older checkpoints: the
+        default)."""
+        return cls(**(d or {}))
 
 _CORPUS = [
     "cook the bun: put the bun in the steamer and close the lid",
@@ -36,27 +78,31 @@ _CORPUS = [
 ]
 
 
-def tiny_gemma_config(variant: str = "gemma_300m"):
+def tiny_gemma_config(variant: str = "gemma_300m", size: TinySize | None = None):
     from lerobot.policies.pi0.modeling_pi0 import GemmaConfig
 
     # The variant name is ignored on purpose: VLM and action expert share one tiny shape.
-    return GemmaConfig(width=TINY_WIDTH, depth=1, mlp_dim=2 * TINY_WIDTH, num_heads=TINY_HEADS, num_kv_heads=1,
-                       head_dim=TINY_WIDTH // TINY_HEADS)
+    size = size or TinySize()
+    return GemmaConfig(width=size.width, depth=size.depth, mlp_dim=2 * size.width, num_heads=TINY_HEADS,
+                       num_kv_heads=1, head_dim=size.width // TINY_HEADS)
 
 
 @contextlib.contextmanager
-def tiny_pi0_patches():
-    """Within this block every LeRobot PI0 built (or loaded) has the tiny architecture."""
+def tiny_pi0_patches(size: TinySize | None = None):
+    """Within this block every LeRobot PI0 built (or loaded) has the tiny architecture of ``size`` (default
+    ``TinySize()``)."""
     from unittest import mock
 
     import lerobot.policies.pi0.modeling_pi0 as m
 
+    size = size or TinySize()
     original, original_expert = m.PaliGemmaForConditionalGenerationWithPiGemma, m.PiGemmaForCausalLM
 
     def tiny_paligemma(config):
         vc = config.vision_config
-        vc.hidden_size, vc.intermediate_size, vc.num_hidden_layers, vc.num_attention_heads = 32, 64, 1, 4
-        vc.patch_size = TINY_PATCH
+        vc.hidden_size, vc.intermediate_size = size.vision_width, 2 * size.vision_width
+        vc.num_hidden_layers, vc.num_attention_heads = size.vision_depth, TINY_VISION_HEADS
+        vc.patch_size = size.patch
         # The real projector maps SigLIP features to 2048 (gemma_2b's width); ours to the tiny width.
         vc.projection_dim = config.text_config.hidden_size
         config.text_config.vocab_size = TINY_VOCAB
@@ -66,7 +112,7 @@ def tiny_pi0_patches():
         config.vocab_size = TINY_VOCAB  # the expert's unused lm_head is vocab x width too
         return original_expert(config=config)
 
-    with mock.patch.object(m, "get_gemma_config", tiny_gemma_config), \
+    with mock.patch.object(m, "get_gemma_config", lambda variant: tiny_gemma_config(variant, size)), \
             mock.patch.object(m, "PaliGemmaForConditionalGenerationWithPiGemma", tiny_paligemma), \
             mock.patch.object(m, "PiGemmaForCausalLM", tiny_expert):
         yield
@@ -104,14 +150,16 @@ def _features(state_dim: int, action_dim: int, cameras: tuple[str, ...], image_h
 
 def tiny_pi0_config(chunk_size: int = 8, state_dim: int = contract.STATE_DIM, action_dim: int = contract.ACTION_DIM,
                     cameras: tuple[str, ...] = contract.CAMERA_NAMES, image_hw: tuple[int, int] = (48, 64),
-                    tokenizer_max_length: int = 16, **overrides):
-    """A PI0Config for the dual-arm contract at toy scale (CPU, float32). Build the policy in tiny_pi0_patches()."""
+                    tokenizer_max_length: int = 16, size: TinySize | None = None, **overrides):
+    """A PI0Config for the dual-arm contract at toy scale (CPU, float32). Build the policy in
+    ``tiny_pi0_patches(size)`` with the same ``size``."""
     from lerobot.policies.pi0.configuration_pi0 import PI0Config
 
     inputs, outputs = _features(state_dim, action_dim, cameras, image_hw)
+    image = (size or TinySize()).image
     # The cosine decay keeps PI0's 30k steps: LeRobot squeezes it into any shorter run (a fixed short decay left
     # every step after it at the floor learning rate, 1/400 of the peak: a long CPU run learned nothing more).
-    kw = dict(chunk_size=chunk_size, n_action_steps=chunk_size, image_resolution=(TINY_IMAGE, TINY_IMAGE),
+    kw = dict(chunk_size=chunk_size, n_action_steps=chunk_size, image_resolution=(image, image),
               tokenizer_max_length=tokenizer_max_length, num_inference_steps=2, dtype="float32", device="cpu",
               scheduler_warmup_steps=2, push_to_hub=False,
               input_features=inputs, output_features=outputs)

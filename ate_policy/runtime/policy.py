@@ -6,7 +6,8 @@ their state files, and ``ate_train_config.yaml``), or any LeRobot policy type sa
 Diffusion, ...):
 
 * the policy class comes from the config's ``type`` through LeRobot's factory; when ``ate_train_config.yaml``
-  says ``policy.tiny: true`` the PI0 is built inside ``tiny_pi0_patches()`` (the tiny test architecture);
+  says ``policy.tiny: true`` the PI0 is built inside ``tiny_pi0_patches(size)`` (the tiny test architecture, of
+  the saved ``policy.tiny_size``);
 * the saved pre/post-processors are used as saved (normalisation statistics, tokenizer, device), so the
   numbers the policy sees are the ones it was trained on and its outputs are unnormalised exactly as in
   training;
@@ -151,8 +152,16 @@ def _check_weights_loaded(policy: torch.nn.Module, model_file: Path, max_keys: i
 
     params = policy.state_dict()
     with safe_open(str(model_file), framework="pt") as f:
-        keys = [k for k in f.keys()
-                if k in params and tuple(f.get_slice(k).get_shape()) == tuple(params[k].shape)]
+        shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys() if k in params}
+        other = [k for k, shape in shapes.items() if shape != tuple(params[k].shape)]
+        if other:
+            # LeRobot loads non-strictly: a tensor of another shape is left at its random initial value.
+            k = other[0]
+            raise UserError(f"{model_file}: {len(other)} tensors have another shape than the network built from "
+                            f"the checkpoint's config (e.g. {k}: saved {shapes[k]}, built "
+                            f"{tuple(params[k].shape)}); a tiny PI0 needs its policy.tiny_size in "
+                            f"{ATE_TRAIN_CONFIG}")
+        keys = [k for k in shapes if k not in other]
         if not keys:
             log.warning("could not verify the loaded weights of %s (no key in common: remapped checkpoint)",
                         model_file)
@@ -365,12 +374,13 @@ def load_policy(checkpoint: str | Path, device_options: DeviceOptions | None = N
                                         blending.rtc_schedule.upper()])
 
     train_cfg = read_train_config(model_dir)
-    tiny = bool((train_cfg.get("policy") or {}).get("tiny")) and ptype == "pi0"
+    spec = train_cfg.get("policy") or {}
+    tiny = bool(spec.get("tiny")) and ptype == "pi0"
     ctx = contextlib.nullcontext()
     if tiny:
-        from ate_policy.policies.tiny import tiny_pi0_patches
+        from ate_policy.policies.tiny import TinySize, tiny_pi0_patches
 
-        ctx = tiny_pi0_patches()
+        ctx = tiny_pi0_patches(TinySize.from_dict(spec.get("tiny_size")))
     with ctx, _quiet_stdout():
         policy = cls.from_pretrained(model_dir, config=pcfg)
     policy.eval()

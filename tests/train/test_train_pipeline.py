@@ -302,6 +302,44 @@ def test_diffusion_policy_pipeline_reuses_stage1_and_loads_with_plain_lerobot(re
     assert policy.config.horizon == 8
 
 
+def test_a_tiny_pi0_of_another_size_trains_saves_its_size_and_loads_back_with_it(reference_run, demo_data,
+                                                                               tiny_overrides, tmp_path):
+    """policy.tiny_size shapes the tiny PI0; the checkpoint carries it, so the runtime's loader (which builds the
+    network before reading the weights) rebuilds that shape, and a fine-tune from it must ask for the same."""
+    import numpy as np
+
+    from ate_description import contract
+    from ate_policy.policies.tiny import TinySize
+    from ate_policy.runtime.observation import Observation
+    from ate_policy.runtime.policy import load_policy
+
+    ref_cfg, _ = reference_run
+    size = {"width": 32, "depth": 2, "vision_width": 16, "vision_depth": 2, "image": 24, "patch": 8}
+    over = tiny_overrides(demo_data, tmp_path / "run", steps=2, save_every=2,
+                          stage1_dir=str(ref_cfg.out / "vae_stage1"), policy={"tiny_size": size})
+    cfg = load_yaml(ATETrainConfig, "train_tiny", over)
+    run(cfg, progress=False)
+    final = Path(json.loads((cfg.out / "policy" / "summary.json").read_text())["final_checkpoint"])
+    pol = load_policy(final)
+    model = pol.policy.model.paligemma_with_expert
+    text, vision = model.paligemma.config.text_config, model.paligemma.config.vision_config
+    assert (text.hidden_size, text.num_hidden_layers) == (32, 2)
+    assert (vision.hidden_size, vision.num_hidden_layers, vision.image_size) == (16, 2, 24)
+    assert model.gemma_expert.config.hidden_size == 32 and tuple(pol.policy.config.image_resolution) == (24, 24)
+    obs = Observation.dummy((24, 32), task="t", state=np.zeros(contract.STATE_DIM))
+    assert pol(obs).shape == (8, contract.ACTION_DIM)
+    # fine-tuning from it with the default (smaller) size is refused before anything is built
+    ft = load_yaml(ATETrainConfig, "train_tiny", tiny_overrides(
+        demo_data, tmp_path / "ft", steps=2, stage1_dir=str(ref_cfg.out / "vae_stage1"),
+        policy={"pretrained_path": str(final)}))
+    with pytest.raises(UserError, match=r"policy.tiny_size .* differs from the shape of the tiny checkpoint"):
+        run(ft, progress=False)
+    with pytest.raises(ValueError, match="multiple of its patch"):
+        TinySize(image=30, patch=8)
+    with pytest.raises(ValueError, match="multiple of 16"):
+        TinySize(width=40)
+
+
 @pytest.mark.slow
 def test_fine_tuning_refuses_a_dataset_whose_stats_changed_by_one_percent(reference_run, demo_data,
                                                                           tiny_overrides, tmp_path):
