@@ -629,7 +629,20 @@ def main(argv: list[str]) -> int:
           f"peak force left/right {_fmt(m['left']['force_peak_n'])}/{_fmt(m['right']['force_peak_n'])} N -> "
           f"{s['output']}")
     print("  stages reached: " + ", ".join(f"{k} {n}/{s['episodes']}" for k, n in s["stages_reached"].items()))
-    for arm, g in s["grasp_tracking"].items():
-        print(f"  first grasp ({arm} arm, {g['object']}) follows the object with slope x {_fmt(g['slope_xy'][0])} "
-              f"y {_fmt(g['slope_xy'][1])} (1 sees it, 0 blind), RMS miss {100 * g['miss_rms_m']:.1f} cm")
+    for line in grasp_lines(s["grasp_tracking"]):
+        print("  " + line)
     return 0
+
+
+def grasp_lines(tracking: dict) -> list[str]:
+    """One line per arm of ``grasp_tracking``'s result, as ``ate_policy eval`` prints it."""
+    lines = []
+    for arm, g in tracking.items():
+        miss = f"RMS miss {100 * g['miss_rms_m']:.1f} cm"
+        if None in g["slope_xy"]:   # fewer than 3 episodes grasped, or the object never moved between them
+            lines.append(f"first grasp ({arm} arm, {g['object']}): {miss} over {g['episodes']} episode(s) (the "
+                         "tracking slope needs >= 3 episodes with the object in different places)")
+        else:
+            lines.append(f"first grasp ({arm} arm, {g['object']}) follows the object with slope x "
+                         f"{_fmt(g['slope_xy'][0])} y {_fmt(g['slope_xy'][1])} (1 sees it, 0 blind), {miss}")
+    return lines

@@ -140,7 +140,7 @@ def test_jerk_and_wrench_figures_against_hand_values():
 def test_grasp_tracking_against_hand_values():
     """Slope 1: the first grasp lands where the object is (offset included); slope 0: one place whatever the
     scene; fewer than 3 episodes or no spread: no slope."""
-    from ate_policy.evaluation import grasp_tracking
+    from ate_policy.evaluation import grasp_lines, grasp_tracking
 
     objs = [(0.30, 0.25), (0.33, 0.22), (0.35, 0.27), (0.31, 0.29)]
 
@@ -156,6 +156,12 @@ def test_grasp_tracking_against_hand_values():
     assert half["slope_xy"][0] == pytest.approx(0.5)
     assert grasp_tracking([ep(o, o) for o in objs[:2]])["left"]["slope_xy"] == [None, None]
     assert grasp_tracking([{"first_close": {}}]) == {}
+    # what eval prints: the slope where there is one, else why not (a one-episode replay check)
+    assert grasp_lines({"left": seeing}) == [
+        "first grasp (left arm, lid) follows the object with slope x 1.00 y 1.00 (1 sees it, 0 blind), RMS miss 1.0 cm"]
+    one = grasp_lines(grasp_tracking([ep(objs[0], objs[0])]))
+    assert one == ["first grasp (left arm, lid): RMS miss 0.0 cm over 1 episode(s) (the tracking slope needs >= 3 "
+                   "episodes with the object in different places)"]
 
 
 def test_eval_input_errors_are_clear(home_ckpt, tmp_path):
