@@ -362,11 +362,8 @@ def _check_tiny_size(spec: PolicySpec, pretrained: Path) -> None:
     saved = pretrained / "ate_train_config.yaml"
     if not (spec.type == "pi0" and spec.tiny and saved.is_file()):
         return
-    theirs = ((yaml.safe_load(saved.read_text()) or {}).get("policy") or {})
-    if not theirs.get("tiny"):
-        return
-    size = TinySize.from_dict(theirs.get("tiny_size"))
-    if size != spec.tiny_size:
+    size = TinySize.saved(yaml.safe_load(saved.read_text()) or {})
+    if size is not None and size != spec.tiny_size:
         raise UserError(f"policy.tiny_size {spec.tiny_size} differs from the shape of the tiny checkpoint "
                         f"{pretrained} ({size}): set policy.tiny_size to the checkpoint's")
 

@@ -52,15 +52,23 @@ def _episode_meta_files(root: Path) -> list[tuple[Path, int, int]]:
     return out
 
 
+def _misplaced(table, chunk: int, file: int) -> list[bool]:
+    """Per row of an episodes table read from ``chunk-<chunk>/file-<file>.parquet``: does its index name another
+    file? (No row does in a table without the index columns.)"""
+    if not all(k in table.column_names for k in _META_INDEX):
+        return [False] * len(table)
+    pairs = zip(table.column(_META_INDEX[0]).to_pylist(), table.column(_META_INDEX[1]).to_pylist())
+    return [pair != (chunk, file) for pair in pairs]
+
+
 def episode_meta_index_errors(root: Path) -> list[int]:
     """Episodes whose ``meta/episodes/{chunk,file}_index`` does not name the file that holds their row."""
     import pyarrow.parquet as pq
 
     bad = []
     for f, chunk, file in _episode_meta_files(root):
-        t = pq.read_table(f, columns=["episode_index", *_META_INDEX]).to_pydict()
-        bad += [e for e, c, i in zip(t["episode_index"], t[_META_INDEX[0]], t[_META_INDEX[1]])
-                if (c, i) != (chunk, file)]
+        t = pq.read_table(f)
+        bad += [e for e, wrong in zip(t.column("episode_index").to_pylist(), _misplaced(t, chunk, file)) if wrong]
     return sorted(bad)
 
 
@@ -73,10 +81,7 @@ def fix_episode_meta_index(root: Path) -> int:
     fixed = 0
     for f, chunk, file in _episode_meta_files(root):
         t = pq.read_table(f)
-        if not all(k in t.column_names for k in _META_INDEX):
-            continue
-        pairs = zip(t.column(_META_INDEX[0]).to_pylist(), t.column(_META_INDEX[1]).to_pylist())
-        wrong = sum(1 for pair in pairs if pair != (chunk, file))
+        wrong = sum(_misplaced(t, chunk, file))
         if not wrong:
             continue
         fixed += wrong
@@ -202,9 +207,6 @@ def merge(roots: list[Path], output: Path, repo_id: str | None = None) -> Path:
     if len(roots) < 2:
         raise UserError("merge needs at least two datasets")
     _check_output(output)
-    for r in roots:
-        if not (r / "meta" / "info.json").exists():
-            raise UserError(f"{r} is not a LeRobot dataset (no meta/info.json)")
     # sources merged before (by LeRobot) go through a fixed copy of their meta/
     sources = [with_fixed_meta_index(r, output.with_name(f"{output.name}.meta_fixed_{i}"))
                for i, r in enumerate(roots)]

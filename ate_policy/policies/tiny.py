@@ -66,10 +66,13 @@ class TinySize:
                              f"({self.patch})")
 
     @classmethod
-    def from_dict(cls, d: dict | None) -> "TinySize":
-        """From a saved ``ate_train_config.yaml``'s ``policy.tiny_size`` (absent in older checkpoints: the
-        default)."""
-        return cls(**(d or {}))
+    def saved(cls, train_config: dict) -> "TinySize | None":
+        """The shape a checkpoint's ``ate_train_config.yaml`` (as a dict) records for its tiny PI0 (its
+        ``policy.tiny_size``; absent in older checkpoints: the default), or None when it is no tiny PI0."""
+        spec = train_config.get("policy") or {}
+        if not spec.get("tiny") or spec.get("type", "pi0") != "pi0":
+            return None
+        return cls(**(spec.get("tiny_size") or {}))
 
 _CORPUS = [
     "cook the bun: put the bun in the steamer and close the lid",

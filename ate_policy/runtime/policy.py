@@ -373,14 +373,10 @@ def load_policy(checkpoint: str | Path, device_options: DeviceOptions | None = N
                                     prefix_attention_schedule=RTCAttentionSchedule[
                                         blending.rtc_schedule.upper()])
 
-    train_cfg = read_train_config(model_dir)
-    spec = train_cfg.get("policy") or {}
-    tiny = bool(spec.get("tiny")) and ptype == "pi0"
-    ctx = contextlib.nullcontext()
-    if tiny:
-        from ate_policy.policies.tiny import TinySize, tiny_pi0_patches
+    from ate_policy.policies.tiny import TinySize, tiny_pi0_patches
 
-        ctx = tiny_pi0_patches(TinySize.from_dict(spec.get("tiny_size")))
+    tiny_size = TinySize.saved(read_train_config(model_dir)) if ptype == "pi0" else None
+    ctx = contextlib.nullcontext() if tiny_size is None else tiny_pi0_patches(tiny_size)
     with ctx, _quiet_stdout():
         policy = cls.from_pretrained(model_dir, config=pcfg)
     policy.eval()
