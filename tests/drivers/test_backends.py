@@ -27,6 +27,37 @@ def test_backends_of_each_mode_build_without_touching_hardware(robot):
             b.emulator.stop()
 
 
+def test_closing_an_emulated_driver_stops_its_emulator():
+    """robot:=emulated: a driver's close frees the emulator its backend started (no controller socket, pty or
+    thread left behind by a node that shut down), after the driver used it."""
+    import os
+    import socket
+
+    from ate_drivers.gripper_driver import GripperDriver
+
+    cfg = load_drivers_config(graph.default_drivers_config(), robot="emulated")
+    names = cfg.backend_names()
+    arm = ArmDriver("left", registry.make_arm(names.arm, arm="left", config=cfg.left.realman), cfg.safety,
+                    stream_thread=False)
+    grip = GripperDriver("left", registry.make_gripper(names.gripper, arm="left", config=cfg.left.gripper))
+    arm_emu, grip_emu = arm.backend.emulator, grip.backend.emulator
+    t0 = time.monotonic()
+    while (arm.tick() is None or grip.tick() is None) and time.monotonic() - t0 < 5.0:
+        time.sleep(0.05)
+    assert arm.state is not None and grip.state is not None
+    pty = grip_emu.channel
+    assert os.path.exists(pty)
+    t0 = time.monotonic()
+    arm.close()
+    grip.close()
+    assert time.monotonic() - t0 < 1.0   # a node's shutdown is not held up
+    with pytest.raises(OSError):
+        socket.create_connection(arm_emu.address, timeout=0.5).close()
+    assert not any(t.is_alive() for t in grip_emu._threads)
+    assert not os.path.exists(pty)
+    grip_emu.stop()   # a second stop (a test's own cleanup) closes nothing else
+
+
 def test_unknown_backend_name_lists_the_registered_ones():
     with pytest.raises(ValueError, match="realman"):
         registry.make_arm("kuka")

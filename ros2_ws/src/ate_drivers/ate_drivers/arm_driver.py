@@ -456,6 +456,9 @@ class ArmDriver:
                 pass
             self.backend.disconnect()
             self.connected = False
+        release = getattr(self.backend, "release", None)   # what the backend owns beyond the connection
+        if release is not None:
+            release()
 
     # --- diagnostics ---------------------------------------------------------------------------------------
     def diagnostics(self) -> tuple[int, str, dict[str, str]]:

@@ -2,7 +2,8 @@
 
 Registered as ``realman_emulated`` and ``omnipicker_emulated``: each starts its device's protocol emulator in the
 node's process (a TCP controller on a free loopback port; an OmniPicker behind a pty with USB-CAN-A framing) and
-returns the real backend connected to it. The emulator is reachable as ``backend.emulator`` for tests.
+returns the real backend connected to it. The emulator is reachable as ``backend.emulator`` for tests; the driver's
+close stops it (``release()``), so a node that shuts down leaves no thread, socket or pty behind.
 """
 
 from __future__ import annotations
@@ -21,11 +22,29 @@ from ate_drivers.registry import register_arm, register_gripper
 EMULATED_HOME_DEG = (0.0, 20.0, 0.0, 60.0, 0.0, 40.0, 0.0)
 
 
+class EmulatedRealmanArm(RealmanArm):
+    """The real SDK backend, owning the controller emulator it talks to."""
+
+    emulator: RealmanEmulator
+
+    def release(self) -> None:
+        self.emulator.stop()
+
+
+class EmulatedOmniPicker(OmniPicker):
+    """The real python-can backend, owning the gripper emulator behind its pty."""
+
+    emulator: OmniPickerEmulator
+
+    def release(self) -> None:
+        self.emulator.stop()
+
+
 @register_arm("realman_emulated")
 def make_emulated_arm(arm: str = "left", config: RealmanArmConfig | None = None, **_) -> RealmanArm:
     emu = RealmanEmulator(q0_deg=EMULATED_HOME_DEG).start()
     cfg = dataclasses.replace(config or RealmanArmConfig(), ip="127.0.0.1", port=emu.port)
-    backend = RealmanArm(cfg)
+    backend = EmulatedRealmanArm(cfg)
     backend.emulator = emu
     return backend
 
@@ -35,6 +54,6 @@ def make_emulated_gripper(arm: str = "left", config: OmniPickerConfig | None = N
     emu = OmniPickerEmulator().start_pty()
     cfg = dataclasses.replace(config or OmniPickerConfig(), interface="seeedstudio", channel=emu.channel,
                               bus_kwargs={"baudrate": 2_000_000})
-    backend = OmniPicker(cfg)
+    backend = EmulatedOmniPicker(cfg)
     backend.emulator = emu
     return backend

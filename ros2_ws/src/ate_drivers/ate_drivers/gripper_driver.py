@@ -126,6 +126,9 @@ class GripperDriver:
             self.backend.disconnect()
         finally:
             self.connected = False
+            release = getattr(self.backend, "release", None)   # what the backend owns beyond the connection
+            if release is not None:
+                release()
 
     def diagnostics(self) -> tuple[int, str, dict[str, str]]:
         d = self.safety.diagnostics()

@@ -1,6 +1,9 @@
 """Device interfaces every backend implements (real vendor SDK, simulated cell, or real SDK vs an emulator).
 
 Pure Python, no rclpy: the ROS nodes hold one of these and never know which backend is behind it.
+A backend may also define ``release()``: the driver calls it once, after its final ``disconnect()`` (``disconnect``
+alone is also used to reconnect), to free what the backend owns beyond the connection (the emulated backends stop
+their emulator there).
 Units: radians, metres, seconds (monotonic clock for capture times unless a backend says otherwise),
 gripper opening fraction 0 = closed .. 1 = open (ate_description.contract).
 """

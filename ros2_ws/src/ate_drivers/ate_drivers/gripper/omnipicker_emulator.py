@@ -178,16 +178,24 @@ class OmniPickerEmulator:
 
     def stop(self) -> None:
         self._running = False
+        # The pty's slave end first: once no slave end is open the reader's read on the master ends (EIO).
+        self._close_fd("_slave")
         for t in self._threads:
             t.join(timeout=1.0)
         if getattr(self, "_bus", None) is not None:
             self._bus.shutdown()
-        for fd in (getattr(self, "_master", None), getattr(self, "_slave", None)):
-            if fd is not None:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
+            self._bus = None
+        self._close_fd("_master")
+
+    def _close_fd(self, name: str) -> None:
+        # Once only: a second os.close of the same number could close a descriptor reused since.
+        fd = getattr(self, name, None)
+        if fd is not None:
+            setattr(self, name, None)
+            try:
+                os.close(fd)
+            except OSError:
+                pass
 
 
 def main(argv: list[str] | None = None) -> int:
