@@ -97,7 +97,9 @@ def run_task(task: str, a, work: Path) -> dict:
     run_dir = work / f"train_{a.policy}"
     _, train_wall = timed("training", timings, cli, "train", "--config", recipe, f"--dataset.root={root}",
                           f"--dataset.repo_id=local/sim_{task}", f"--output_dir={run_dir}", f"--steps={a.steps}",
-                          f"--save_every={max(1, a.steps // 2)}", *([f"--batch_size={a.batch_size}"] if a.batch_size else []))
+                          f"--save_every={max(1, a.steps // 2)}", *([f"--batch_size={a.batch_size}"] if a.batch_size else []),
+                          *([f"--policy.pretrained_path={a.init_from}"] if a.init_from else []),
+                          *([f"--policy_optim.lr={a.lr}"] if a.lr else []))
     # 4. the learned policy and the blind baseline on the same unseen seeds
     seeds = ["--episodes", str(a.episodes), "--seed", str(a.eval_seed)]
     timed("evaluation", timings, cli, "eval", *common, "--checkpoint", str(run_dir), *seeds,
@@ -110,6 +112,7 @@ def run_task(task: str, a, work: Path) -> dict:
           "--output", str(work / "eval_blind"), "--videos", "0")
     blind = eval_json(work / "eval_blind")
     return {"policy": f"{a.policy} (tiny, recipe {recipe})", "recipe": recipe, "demos": len(demo_seeds),
+            "init_from": a.init_from, "lr": a.lr,
             "demo_seeds": demo_seeds, "train_steps": a.steps, "train_seed": train_seed,
             # the train command's wall time in this invocation (a few seconds when a complete run was reused) and
             # the sum of the run's step times (its training time, whichever invocation did it)
@@ -141,8 +144,10 @@ def ship(run_dir: Path, dest: Path, result: dict) -> None:
 
 
 def _key(task: str, a) -> str:
-    """The result's name in sim_success.json: the task, with a recipe other than its default in brackets."""
-    return task if a.recipe in (None, RECIPES[(task, a.policy)]) else f"{task} [{a.recipe}]"
+    """The result's name in sim_success.json: the task, with a recipe other than its default in brackets, and
+    ``--label`` after it."""
+    key = task if a.recipe in (None, RECIPES[(task, a.policy)]) else f"{task} [{a.recipe}]"
+    return f"{key} {a.label}" if a.label else key
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -161,6 +166,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--recipe", default=None,
                    help="training recipe (ate_policy/configs) instead of the task's default; the result is kept "
                         "under '<task> [<recipe>]' beside the default recipe's")
+    p.add_argument("--init-from", default=None, metavar="CHECKPOINT",
+                   help="start training from this checkpoint's weights (a `pretrained_model` folder) in a fresh run "
+                        "with its own learning-rate schedule: how a finished run is trained further")
+    p.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the recipe's)")
+    p.add_argument("--label", default=None,
+                   help="appended to the result's name in sim_success.json, so the run is kept beside others")
     p.add_argument("--work", default=None, help="folder for data, runs and reports (default outputs/sim_success)")
     p.add_argument("--smoke", action="store_true", help="every step once at toy size (a few minutes)")
     p.add_argument("--ship", action="store_true",

@@ -205,6 +205,8 @@ def test_a_complete_run_is_skipped(reference_run, caplog):
     assert (cfg.out / "policy" / "summary.json").stat().st_mtime_ns == stamp
     assert len(_metrics(cfg.out)) == 8
     assert f"asks for {cfg.steps + 4} but is not extended" in caplog.text
+    final = json.loads((cfg.out / "policy" / "summary.json").read_text())["final_checkpoint"]
+    assert f"--policy.pretrained_path={final}" in caplog.text   # how to train further
 
 
 @pytest.mark.slow
