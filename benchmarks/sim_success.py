@@ -75,6 +75,30 @@ def eval_json(out: Path) -> dict:
     return json.loads((out / "eval.json").read_text())
 
 
+def init_provenance(checkpoint: str | None) -> dict | None:
+    """What the weights a run started from had been through: the checkpoint, its run's steps up to it and their
+    summed step times (the training a continued run adds its own to)."""
+    if not checkpoint:
+        return None
+    ckpt = Path(checkpoint)
+    out = {"checkpoint": str(checkpoint)}
+    policy_dir = ckpt.parent.parent.parent if ckpt.name == "pretrained_model" else None
+    metrics = policy_dir / "metrics.jsonl" if policy_dir is not None else None
+    if metrics is not None and metrics.is_file() and ckpt.parent.name.isdigit():
+        step = int(ckpt.parent.name)
+        rows = [json.loads(x) for x in metrics.read_text().splitlines() if x.strip()]
+        seconds = sum(r["step_time_s"] for r in rows if r["step"] <= step)
+        out.update(steps=step, train_step_time_total_s=round(seconds, 1))
+        import yaml
+
+        cfg = policy_dir.parent / "train_config.yaml"   # where that run started from, in turn
+        spec = (yaml.safe_load(cfg.read_text()) or {}).get("policy", {}) if cfg.is_file() else {}
+        earlier = spec.get("pretrained_path")
+        if earlier:
+            out["init_from"] = init_provenance(earlier)
+    return out
+
+
 def run_task(task: str, a, work: Path) -> dict:
     import yaml
 
@@ -97,7 +121,8 @@ def run_task(task: str, a, work: Path) -> dict:
     run_dir = work / f"train_{a.policy}"
     _, train_wall = timed("training", timings, cli, "train", "--config", recipe, f"--dataset.root={root}",
                           f"--dataset.repo_id=local/sim_{task}", f"--output_dir={run_dir}", f"--steps={a.steps}",
-                          f"--save_every={max(1, a.steps // 2)}", *([f"--batch_size={a.batch_size}"] if a.batch_size else []),
+                          f"--save_every={max(1, a.steps // 2)}",
+                          *([f"--batch_size={a.batch_size}"] if a.batch_size else []),
                           *([f"--policy.pretrained_path={a.init_from}"] if a.init_from else []),
                           *([f"--policy_optim.lr={a.lr}"] if a.lr else []))
     # 4. the learned policy and the blind baseline on the same unseen seeds
@@ -112,7 +137,7 @@ def run_task(task: str, a, work: Path) -> dict:
           "--output", str(work / "eval_blind"), "--videos", "0")
     blind = eval_json(work / "eval_blind")
     return {"policy": f"{a.policy} (tiny, recipe {recipe})", "recipe": recipe, "demos": len(demo_seeds),
-            "init_from": a.init_from, "lr": a.lr,
+            "init_from": init_provenance(a.init_from), "lr": a.lr,
             "demo_seeds": demo_seeds, "train_steps": a.steps, "train_seed": train_seed,
             # the train command's wall time in this invocation (a few seconds when a complete run was reused) and
             # the sum of the run's step times (its training time, whichever invocation did it)
