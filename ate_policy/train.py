@@ -390,7 +390,13 @@ def build_processors(spec: PolicySpec, pcfg, stats, out: Path):
     if tokenizer is None and spec.tiny:
         from ate_policy.policies.tiny import tiny_tokenizer
 
-        tokenizer = str(tiny_tokenizer(out / "tokenizer").resolve())
+        own = out / "tokenizer"
+        inherited = Path(spec.pretrained_path) / "tokenizer" if spec.pretrained_path else None
+        if inherited is not None and (inherited / "tokenizer.json").is_file() and \
+                not (own / "tokenizer.json").is_file():
+            # fine-tuning a tiny checkpoint: the token ids its weights learned, not a tokenizer built anew
+            shutil.copytree(inherited, own, dirs_exist_ok=True)
+        tokenizer = str(tiny_tokenizer(own).resolve())
     if tokenizer is None:
         return make_pre_post_processors(pcfg, dataset_stats=stats)
     step_cls = proc.TokenizerProcessorStep

@@ -336,6 +336,19 @@ def test_a_tiny_pi0_of_another_size_trains_saves_its_size_and_loads_back_with_it
         policy={"pretrained_path": str(final)}))
     with pytest.raises(UserError, match=r"policy.tiny_size .* differs from the shape of the tiny checkpoint"):
         run(ft, progress=False)
+    # with its size it fine-tunes, reading the token ids its weights learned: the checkpoint's own tokenizer (here
+    # with two ids swapped), not one built anew
+    tok = final / "tokenizer" / "tokenizer.json"
+    doc = json.loads(tok.read_text())
+    vocab = doc["model"]["vocab"]
+    a, b = list(vocab)[10:12]
+    vocab[a], vocab[b] = vocab[b], vocab[a]
+    tok.write_text(json.dumps(doc))
+    ft = load_yaml(ATETrainConfig, "train_tiny", tiny_overrides(
+        demo_data, tmp_path / "ft2", steps=2, stage1_dir=str(ref_cfg.out / "vae_stage1"),
+        policy={"pretrained_path": str(final), "tiny_size": size}))
+    run(ft, progress=False)
+    assert json.loads((ft.out / "tokenizer" / "tokenizer.json").read_text())["model"]["vocab"] == vocab
     with pytest.raises(ValueError, match="multiple of its patch"):
         TinySize(image=30, patch=8)
     with pytest.raises(ValueError, match="multiple of 16"):
