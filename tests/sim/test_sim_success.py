@@ -225,3 +225,33 @@ def test_a_policy_fine_tuned_inside_the_test_on_five_demonstrations_does_the_new
     after = evaluated(run / "policy" / "checkpoints" / "last" / "pretrained_model", 5, "after")
     assert after["successes"] >= 3, [(e["seed"], e["outcome"], e["failure"]) for e in after["per_episode"]]
     assert after["safety_refusals"] == {} and after["held_episodes"] == 0
+
+
+def test_a_continued_run_records_the_training_its_weights_had_been_through(tmp_path):
+    """sim_success.py --init-from: the entry names the checkpoint with its run's steps up to it and their summed
+    step times, and, when that run itself started from a checkpoint, that one in turn (a chain of continued runs)."""
+    import importlib.util
+    from pathlib import Path
+
+    import yaml
+
+    spec = importlib.util.spec_from_file_location(
+        "sim_success", Path(__file__).resolve().parents[2] / "benchmarks" / "sim_success.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+
+    def run(name, steps, step_s, init=None):   # a training run's layout as ate_policy train writes it
+        d = tmp_path / name
+        ckpt = d / "policy" / "checkpoints" / f"{steps // 2:08d}" / "pretrained_model"
+        ckpt.mkdir(parents=True)
+        (d / "policy" / "metrics.jsonl").write_text(
+            "".join(json.dumps({"step": s, "loss": 0.1, "step_time_s": step_s}) + "\n" for s in range(1, steps + 1)))
+        (d / "train_config.yaml").write_text(yaml.safe_dump({"policy": {"type": "pi0", "pretrained_path": init}}))
+        return ckpt
+
+    first = run("first", 10, 0.5)
+    second = run("second", 8, 0.25, init=str(first))
+    got = mod.init_provenance(str(second))
+    assert got == {"checkpoint": str(second), "steps": 4, "train_step_time_total_s": 1.0,
+                   "init_from": {"checkpoint": str(first), "steps": 5, "train_step_time_total_s": 2.5}}
+    assert mod.init_provenance(None) is None
