@@ -511,10 +511,11 @@ def train_policy(cfg: ATETrainConfig, stage2_final: Path | None, accelerator, pr
     claim_stage(policy_dir, doc, "the policy stage", policy_started, fresh, write=is_main)
     accelerator.wait_for_everyone()
     if summary_file.exists():
-        done = json.loads(summary_file.read_text()).get("steps")
+        summary = json.loads(summary_file.read_text())
+        done = summary.get("steps")
         if done is not None and cfg.steps > done:
             # steps is outside the fingerprint (a resumed run may change it), so a finished run is never extended
-            final = json.loads(summary_file.read_text()).get("final_checkpoint", "<its final checkpoint>")
+            final = summary.get("final_checkpoint", "<its final checkpoint>")
             log.warning("policy stage already complete in %s after %d steps: this run asks for %d but is not "
                         "extended (its learning-rate schedule ended); train further from its weights in a new "
                         "--output_dir with --policy.pretrained_path=%s, or retrain this one with --fresh",

@@ -75,27 +75,29 @@ def eval_json(out: Path) -> dict:
     return json.loads((out / "eval.json").read_text())
 
 
+def step_time_total(policy_dir: Path, upto: int | None = None) -> float:
+    """The summed optimiser step times of a run (``metrics.jsonl``: every step once, across resumed runs too),
+    up to step ``upto`` when given: its training time, whichever invocation did it."""
+    rows = [json.loads(x) for x in (policy_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
+    return round(sum(r["step_time_s"] for r in rows if upto is None or r["step"] <= upto), 1)
+
+
 def init_provenance(checkpoint: str | None) -> dict | None:
     """What the weights a run started from had been through: the checkpoint, its run's steps up to it and their
-    summed step times (the training a continued run adds its own to)."""
+    summed step times (the training a continued run adds its own to), and what that run started from in turn."""
     if not checkpoint:
         return None
+    from ate_policy.runtime.policy import read_train_config
+
     ckpt = Path(checkpoint)
     out = {"checkpoint": str(checkpoint)}
-    policy_dir = ckpt.parent.parent.parent if ckpt.name == "pretrained_model" else None
-    metrics = policy_dir / "metrics.jsonl" if policy_dir is not None else None
-    if metrics is not None and metrics.is_file() and ckpt.parent.name.isdigit():
+    policy_dir = ckpt.parent.parent.parent   # <run>/policy/checkpoints/<step>/pretrained_model
+    if ckpt.name == "pretrained_model" and ckpt.parent.name.isdigit() and (policy_dir / "metrics.jsonl").is_file():
         step = int(ckpt.parent.name)
-        rows = [json.loads(x) for x in metrics.read_text().splitlines() if x.strip()]
-        seconds = sum(r["step_time_s"] for r in rows if r["step"] <= step)
-        out.update(steps=step, train_step_time_total_s=round(seconds, 1))
-        import yaml
-
-        cfg = policy_dir.parent / "train_config.yaml"   # where that run started from, in turn
-        spec = (yaml.safe_load(cfg.read_text()) or {}).get("policy", {}) if cfg.is_file() else {}
-        earlier = spec.get("pretrained_path")
-        if earlier:
-            out["init_from"] = init_provenance(earlier)
+        out.update(steps=step, train_step_time_total_s=step_time_total(policy_dir, step))
+    earlier = (read_train_config(ckpt).get("policy") or {}).get("pretrained_path")
+    if earlier:
+        out["init_from"] = init_provenance(earlier)
     return out
 
 
@@ -130,8 +132,6 @@ def run_task(task: str, a, work: Path) -> dict:
     timed("evaluation", timings, cli, "eval", *common, "--checkpoint", str(run_dir), *seeds,
           "--output", str(work / "eval_policy"), "--device", "cpu")
     learned = eval_json(work / "eval_policy")
-    steps_file = run_dir / "policy" / "metrics.jsonl"   # every optimiser step's time, across resumed runs too
-    step_times = [json.loads(x)["step_time_s"] for x in steps_file.read_text().splitlines() if x.strip()]
     train_seed = yaml.safe_load((run_dir / "train_config.yaml").read_text()).get("seed")
     timed("blind baseline", timings, cli, "eval", *common, "--replay", str(root), "--blind", *seeds,
           "--output", str(work / "eval_blind"), "--videos", "0")
@@ -141,7 +141,7 @@ def run_task(task: str, a, work: Path) -> dict:
             "demo_seeds": demo_seeds, "train_steps": a.steps, "train_seed": train_seed,
             # the train command's wall time in this invocation (a few seconds when a complete run was reused) and
             # the sum of the run's step times (its training time, whichever invocation did it)
-            "train_wall_s": round(train_wall, 1), "train_step_time_total_s": round(sum(step_times), 1),
+            "train_wall_s": round(train_wall, 1), "train_step_time_total_s": step_time_total(run_dir / "policy"),
             "episodes": learned["episodes"], "eval_seeds": [a.eval_seed + i for i in range(a.episodes)],
             "success_rate": learned["success_rate"], "refusals": learned["safety_refusals"],
             "outcomes": learned["outcomes"], "time_limit_s": learned["time_limit_s"],

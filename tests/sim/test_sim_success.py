@@ -246,7 +246,8 @@ def test_a_continued_run_records_the_training_its_weights_had_been_through(tmp_p
         ckpt.mkdir(parents=True)
         (d / "policy" / "metrics.jsonl").write_text(
             "".join(json.dumps({"step": s, "loss": 0.1, "step_time_s": step_s}) + "\n" for s in range(1, steps + 1)))
-        (d / "train_config.yaml").write_text(yaml.safe_dump({"policy": {"type": "pi0", "pretrained_path": init}}))
+        config = {"policy": {"type": "pi0", "pretrained_path": init}}
+        (ckpt / "ate_train_config.yaml").write_text(yaml.safe_dump(config))
         return ckpt
 
     first = run("first", 10, 0.5)
