@@ -308,9 +308,14 @@ class DualTeleopSession:
 
     # --- lifecycle ------------------------------------------------------------------------------------------
     def connect(self, timeout_s: float | None = None) -> None:
-        """Open every pose and button source; the first failure raises (a ``UserError`` naming the device)."""
-        for arm, op in self.operators.items():
+        """Open every pose and button source; the first failure raises (a ``UserError`` naming the device).
+
+        All headsets first, then all button sources: a scripted source's clock starts at ``open()``, so both
+        operators' scripts count from the moment the whole session is connected, however long the second
+        headset took to answer."""
+        for op in self.operators.values():
             op.pose_source.connect(timeout_s)
+        for op in self.operators.values():
             op.button_source.open()
 
     def close(self) -> None:

@@ -260,6 +260,32 @@ def test_recording_without_a_task_is_refused_at_start(tmp_path):
     assert not (tmp_path / "ds").exists()
 
 
+def test_scripted_buttons_of_both_operators_count_from_the_connected_session():
+    """A slow second headset must not eat the first operator's script: every headset connects before any
+    scripted clock starts (CI once saw the left init window pass while the right headset answered)."""
+    import time
+
+    from teleop.buttons import ScriptedButtons
+    from teleop.pose_source import ScriptedPoseSource
+    from teleop.session import DualTeleopSession
+    from teleop_testkit import calibration
+
+    class SlowPoseSource(ScriptedPoseSource):
+        def connect(self, timeout_s=None):
+            time.sleep(0.4)
+            super().connect(timeout_s)
+
+    poses = {arm: SlowPoseSource(lambda t: np.eye(4), time.monotonic) for arm in ("left", "right")}
+    buttons = {arm: ScriptedButtons([(0.0, 0.3, "right")]) for arm in ("left", "right")}
+    session = DualTeleopSession(teleop_config(), calibration(), pose_sources=poses, button_sources=buttons)
+    session.connect(timeout_s=1.0)
+    try:
+        held = {arm: "right" in buttons[arm].read().pressed for arm in ("left", "right")}
+    finally:
+        session.close()
+    assert held == {"left": True, "right": True}
+
+
 def test_a_session_built_from_config_alone_runs_unattended(emulators):
     """What a node does with `buttons_source: scripted` against emulated headsets (robot:=sim CI runs): no
     injected sources; real avp_stream clients from the config, scripted buttons counted from connect()."""
@@ -273,17 +299,20 @@ def test_a_session_built_from_config_alone_runs_unattended(emulators):
     cfg = teleop_config()
     for arm in ("left", "right"):
         cfg.operator(arm).buttons_source = "scripted"
-        cfg.operator(arm).button_script = [(0.1, 0.3, "right")]     # init held 0.1 .. 0.3 s after connect
+        cfg.operator(arm).button_script = [(0.1, 0.6, "right")]     # init held 0.1 .. 0.6 s after connect
     session = DualTeleopSession(cfg, calibration())
     session.connect(timeout_s=10.0)
     try:
         states = []
-        for _ in range(12):
+        deadline = time.monotonic() + 5.0      # ticks at ~20 Hz until both arms teleoperate (a loaded CI box
+        while time.monotonic() < deadline:     # stalls a tick now and then; the 0.5 s window absorbs that)
             now = time.monotonic()
             for arm in ("left", "right"):
                 session.put_joint_state(arm, HOME_Q, now)
                 session.put_gripper_state(arm, 1.0, now)
             states.append(session.tick(now).status["state"])
+            if states[-1] == {"left": "teleop", "right": "teleop"}:
+                break
             time.sleep(0.05)
     finally:
         session.close()
