@@ -25,7 +25,7 @@ FINGERPRINT_FILE = "fingerprint.json"
 # one), how often it saves and logs, data-loader workers, W&B, where it writes, which device it runs on, and the
 # multi-process plumbing.
 IGNORED = frozenset({"steps", "epochs", "save_every", "log_every", "num_workers", "wandb", "output_dir", "device",
-                     "record_sample_indices", "process_group_timeout_s"})
+                     "record_sample_indices", "process_group_timeout_s", "cache_frames_gib"})
 PACKAGES = ("torch", "lerobot", "accelerate", "transformers", "numpy", "ate-realman")
 _REPO = Path(__file__).resolve().parents[1]
 
