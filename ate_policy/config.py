@@ -28,3 +28,17 @@ def parse_cli(cls: type[T], argv: list[str], prog: str | None = None) -> T:
 
 def load_yaml(cls: type[T], path: str | Path | None = None, overrides: dict | None = None) -> T:
     return _config.load_yaml(cls, path, overrides, search_dirs=(CONFIG_DIR,))
+
+
+# What `ate_policy train` saves beside a checkpoint's weights: the run's config, read back by the runtime's
+# loader and by a fine-tune from that checkpoint.
+ATE_TRAIN_CONFIG = "ate_train_config.yaml"
+
+
+def read_train_config(model_dir: str | Path) -> dict:
+    """``ate_train_config.yaml`` beside the weights (written by ``ate_policy train``), as a dict, or {} for other
+    checkpoints."""
+    import yaml
+
+    f = Path(model_dir) / ATE_TRAIN_CONFIG
+    return (yaml.safe_load(f.read_text()) or {}) if f.is_file() else {}

@@ -42,7 +42,7 @@ from pathlib import Path
 
 import torch
 
-from ate_policy.config import dump_yaml, parse_cli
+from ate_policy.config import ATE_TRAIN_CONFIG, dump_yaml, parse_cli, read_train_config
 from ate_policy.data.chunks import STD_FLOOR, floored_stats
 from ate_policy.data.frame_cache import cache_video_frames, decoded_frames_bytes
 from ate_policy.data.convert import ConvertConfig
@@ -362,12 +362,9 @@ def build_policy(spec: PolicySpec, pcfg):
 
 def _check_tiny_size(spec: PolicySpec, pretrained: Path) -> None:
     """A tiny PI0 fine-tuned from a tiny checkpoint must be built with the checkpoint's shape."""
-    import yaml
-
-    saved = pretrained / "ate_train_config.yaml"
-    if not (spec.type == "pi0" and spec.tiny and saved.is_file()):
+    if not (spec.type == "pi0" and spec.tiny and (pretrained / ATE_TRAIN_CONFIG).is_file()):
         return
-    size = TinySize.saved(yaml.safe_load(saved.read_text()) or {})
+    size = TinySize.saved(read_train_config(pretrained))
     if size is not None and size != spec.tiny_size:
         raise UserError(f"policy.tiny_size {spec.tiny_size} differs from the shape of the tiny checkpoint "
                         f"{pretrained} ({size}): set policy.tiny_size to the checkpoint's")
@@ -487,7 +484,7 @@ def save_policy_checkpoint(policy_dir: Path, step: int, policy, optimizer, sched
         # The processor names the tokenizer by its path in this run: a checkpoint copied to the robot PC alone
         # would lose it. A copy inside pretrained_model/ travels with it (the runtime's loader looks there).
         shutil.copytree(tokenizer, tmp / PRETRAINED_MODEL_DIR / "tokenizer")
-    dump_yaml(cfg, tmp / PRETRAINED_MODEL_DIR / "ate_train_config.yaml")
+    dump_yaml(cfg, tmp / PRETRAINED_MODEL_DIR / ATE_TRAIN_CONFIG)
     save_training_state(tmp, step, optimizer, scheduler, num_processes=world, batch_size=cfg.batch_size // world)
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)  # a numbered checkpoint exists only once it is complete

@@ -87,7 +87,7 @@ def init_provenance(checkpoint: str | None) -> dict | None:
     summed step times (the training a continued run adds its own to), and what that run started from in turn."""
     if not checkpoint:
         return None
-    from ate_policy.runtime.policy import read_train_config
+    from ate_policy.config import read_train_config
 
     ckpt = Path(checkpoint)
     out = {"checkpoint": str(checkpoint)}

@@ -31,10 +31,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
 from ate_description import contract
 from ate_description.errors import UserError
+from ate_policy.config import ATE_TRAIN_CONFIG, read_train_config
 from ate_policy.runtime.acceleration import Acceleration, choose_compiled, plan_acceleration, resolve_device
 from ate_policy.runtime.configuration_runtime import BlendConfig, DeviceOptions
 from ate_policy.runtime.observation import Observation
@@ -44,7 +44,6 @@ log = logging.getLogger(__name__)
 
 PRE_FILE = "policy_preprocessor.json"
 POST_FILE = "policy_postprocessor.json"
-ATE_TRAIN_CONFIG = "ate_train_config.yaml"
 # Policy types whose config has PI0's `dtype` switch (bf16 weights with float32 norms / vision, LeRobot's own
 # path).
 _DTYPE_CONFIG_TYPES = ("pi0", "pi05", "pi0_fast")
@@ -82,13 +81,6 @@ def resolve_checkpoint(path_or_id: str | Path) -> Path:
             return cached
         raise UserError(f"the cached hub snapshot of {s} ({cached}) has no config.json + model.safetensors")
     raise UserError(f"checkpoint {s} not found")
-
-
-def read_train_config(model_dir: Path) -> dict:
-    """``ate_train_config.yaml`` beside the weights (written by ``ate_policy train``), or {} for other
-    checkpoints."""
-    f = model_dir / ATE_TRAIN_CONFIG
-    return (yaml.safe_load(f.read_text()) or {}) if f.is_file() else {}
 
 
 def _tokenizer_override(model_dir: Path) -> dict:

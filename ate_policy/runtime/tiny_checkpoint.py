@@ -23,7 +23,7 @@ def write_tiny_checkpoint(directory: str | Path, chunk_size: int = 10, image_hw:
     folder."""
     import torch
 
-    from ate_policy.config import dump_yaml
+    from ate_policy.config import ATE_TRAIN_CONFIG, dump_yaml
     from ate_policy.policies.pi0_ate import PI0ATEPolicy
     from ate_policy.policies.tiny import tiny_pi0_config, tiny_pi0_patches
     from ate_policy.train import ATETrainConfig, PolicySpec, build_processors
@@ -45,5 +45,5 @@ def write_tiny_checkpoint(directory: str | Path, chunk_size: int = 10, image_hw:
     policy.save_pretrained(out)
     pre.save_pretrained(out)
     post.save_pretrained(out)
-    dump_yaml(ATETrainConfig(output_dir=str(directory), policy=spec), out / "ate_train_config.yaml")
+    dump_yaml(ATETrainConfig(output_dir=str(directory), policy=spec), out / ATE_TRAIN_CONFIG)
     return out
