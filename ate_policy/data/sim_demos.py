@@ -232,21 +232,26 @@ def merge_datasets(existing: list[Path], shards: list[Path], root: Path) -> None
 
     # a dataset merged before this fix names wrong metadata files: merged through a fixed copy of its meta/
     scratch = root.parent / f".{root.name}.meta_fixed"
-    sources = [with_fixed_meta_index(e, scratch) for e in existing] + list(shards)
     tmp = root.parent / f".{root.name}.merging"
     shutil.rmtree(tmp, ignore_errors=True)
-    aggregate_datasets([f"local/part{i}" for i in range(len(sources))], f"local/{root.name}",
-                       roots=sources, aggr_root=tmp)
-    fix_episode_meta_index(tmp)   # LeRobot's aggregate keeps the sources' file index (docs/data.md)
-    offset = 0
-    for src in sources:
-        recs = durable_sidecar(src)
-        for i, r in sorted(recs.items()):
-            append_sidecar(tmp, {**r, "episode_index": offset + i})
-        offset += len(recs)
-    shutil.rmtree(scratch, ignore_errors=True)
-    if not (tmp / SIDECAR).is_file():
-        raise RuntimeError(f"merging {sources} wrote no sidecar")
+    try:
+        sources = [with_fixed_meta_index(e, scratch) for e in existing] + list(shards)
+        aggregate_datasets([f"local/part{i}" for i in range(len(sources))], f"local/{root.name}",
+                           roots=sources, aggr_root=tmp)
+        fix_episode_meta_index(tmp)   # LeRobot's aggregate keeps the sources' file index (docs/data.md)
+        offset = 0
+        for src in sources:
+            recs = durable_sidecar(src)
+            for i, r in sorted(recs.items()):
+                append_sidecar(tmp, {**r, "episode_index": offset + i})
+            offset += len(recs)
+        if not (tmp / SIDECAR).is_file():
+            raise RuntimeError(f"merging {sources} wrote no sidecar")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)   # root is untouched until here: a failed merge leaves no trace
+        raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     if root.exists():
         old = root.parent / f".{root.name}.old"
         shutil.rmtree(old, ignore_errors=True)

@@ -67,7 +67,7 @@ def parallel_demos(tmp_path_factory):
 
 @pytest.mark.slow
 def test_parallel_workers_write_the_episodes_one_worker_writes_and_a_rerun_adds_only_missing_ones(
-        parallel_demos, tmp_path):
+        parallel_demos, tmp_path, monkeypatch):
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
     from ate_policy.data.sim_demos import record_sim_demos
@@ -124,6 +124,19 @@ def test_parallel_workers_write_the_episodes_one_worker_writes_and_a_rerun_adds_
     assert before, "the test must start from a broken index"
     assert LeRobotDataset("local/again2", root=merge([broken, par], tmp_path / "again2")).meta.total_episodes == 6
     assert episode_meta_index_errors(broken) == before
+    # a merge that fails late (the disk fills while the sidecar is written) leaves the dataset as it was and no
+    # scratch folders behind
+    import ate_policy.recording.durable as durable
+
+    def disk_full(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    before_files = sorted(p.relative_to(merged) for p in merged.rglob("*"))
+    monkeypatch.setattr(durable, "append_sidecar", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        merge_datasets([merged], [par], merged)
+    assert sorted(p.relative_to(merged) for p in merged.rglob("*")) == before_files
+    assert sorted(p.name for p in merged.parent.iterdir()) == ["sim_pick_bun"]
 
 
 @pytest.mark.slow
