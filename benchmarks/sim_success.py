@@ -101,6 +101,16 @@ def init_provenance(checkpoint: str | None) -> dict | None:
     return out
 
 
+def check_unseen(demo_seeds: list[int], eval_seed: int, episodes: int) -> None:
+    """The evaluation scenes must be ones the policy was not trained on: a success rate on its own demonstrations'
+    scenes says little (a resumed dataset keeps the seeds it was recorded with, whatever --demo-seed says now)."""
+    seen = sorted(set(demo_seeds) & set(range(eval_seed, eval_seed + episodes)))
+    if seen:
+        raise SystemExit(f"evaluation seeds {eval_seed}..{eval_seed + episodes - 1} include seeds the demonstrations "
+                         f"were recorded with ({seen[:5]}{' ...' if len(seen) > 5 else ''}): pick --eval-seed above "
+                         f"{max(demo_seeds)}")
+
+
 def run_task(task: str, a, work: Path) -> dict:
     import yaml
 
@@ -112,6 +122,7 @@ def run_task(task: str, a, work: Path) -> dict:
                      seed=a.demo_seed, workers=a.workers)
     root = demos["root"]
     demo_seeds = [e["seed"] for e in demos["episodes"]]
+    check_unseen(demo_seeds, a.eval_seed, a.episodes)
     limit = ["--time-limit", str(a.time_limit)] if a.time_limit else []
     common = ["--task", task, "--image-size", *map(str, a.image_size), "--no-progress", *limit]
     # 2. the integration check on the first demonstration's own seed
@@ -160,8 +171,8 @@ def ship(run_dir: Path, dest: Path, result: dict) -> None:
     from ate_policy.runtime.policy import ship_checkpoint
 
     summary = json.loads((run_dir / "policy" / "summary.json").read_text())
-    keep = ("recipe", "demos", "demo_seeds", "train_steps", "train_seed", "train_step_time_total_s", "episodes",
-            "eval_seeds", "success_rate", "blind_success_rate", "command", "date")
+    keep = ("recipe", "demos", "demo_seeds", "init_from", "lr", "train_steps", "train_seed", "train_step_time_total_s",
+            "episodes", "eval_seeds", "success_rate", "blind_success_rate", "command", "date")
     ship_checkpoint(Path(summary["final_checkpoint"]), dest, provenance={
         "fingerprint": summary.get("fingerprint"), "git_commit": summary.get("git_commit"),
         **{k: result[k] for k in keep if k in result}})
@@ -180,10 +191,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tasks", nargs="+", default=["pick_bun"], choices=("pick_bun", "cook_bun", "lift_lid"))
     p.add_argument("--policy", choices=("diffusion", "pi0"), default="diffusion")
     p.add_argument("--demos", type=int, default=50)
-    p.add_argument("--demo-seed", type=int, default=1000, help="demonstrations use seeds from here on")
+    p.add_argument("--demo-seed", type=int, default=0, help="demonstrations use seeds from here on")
     p.add_argument("--steps", type=int, default=6000)
     p.add_argument("--episodes", type=int, default=20)
-    p.add_argument("--eval-seed", type=int, default=0, help="evaluation episodes use seeds from here on (unseen)")
+    p.add_argument("--eval-seed", type=int, default=1000,
+                   help="evaluation episodes use seeds from here on; refused where they overlap the demonstrations'")
     p.add_argument("--time-limit", type=float, default=None, help="episode limit (default: 2x the demonstrator's)")
     p.add_argument("--image-size", type=int, nargs=2, default=(48, 64))
     p.add_argument("--workers", type=int, default=2, help="demonstration worker processes")

@@ -202,6 +202,26 @@ def test_the_shipped_sim_trained_policy_does_the_task_on_unseen_scenes_and_the_s
     assert evaluated(untrained, 1)["successes"] == 0
 
 
+@pytest.mark.slow
+def test_the_shipped_pick_bun_policy_does_the_whole_task_on_unseen_scenes(tmp_path):
+    """The wide tiny PI0 trained here on 50 pick_bun demonstrations (15/20 on the unseen scenes 1000-1019,
+    docs/sim_success.md) does the whole task (lid aside, bun onto the plate, lid back) on at least 2 of the scenes
+    1000-1002 through ``ate_policy eval``, without a refusal: the shipped folder loads with its own tokenizer and
+    network shape from wherever it lies."""
+    from pathlib import Path
+
+    import ate_policy
+    from ate_policy.evaluation import evaluate
+    from ate_policy.runtime import load_task
+
+    ckpt = Path(ate_policy.__file__).parent / "checkpoints" / "sim_pick_bun_pi0"
+    task = load_task("pick_bun", {"checkpoint": str(ckpt),
+                                  "device": {"device": "cpu", "dtype": "float32", "compile": False}})
+    s = evaluate(task, episodes=3, seed=1000, output=tmp_path, progress=False, videos=0)
+    assert s["successes"] >= 2, [(e["seed"], e["outcome"], e["failure"]) for e in s["per_episode"]]
+    assert s["safety_refusals"] == {} and s["held_episodes"] == 0
+
+
 FINE_TUNE_STEPS = 400
 
 
@@ -240,18 +260,35 @@ def test_a_policy_fine_tuned_inside_the_test_on_five_demonstrations_does_the_new
     assert after["safety_refusals"] == {} and after["held_episodes"] == 0
 
 
-def test_a_continued_run_records_the_training_its_weights_had_been_through(tmp_path):
-    """sim_success.py --init-from: the entry names the checkpoint with its run's steps up to it and their summed
-    step times, and, when that run itself started from a checkpoint, that one in turn (a chain of continued runs)."""
+def _sim_success_module():
     import importlib.util
     from pathlib import Path
-
-    import yaml
 
     spec = importlib.util.spec_from_file_location(
         "sim_success", Path(__file__).resolve().parents[2] / "benchmarks" / "sim_success.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
+    return mod
+
+
+def test_evaluation_scenes_that_the_demonstrations_used_are_refused():
+    """A run once evaluated on its own demonstrations' seeds (the defaults were 1000 for demos, 0 for eval, and a
+    resumed dataset keeps its seeds 0..): the defaults are now apart, and an overlap stops before evaluating."""
+    mod = _sim_success_module()
+    mod.check_unseen(list(range(40)), 1000, 20)
+    mod.check_unseen([0, 1, 3], 2, 1)
+    with pytest.raises(SystemExit, match=r"include seeds the demonstrations were recorded with \(\[0, 1, 2, 3, 4\] "):
+        mod.check_unseen(list(range(40)), 0, 20)
+    with pytest.raises(SystemExit, match=r"\(\[39\]\)"):
+        mod.check_unseen(list(range(40)), 39, 20)
+
+
+def test_a_continued_run_records_the_training_its_weights_had_been_through(tmp_path):
+    """sim_success.py --init-from: the entry names the checkpoint with its run's steps up to it and their summed
+    step times, and, when that run itself started from a checkpoint, that one in turn (a chain of continued runs)."""
+    import yaml
+
+    mod = _sim_success_module()
 
     def run(name, steps, step_s, init=None):   # a training run's layout as ate_policy train writes it
         d = tmp_path / name
