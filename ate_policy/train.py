@@ -35,6 +35,7 @@ import contextlib
 import json
 import logging
 import math
+import multiprocessing
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -536,7 +537,10 @@ def train_policy(cfg: ATETrainConfig, stage2_final: Path | None, accelerator, pr
         check_guidance_contract(encoder, Path(stage2_final), pcfg, ds_meta,
                                 cfg.dataset.repo_id or str(cfg.dataset.root), cfg.dataset.action_key)
     dataset, meta = make_dataset(cfg, pcfg)
-    if cache_video_frames(dataset, cfg.cache_frames_gib,
+    # loader workers share the cache only when forked (a spawned worker would get the dataset pickled, cache and all)
+    start = multiprocessing.get_start_method(allow_none=True) or multiprocessing.get_all_start_methods()[0]
+    budget = cfg.cache_frames_gib if cfg.num_workers == 0 or start == "fork" else 0
+    if cache_video_frames(dataset, budget,
                           lambda eps: _bar_over(eps, "caching video frames", progress and is_main)) and is_main:
         print(f"policy: video frames decoded into memory ({decoded_frames_bytes(dataset) / 2**30:.2f} GiB)",
               flush=True)

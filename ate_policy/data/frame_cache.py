@@ -4,11 +4,12 @@ A ``LeRobotDataset`` decodes every camera frame of every sample from its MP4 on 
 network (the sim recipes: batch 32, three cameras) that seek-and-decode is more than half of a training step.
 :func:`cache_video_frames` decodes each episode's videos once, in order, with LeRobot's own decoder and its own
 arguments (backend, tolerance), keeps the frames as uint8, and serves the dataset's video queries from memory
-afterwards: the items are bit-identical to the uncached dataset's (``tests/policy/test_frame_cache.py`` checks
+afterwards: the items are bit-identical to the uncached dataset's (``tests/data/test_frame_cache.py`` checks
 that against LeRobot's reader), only faster.
 
 Memory is ``frames x cameras x H x W x 3`` bytes (a 50-episode sim set at 48x64: ~0.5 GiB); a dataset above the
-budget is left as it is. With DataLoader workers the cache is shared with them copy-on-write (fork).
+budget is left as it is. DataLoader workers share the cache copy-on-write when forked; ``ate_policy train`` does not
+cache under another start method (each worker would receive a pickled copy).
 """
 
 from __future__ import annotations
