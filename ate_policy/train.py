@@ -45,7 +45,7 @@ import torch
 
 from ate_policy.config import ATE_TRAIN_CONFIG, dump_yaml, parse_cli, read_train_config
 from ate_policy.data.chunks import STD_FLOOR, floored_stats
-from ate_policy.data.frame_cache import cache_video_frames, decoded_frames_bytes
+from ate_policy.data.frame_cache import cache_video_frames
 from ate_policy.data.convert import ConvertConfig
 from ate_description.errors import UserError
 from ate_policy.guidance import GuidanceConfig
@@ -363,9 +363,9 @@ def build_policy(spec: PolicySpec, pcfg):
 
 def _check_tiny_size(spec: PolicySpec, pretrained: Path) -> None:
     """A tiny PI0 fine-tuned from a tiny checkpoint must be built with the checkpoint's shape."""
-    if not (spec.type == "pi0" and spec.tiny and (pretrained / ATE_TRAIN_CONFIG).is_file()):
+    if not (spec.type == "pi0" and spec.tiny):
         return
-    size = TinySize.saved(read_train_config(pretrained))
+    size = TinySize.saved(read_train_config(pretrained))   # None without a saved config (not a tiny checkpoint)
     if size is not None and size != spec.tiny_size:
         raise UserError(f"policy.tiny_size {spec.tiny_size} differs from the shape of the tiny checkpoint "
                         f"{pretrained} ({size}): set policy.tiny_size to the checkpoint's")
@@ -540,10 +540,9 @@ def train_policy(cfg: ATETrainConfig, stage2_final: Path | None, accelerator, pr
     # loader workers share the cache only when forked (a spawned worker would get the dataset pickled, cache and all)
     start = multiprocessing.get_start_method(allow_none=True) or multiprocessing.get_all_start_methods()[0]
     budget = cfg.cache_frames_gib if cfg.num_workers == 0 or start == "fork" else 0
-    if cache_video_frames(dataset, budget,
-                          lambda eps: _bar_over(eps, "caching video frames", progress and is_main)) and is_main:
-        print(f"policy: video frames decoded into memory ({decoded_frames_bytes(dataset) / 2**30:.2f} GiB)",
-              flush=True)
+    cached = cache_video_frames(dataset, budget, progress and is_main)
+    if cached and is_main:
+        print(f"policy: video frames decoded into memory ({cached / 2**30:.2f} GiB)", flush=True)
     policy = build_policy(cfg.policy, pcfg)
     # std floored (ate_policy.data.chunks.floored_stats): an idle arm's constant dims must not blow up to ~100
     pre, post = build_processors(cfg.policy, pcfg, floored_stats(meta.stats), cfg.out)
@@ -690,12 +689,6 @@ def _bar(total: int, initial: int, desc: str, enable: bool):
 
     return tqdm(total=total, initial=initial, desc=desc, unit="step", disable=None if enable else True,
                 dynamic_ncols=True)
-
-
-def _bar_over(items, desc: str, enable: bool):
-    from tqdm import tqdm
-
-    return tqdm(items, desc=desc, unit="episode", disable=None if enable else True, dynamic_ncols=True)
 
 
 # --- the pipeline -------------------------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
-    from ate_policy.data.frame_cache import cache_video_frames, decoded_frames_bytes
+    from ate_policy.data.frame_cache import cache_video_frames
 
     tmp = None
     root = args.root
@@ -48,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     name = "local/" + Path(root).name
     plain, cached = LeRobotDataset(name, root=root), LeRobotDataset(name, root=root)
     t0 = time.perf_counter()
-    if not cache_video_frames(cached, budget_gib=16.0):
+    held = cache_video_frames(cached, budget_gib=16.0)
+    if not held:
         print("the dataset has no (cacheable) videos", file=sys.stderr)
         return 1
     fill_s = time.perf_counter() - t0
@@ -73,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
                     "load_avg_1m": [round(load0, 2), round(os.getloadavg()[0], 2)]},
         "dataset": {"root": "generated demo dataset" if tmp else root, "frames": len(plain),
                     "episodes": plain.meta.total_episodes, "cameras": list(plain.meta.video_keys),
-                    "decoded_gib": round(decoded_frames_bytes(plain) / 2**30, 3),
+                    "decoded_gib": round(held / 2**30, 3),
                     "video_backend": plain._video_backend},
         "batch_size": args.batch_size, "batches": args.batches,
         "decoded_s_per_batch": round(med["decoded"], 4), "cached_s_per_batch": round(med["cached"], 5),

@@ -15,7 +15,6 @@ cache under another start method (each worker would receive a pickled copy).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -30,22 +29,23 @@ def decoded_frames_bytes(dataset) -> int:
     return per_frame * len(dataset)
 
 
-def cache_video_frames(dataset, budget_gib: float, progress: Callable | None = None) -> bool:
-    """Decode ``dataset``'s videos into memory and serve its video queries from there. Returns whether it did:
-    not when there are no videos, the frames exceed ``budget_gib`` (0 = never), or a camera is a depth stream
-    (LeRobot dequantises those after decoding; they are left to its reader)."""
+def cache_video_frames(dataset, budget_gib: float, progress: bool = False) -> int:
+    """Decode ``dataset``'s videos into memory and serve its video queries from there. Returns the bytes it holds,
+    0 where it did not: no videos, frames exceeding ``budget_gib`` (0 = never), or a depth stream (LeRobot
+    dequantises those after decoding; they are left to its reader). ``progress``: a bar over the episodes."""
     meta = dataset.meta
     if not meta.video_keys or budget_gib <= 0:
-        return False
+        return 0
     need = decoded_frames_bytes(dataset)
     if need > budget_gib * 2**30:
         log.info("video frames not cached: %.2f GiB decoded exceeds cache_frames_gib %.2f", need / 2**30,
                  budget_gib)
-        return False
+        return 0
     if getattr(meta, "depth_keys", None):
         log.info("video frames not cached: depth cameras %s", list(meta.depth_keys))
-        return False
+        return 0
     from lerobot.datasets.video_utils import decode_video_frames
+    from tqdm import tqdm
 
     reader = dataset._ensure_reader()
     if reader.hf_dataset is None:
@@ -56,13 +56,14 @@ def cache_video_frames(dataset, budget_gib: float, progress: Callable | None = N
     fps = float(meta.fps)
     cache: dict[tuple[int, str], tuple[torch.Tensor, int]] = {}   # (episode, camera) -> (frames, first frame)
     ep_ids = [int(e) for e in np.unique(episodes)]
-    for ep_idx in (progress(ep_ids) if progress else ep_ids):
+    for ep_idx in tqdm(ep_ids, desc="caching video frames", unit="episode", disable=None if progress else True,
+                       dynamic_ncols=True):
         ep = meta.episodes[ep_idx]
         ts = np.sort(stamps[episodes == ep_idx])
         first = int(round(ts[0] * fps))
         if not np.allclose(np.round(ts * fps) - first, np.arange(len(ts))):
             log.info("video frames not cached: episode %d's timestamps are not one per frame", ep_idx)
-            return False
+            return 0
         for key in meta.video_keys:
             shifted = [ep[f"videos/{key}/from_timestamp"] + float(t) for t in ts]
             frames = decode_video_frames(reader.root / meta.get_video_file_path(ep_idx, key), shifted,
@@ -81,4 +82,4 @@ def cache_video_frames(dataset, budget_gib: float, progress: Callable | None = N
         return out
 
     reader._query_videos = query_videos
-    return True
+    return need
