@@ -63,12 +63,29 @@ class AvpConfig:
 
 
 _STREAMER_CLASS = None
-_IMPORT_LOCK = threading.Lock()
+_IMPORT_LOCK = threading.RLock()
 
 
 class _ClientClosed(BaseException):
     """Raised inside a closed client's stream loop to end its thread (a BaseException: the library's retry
     loop catches ``Exception`` and would otherwise reconnect)."""
+
+
+def import_avp_stream():
+    """Import ``avp_stream`` (client and messages) keeping this process's SIGINT/SIGTERM handlers: the library's
+    import installs handlers that raise ``KeyboardInterrupt`` wherever the main thread happens to be (inside a ROS
+    executor's C++ call that became a traceback at Ctrl-C). Every import of avp_stream here goes through this."""
+    with _IMPORT_LOCK:
+        in_main = threading.current_thread() is threading.main_thread()
+        saved = (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) if in_main else None
+        import avp_stream.grpc_msg.handtracking_pb2
+        import avp_stream.grpc_msg.handtracking_pb2_grpc
+        import avp_stream.streamer
+
+        if saved is not None:
+            signal.signal(signal.SIGINT, saved[0])
+            signal.signal(signal.SIGTERM, saved[1])
+    return avp_stream
 
 
 def _streamer_class():
@@ -77,13 +94,7 @@ def _streamer_class():
     with _IMPORT_LOCK:
         if _STREAMER_CLASS is not None:
             return _STREAMER_CLASS
-        in_main = threading.current_thread() is threading.main_thread()
-        saved = (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) if in_main else None
-        from avp_stream.streamer import VisionProStreamer
-
-        if saved is not None:
-            signal.signal(signal.SIGINT, saved[0])
-            signal.signal(signal.SIGTERM, saved[1])
+        VisionProStreamer = import_avp_stream().streamer.VisionProStreamer
 
         class TeleopStreamer(VisionProStreamer):
             """VisionProStreamer whose constructor does not block and which reports each sample on arrival."""

@@ -168,6 +168,13 @@ def _grpc():
     return grpc
 
 
+def _messages():
+    """``avp_stream.grpc_msg``, imported without the library's signal handlers (see ``teleop.avp``)."""
+    from teleop.avp import import_avp_stream
+
+    return import_avp_stream().grpc_msg
+
+
 class HandTrackingEmulator:
     """gRPC server on ``ip:port`` streaming scripted hands at ``rate_hz`` (see the module docstring)."""
 
@@ -204,7 +211,7 @@ class HandTrackingEmulator:
     # --- lifecycle ------------------------------------------------------------------------------------------
     def start(self) -> "HandTrackingEmulator":
         grpc = _grpc()
-        from avp_stream.grpc_msg import handtracking_pb2_grpc
+        handtracking_pb2_grpc = _messages().handtracking_pb2_grpc
 
         self._stopping.clear()
         self._t0 = time.monotonic()
@@ -270,7 +277,7 @@ class HandTrackingEmulator:
 
     # --- messages -------------------------------------------------------------------------------------------
     def _build(self, t: float):
-        from avp_stream.grpc_msg import handtracking_pb2 as pb
+        pb = _messages().handtracking_pb2
 
         msg = pb.HandUpdate()
         pinch = float(self.pinch_m(t))

@@ -100,3 +100,52 @@ def test_an_essential_node_that_dies_ends_its_graph_with_the_reason(ros_env, tmp
     # the arm node gave up (no controller, code 3): the launcher stopped the e-stop node too and says why
     assert "stopping the graph: /left/arm_driver exited with code 3" in out, out[-4000:]
     assert p.returncode == 3 and "Traceback" not in out, out[-4000:]
+
+
+_FOREIGN_HANDLER_NODE = '''
+import signal, sys
+from rclpy.node import Node
+from std_msgs.msg import String
+from ate_drivers.nodes.common import spin
+
+
+class Probe(Node):
+    """Installs a handler as avp_stream's import does (raise KeyboardInterrupt wherever the main thread is) and
+    keeps the executor busy taking messages."""
+
+    def __init__(self):
+        super().__init__("foreign_handler_probe")
+
+        def foreign(*_):
+            print("foreign handler ran", flush=True)
+            raise KeyboardInterrupt
+
+        for s in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(s, foreign)
+        self.pub = self.create_publisher(String, "foreign_handler_chatter", 10)
+        self.sub = self.create_subscription(String, "foreign_handler_chatter", lambda m: None, 10)
+        self.timer = self.create_timer(0.001, lambda: self.pub.publish(String(data="x")))
+        self.create_timer(0.5, lambda: print("spinning", flush=True))
+
+    def close(self):
+        print("closed", flush=True)
+
+
+sys.exit(spin(Probe))
+'''
+
+
+def test_a_handler_a_library_installs_while_the_node_is_built_does_not_take_over_ctrl_c(ros_env):
+    """spin() puts its own SIGINT/SIGTERM handlers back after the node is built: a library's handler that raises
+    KeyboardInterrupt (avp_stream's) could land inside the executor's C++ calls and end the node with a traceback."""
+    p = subprocess.Popen([sys.executable, "-c", _FOREIGN_HANDLER_NODE], env={**os.environ, **ros_env},
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert p.stdout.readline().strip() == "spinning"
+        p.send_signal(signal.SIGINT)
+        out, _ = p.communicate(timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 0 and "closed" in out, out[-3000:]
+    assert "foreign handler ran" not in out and "Traceback" not in out, out[-3000:]

@@ -154,3 +154,43 @@ def test_emulator_refuses_a_taken_address_and_the_benchmark_marker(emulators):
     marker[0, 0] = 777.0
     with pytest.raises(ValueError, match="777"):
         HandTrackingEmulator("127.0.0.9", head=lambda t: marker)._build(0.0)
+
+
+
+_KEEPS_HANDLERS = """
+import signal, socket, sys
+
+def mine(*_):
+    pass
+
+for s in (signal.SIGINT, signal.SIGTERM):
+    signal.signal(s, mine)
+if sys.argv[1] == "emulator":
+    from teleop.avp_server import HandTrackingEmulator
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    HandTrackingEmulator(ip="127.0.0.1", port=port).start().stop()
+else:
+    from teleop.avp import _streamer_class
+
+    _streamer_class()
+import avp_stream.streamer   # imported by now (a no-op that proves it)
+print([signal.getsignal(s) is mine for s in (signal.SIGINT, signal.SIGTERM)])
+"""
+
+
+@pytest.mark.parametrize("first", ["emulator", "client"])
+def test_importing_avp_stream_through_the_emulator_or_the_client_keeps_the_process_signal_handlers(first):
+    """avp_stream's import installs SIGINT/SIGTERM handlers that raise KeyboardInterrupt wherever the main thread
+    is; in the teleop node's dry run (emulators in the node's process) that became a traceback at Ctrl-C. A fresh
+    process for each, since this one has imported avp_stream already."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _KEEPS_HANDLERS, first], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "[True, True]", done.stdout[-2000:]

@@ -261,6 +261,12 @@ def spin(node_factory) -> int:
     try:
         node = node_factory()
         stop["constructing"] = False
+        if stop["signal"] is None:
+            # ours again: a library imported while the node was built may have put in its own (avp_stream's
+            # raise KeyboardInterrupt wherever the main thread is, even inside the executor's C++ calls, where it
+            # surfaced as a RuntimeError traceback at Ctrl-C)
+            for s in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(s, on_signal)
         executor = SingleThreadedExecutor()
         executor.add_node(node)
         # A short wait, so a signal (handled between waits) ends the loop within 50 ms even on an idle node.
