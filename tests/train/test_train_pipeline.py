@@ -426,6 +426,7 @@ on_main_process_while_others_wait(acc, lambda: time.sleep(work_s), out, poll_s=0
 waited = time.monotonic() - t0
 total = acc.reduce(torch.ones(1), "sum").item()  # the process group still works after the long stage
 (out / f"rank{acc.process_index}.txt").write_text(f"{acc.num_processes} {waited} {total}")
+acc.end_training()  # as train does: without it gloo aborted at exit now and then ('terminate called', -6)
 '''
 
 
@@ -433,8 +434,8 @@ total = acc.reduce(torch.ones(1), "sum").item()  # the process group still works
 def test_a_main_process_stage_longer_than_the_process_group_timeout_does_not_abort_the_run(tmp_path):
     """2 processes over gloo with a 10 s process-group timeout; the main process works 22 s (as Stage 1 does for
     hours under NCCL's 10 minutes): the other waits outside any collective and both finish with the group intact.
-    (The timeout is not shorter because the collectives before and after the stage must still finish within it on a
-    loaded 2-core machine: with 5 s, the suite aborted in gloo ('terminate called') about once in a few runs.)"""
+    (The 'terminate called' aborts this test saw now and then came from the exit without destroying the process
+    group, not from the timeout.)"""
     script = tmp_path / "worker.py"
     script.write_text(_WAITING_WORKER)
     out = tmp_path / "out"
