@@ -149,3 +149,52 @@ def test_a_handler_a_library_installs_while_the_node_is_built_does_not_take_over
             p.kill()
     assert p.returncode == 0 and "closed" in out, out[-3000:]
     assert "foreign handler ran" not in out and "Traceback" not in out, out[-3000:]
+
+
+_STUCK_NODE = '''
+import sys, time
+from rclpy.node import Node
+from ate_drivers.nodes.common import spin
+
+
+class Stuck(Node):
+    def __init__(self):
+        super().__init__("stuck_probe")
+        self.create_timer(0.2, lambda: print("spinning", flush=True))
+
+    def close(self):
+        print("closing", flush=True)
+        hang_in_close()
+
+
+def hang_in_close():
+    while True:
+        time.sleep(0.1)
+
+
+if __name__ == "__main__":
+    sys.exit(spin(Stuck))
+'''
+
+
+def test_a_node_that_does_not_stop_in_time_is_killed_after_printing_where_it_hung(ros_env, tmp_path):
+    """The launcher's stop: a node still running after the timeout prints its threads' stacks into its log
+    (SIGUSR1 -> faulthandler, registered by spin()) before it is killed, so a hang under load can be read later."""
+    import ros_testkit
+    from ate_bringup.graph import NodeSpec
+    from ate_bringup.launcher import ProcessGraph
+
+    (tmp_path / "stuck_probe_node.py").write_text(_STUCK_NODE)
+    spec = NodeSpec("ate_drivers", "stuck", "stuck_probe_node", "stuck_probe")
+    env = {**ros_env, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    log_dir = tmp_path / "logs"
+    g = ProcessGraph([spec], env=env, log_dir=str(log_dir), process_group=True).start()
+    end = time.monotonic() + 60
+    while "spinning" not in ros_testkit.node_log(log_dir, "/stuck_probe") and time.monotonic() < end:
+        time.sleep(0.2)
+        if g.exited():
+            break
+    codes = g.interrupt_like_launch(timeout_s=3.0)
+    log = ros_testkit.node_log(log_dir, "/stuck_probe", tail=10**5)
+    assert codes == {"/stuck_probe": -9}, (codes, log)
+    assert "closing" in log and "in hang_in_close" in log and "in close" in log, log

@@ -50,6 +50,9 @@ def command(spec: NodeSpec) -> list[str]:
     return [sys.executable, "-m", spec.module, *ros_args(spec)]
 
 
+STACK_DUMP_WAIT_S = 1.0   # for a stuck node to print its stacks before it is killed
+
+
 class ProcessGraph:
     """The processes of one graph; ``stop()`` (or leaving the ``with`` block) interrupts them like Ctrl-C."""
 
@@ -101,15 +104,21 @@ class ProcessGraph:
         return {name: p.poll() is None for name, p in self.procs.items()}
 
     def stop(self, timeout_s: float = 10.0) -> dict[str, int]:
+        """SIGINT to every node; one still running after ``timeout_s`` is killed (code -9), a Python node after
+        printing its threads' stacks into its log (``SIGUSR1``, see ``ate_drivers.nodes.common.spin``)."""
         for p in self.procs.values():
             if p.poll() is None:
                 p.send_signal(signal.SIGINT)
         deadline = time.monotonic() + timeout_s
         codes = {}
+        python_nodes = {s.fq_name for s in self.specs if s.module}
         for name, p in self.procs.items():
             try:
                 codes[name] = p.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
+                if name in python_nodes:
+                    p.send_signal(signal.SIGUSR1)
+                    time.sleep(STACK_DUMP_WAIT_S)
                 p.kill()
                 codes[name] = p.wait()
         return codes

@@ -227,10 +227,14 @@ def spin(node_factory) -> int:
     the node's construction, e.g. a model warm-up); later ones are ignored, so they cannot interrupt ``close()``
     or ``destroy_node()`` half-way (which printed tracebacks and exit code -2 before).
 
+    ``SIGUSR1`` prints every thread's stack to the node's stderr (``faulthandler``): the process launcher sends
+    it to a node that has not stopped in time before killing it, so its log says where it hung.
+
     Returns the exit code: 0 on a normal stop, the code of a ``SystemExit`` raised by the node (e.g. 3 when
     robot:=real finds no hardware), 2 for a ``UserError`` (a missing device, a bad config or checkpoint: its
     message is logged as the reason, without a traceback).
     """
+    import faulthandler
     import signal
 
     import rclpy
@@ -255,6 +259,7 @@ def spin(node_factory) -> int:
             raise KeyboardInterrupt     # leave a long construction (model load, warm-up) at once
     for s in (signal.SIGINT, signal.SIGTERM):
         signal.signal(s, on_signal)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     code = 0
     rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
     node = None
