@@ -581,8 +581,10 @@ def train_policy(cfg: ATETrainConfig, stage2_final: Path | None, accelerator, pr
     wandb_run = _wandb(cfg) if is_main else None
     index_log = (policy_dir / f"sample_indices_rank{rank}.txt").open("a") if cfg.record_sample_indices else None
     metrics = (policy_dir / "metrics.jsonl").open("a") if is_main else None
-    bar = _bar(cfg.steps, step, f"policy ({cfg.policy.type}{' + ATE' if encoder is not None else ''})",
-               progress and is_main)
+    from ate_policy.vae.train import step_bar
+
+    bar = step_bar(cfg.steps, step, f"policy ({cfg.policy.type}{' + ATE' if encoder is not None else ''})",
+                   progress and is_main)
     it = iter(loader)
     t_run = time.perf_counter()
     first_step = step
@@ -682,13 +684,6 @@ def _wandb(cfg: ATETrainConfig):
 
     return wandb.init(project=cfg.wandb.project, entity=cfg.wandb.entity, dir=str(cfg.out), name="ate_policy",
                       config=json.loads(json.dumps(to_dict(cfg), default=str)))
-
-
-def _bar(total: int, initial: int, desc: str, enable: bool):
-    from tqdm import tqdm
-
-    return tqdm(total=total, initial=initial, desc=desc, unit="step", disable=None if enable else True,
-                dynamic_ncols=True)
 
 
 # --- the pipeline -------------------------------------------------------------------------------------------------

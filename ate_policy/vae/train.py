@@ -254,7 +254,7 @@ def train_stage(cfg: VAETrainConfig, progress: bool = True, fresh: bool = False)
         prior = (prior[0].to(device), prior[1].to(device))
     writer = _tensorboard(out)
     wandb_run = _wandb(cfg)
-    bar = _bar(total, step, f"vae {cfg.stage}", progress)
+    bar = step_bar(total, step, f"vae {cfg.stage}", progress)
     t0 = time.perf_counter()
     model.train()
     while step < total:
@@ -340,7 +340,8 @@ def _plain(cfg):
     return to_dict(cfg)
 
 
-def _bar(total: int, initial: int, desc: str, enable: bool):
+def step_bar(total: int, initial: int, desc: str, enable: bool):
+    """The progress bar of a training loop (steps; shown on a terminal only; the policy stage uses it too)."""
     from tqdm import tqdm
 
     return tqdm(total=total, initial=initial, desc=desc, unit="step", disable=None if enable else True,
