@@ -90,15 +90,30 @@ def init_provenance(checkpoint: str | None) -> dict | None:
     from ate_policy.config import read_train_config
 
     ckpt = Path(checkpoint)
-    out = {"checkpoint": str(checkpoint)}
+    out = {"checkpoint": _repo_relative(ckpt)}
     policy_dir = ckpt.parent.parent.parent   # <run>/policy/checkpoints/<step>/pretrained_model
+    shipped = ckpt / "provenance.json"       # a shipped policy (--ship) says what made it
     if ckpt.name == "pretrained_model" and ckpt.parent.name.isdigit() and (policy_dir / "metrics.jsonl").is_file():
         step = int(ckpt.parent.name)
         out.update(steps=step, train_step_time_total_s=step_time_total(policy_dir, step))
+    elif shipped.is_file():
+        prov = json.loads(shipped.read_text())
+        out.update({k: prov[k] for k in ("recipe", "train_steps", "lr", "train_step_time_total_s", "success_rate",
+                                         "command", "init_from") if k in prov})
+        out["steps"] = out.pop("train_steps", None)
+        return out
     earlier = (read_train_config(ckpt).get("policy") or {}).get("pretrained_path")
     if earlier:
         out["init_from"] = init_provenance(earlier)
     return out
+
+
+def _repo_relative(path: Path) -> str:
+    """``path`` relative to the repository when inside it (results name no machine's folders)."""
+    try:
+        return str(path.resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
 
 
 def check_unseen(demo_seeds: list[int], eval_seed: int, episodes: int) -> None:

@@ -204,7 +204,7 @@ def test_the_shipped_sim_trained_policy_does_the_task_on_unseen_scenes_and_the_s
 
 @pytest.mark.slow
 def test_the_shipped_pick_bun_policy_does_the_whole_task_on_unseen_scenes(tmp_path):
-    """The wide tiny PI0 trained here on 50 pick_bun demonstrations (15/20 on the unseen scenes 1000-1019,
+    """The wide tiny PI0 trained here on 50 pick_bun demonstrations (17/20 on the unseen scenes 1000-1019,
     docs/sim_success.md) does the whole task (lid aside, bun onto the plate, lid back) on at least 2 of the scenes
     1000-1002 through ``ate_policy eval``, without a refusal: the shipped folder loads with its own tokenizer and
     network shape from wherever it lies."""
@@ -306,3 +306,13 @@ def test_a_continued_run_records_the_training_its_weights_had_been_through(tmp_p
     assert got == {"checkpoint": str(second), "steps": 4, "train_step_time_total_s": 1.0,
                    "init_from": {"checkpoint": str(first), "steps": 5, "train_step_time_total_s": 2.5}}
     assert mod.init_provenance(None) is None
+    # a shipped policy (sim_success.py --ship) as the start: what its provenance.json says made it
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    (shipped / "provenance.json").write_text(json.dumps({
+        "recipe": "r", "train_steps": 4, "lr": 3e-4, "train_step_time_total_s": 1.0, "success_rate": 0.75,
+        "demo_seeds": [0, 1], "init_from": got}))
+    (shipped / "ate_train_config.yaml").write_text(yaml.safe_dump({"policy": {"pretrained_path": "/elsewhere"}}))
+    assert mod.init_provenance(str(shipped)) == {
+        "checkpoint": str(shipped), "recipe": "r", "steps": 4, "lr": 3e-4, "train_step_time_total_s": 1.0,
+        "success_rate": 0.75, "init_from": got}
