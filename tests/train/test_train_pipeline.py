@@ -8,7 +8,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -209,6 +208,26 @@ def test_a_complete_run_is_skipped(reference_run, caplog):
     assert f"--policy.pretrained_path={final}" in caplog.text   # how to train further
 
 
+_KILLED_AFTER_STEP_4 = """
+import os, signal, sys
+
+import ate_policy.train as train
+from ate_policy.cli import main
+
+save = train.save_policy_checkpoint
+
+
+def save_then_die(policy_dir, step, *args, **kwargs):
+    save(policy_dir, step, *args, **kwargs)
+    if step == 4:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+train.save_policy_checkpoint = save_then_die
+sys.exit(main(["train", "--config", sys.argv[1]]))
+"""
+
+
 @pytest.mark.slow
 def test_killed_run_resumes_and_continues_the_same_loss_curve(reference_run, demo_data, tiny_overrides, tmp_path):
     import yaml
@@ -223,14 +242,12 @@ def test_killed_run_resumes_and_continues_the_same_loss_curve(reference_run, dem
 
     dump_yaml(load_yaml(ATETrainConfig, "train_tiny", tiny_overrides(demo_data, out)), cfg_file)
     cmd = [sys.executable, "-m", "ate_policy.cli", "train", "--config", str(cfg_file)]
-    proc = subprocess.Popen(cmd, env=_cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 240
-    while not (out / "policy" / "checkpoints" / "00000004").exists():
-        assert proc.poll() is None, proc.stdout.read().decode()[-3000:]
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    # The first run is killed (SIGKILL, as by the OOM killer) right after it saved step 4: a test that polled for the
+    # checkpoint and then killed raced the run, which (frames in memory) finished the 4 other steps first now and then.
+    killed = subprocess.run([sys.executable, "-c", _KILLED_AFTER_STEP_4, str(cfg_file)], env=_cli_env(),
+                            capture_output=True, text=True, timeout=240)
+    assert killed.returncode == -signal.SIGKILL, killed.stdout[-3000:] + killed.stderr[-3000:]
+    assert (out / "policy" / "checkpoints" / "00000004").is_dir()
     assert not (out / "policy" / "summary.json").exists()
 
     done = subprocess.run(cmd, env=_cli_env(), capture_output=True, text=True, timeout=300)
