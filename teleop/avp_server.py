@@ -168,11 +168,18 @@ def _grpc():
     return grpc
 
 
-def _messages():
-    """``avp_stream.grpc_msg``, imported without the library's signal handlers (see ``teleop.avp``)."""
-    from teleop.avp import import_avp_stream
+_MESSAGES = None
 
-    return import_avp_stream().grpc_msg
+
+def _messages():
+    """``avp_stream.grpc_msg``, imported once without the library's signal handlers (see ``teleop.avp``); kept,
+    since every streamed message (90 Hz) needs it."""
+    global _MESSAGES
+    if _MESSAGES is None:
+        from teleop.avp import import_avp_stream
+
+        _MESSAGES = import_avp_stream().grpc_msg
+    return _MESSAGES
 
 
 class HandTrackingEmulator:
