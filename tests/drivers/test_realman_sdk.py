@@ -69,12 +69,20 @@ def test_stop_halts_motion_toward_a_far_target(emulator, arm):
     assert len(emulator.commands("set_arm_stop")) == 1
 
 
-def test_frames_faster_than_the_controller_allows_are_dropped_not_queued(emulator, arm):
+def test_frames_faster_than_the_controller_allows_are_dropped_not_queued(emulator):
+    t = [100.0]     # the rate floor's clock, stepped by the test (a loaded CPU can stretch one SDK call past 20 ms)
+    arm = RealmanArm(ip="127.0.0.1", port=emulator.port, reply_timeout_ms=150, clock=lambda: t[0])
+    arm.connect()
+    floor = arm.plan.min_frame_period_s
     q = np.radians(HOME_DEG)
     assert arm.send_joint_targets(q) is True
-    assert arm.send_joint_targets(q) is False  # < 20 ms later
+    t[0] += 0.5 * floor
+    assert arm.send_joint_targets(q) is False  # faster than the controller holds
+    t[0] += floor
+    assert arm.send_joint_targets(q) is True
     time.sleep(0.05)
-    assert len(emulator.commands("movej_canfd")) == 1 and arm.frames_dropped_rate == 1
+    assert len(emulator.commands("movej_canfd")) == 2 and arm.frames_dropped_rate == 1
+    arm.disconnect()
 
 
 def test_tool_voltage_24v_is_sdk_type_3(emulator, arm):
