@@ -281,6 +281,42 @@ def test_a_process_with_more_than_1024_open_files_still_connects_or_says_why(ope
         assert "REFUSED" in r.stdout and "more than 1024 open files" in r.stdout and "select()" in r.stdout, r.stdout
 
 
+_DROPS = """
+import time
+from ate_drivers.arm.realman import RealmanArm
+from ate_drivers.arm.realman_emulator import RealmanEmulator
+emu = RealmanEmulator(q0_deg=[0, 20, 0, 60, 0, 40, 0]).start()
+arm = RealmanArm(ip="127.0.0.1", port=emu.port, reply_timeout_ms=150)
+arm.connect()
+for cycle in range(300):        # the controller drops the link, the driver deletes its handle and reconnects
+    emu.drop_connections()
+    arm.disconnect()
+    for attempt in range(3):    # one handshake may miss its timeout on a loaded CPU; a lost SDK misses them all
+        try:
+            arm.connect()
+            break
+        except ConnectionError as e:
+            time.sleep(0.2)
+    else:
+        print(f"NO CONNECT after {cycle} dropped connections: {e}")
+        raise SystemExit(0)
+assert arm.read_state().q_rad.shape == (7,)
+print("CONNECTED")
+"""
+
+
+def test_a_run_of_dropped_connections_leaves_the_process_able_to_connect():
+    """In its dual/triple thread modes SDK 1.1.6 serves every handle from one receive thread, which ends after a
+    few to ~100 dropped connections: no later connect in that process ever gets a reply (nothing restarts it). The
+    backend runs the SDK single-threaded. (A subprocess: the thread mode is fixed by a process's first connect.)"""
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-c", _DROPS], capture_output=True, text=True, timeout=240)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "CONNECTED" in r.stdout, r.stdout + r.stderr[-2000:]
+
+
 def test_connects_and_disconnects_leave_no_open_file_behind(emulator):
     """Each connection costs the process two sockets (the SDK's and, in-process, the emulator's side): both are
     closed again, so a long test run or a reconnecting driver does not creep towards the SDK's 1024 limit."""

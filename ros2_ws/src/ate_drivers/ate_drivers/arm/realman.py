@@ -36,6 +36,11 @@ _VOLTAGE_TYPES = {0: 0, 5: 1, 12: 2, 24: 3}
 
 # rm_init() sets the SDK's thread mode once per process; a second RoboticArm(mode) would re-initialise the
 # C library under the first arm's feet, so the second arm in a process is a plain RoboticArm().
+# Single-thread mode: each call reads its reply in the calling thread. In the dual and triple modes one receive
+# thread serves every handle of the process, and SDK 1.1.6 lets it end after a run of dropped connections (a
+# controller reboot, a pulled cable): from then on no reply reaches any handle, every connect fails ("revice
+# error") although the controller answers, and neither rm_destroy() nor a new rm_init() starts it again. The driver
+# does not use the triple mode's UDP state push.
 _sdk_lock = threading.Lock()
 _sdk_initialised = False
 
@@ -135,13 +140,13 @@ class RealmanArm:
         where = f"{self.config.ip}:{self.config.port}"
         with _sdk_lock, _low_fds_for_sdk(where):
             if not _sdk_initialised:
-                arm = RoboticArm(rm_thread_mode_e.RM_TRIPLE_MODE_E)
+                arm = RoboticArm(rm_thread_mode_e.RM_SINGLE_MODE_E)
                 _sdk_initialised = True
             else:
                 arm = RoboticArm()
-            # The timeout is global to the C library. A freshly created handle needs a few hundred ms before
-            # the SDK's receive thread serves it, so the handshake runs under a generous timeout and the short
-            # one (to notice a dead link within a few ticks) applies afterwards.
+            # The timeout is global to the C library. The handshake runs under a generous timeout (in the threaded
+            # modes a fresh handle waited a few hundred ms for the receive thread; a loaded CPU can be as slow)
+            # and the short one (to notice a dead link within a few ticks) applies afterwards.
             arm.rm_set_timeout(HANDSHAKE_TIMEOUT_MS)
             try:
                 handle = arm.rm_create_robot_arm(self.config.ip, int(self.config.port), level=3)
