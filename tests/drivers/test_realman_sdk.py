@@ -317,6 +317,46 @@ def test_a_run_of_dropped_connections_leaves_the_process_able_to_connect():
     assert "CONNECTED" in r.stdout, r.stdout + r.stderr[-2000:]
 
 
+def test_two_arms_in_one_process_called_from_two_threads_each_read_their_own_controller():
+    """Single-thread mode reads a reply in the calling thread, and the handles of a process share what it reads
+    into: two arms polled at once from two threads got each other's joints. Every SDK call takes the process's
+    turn (robot:=emulated and the benchmarks run both arms in one process)."""
+    import threading
+
+    homes = {"left": [0.0, 20.0, 0.0, 60.0, 0.0, 40.0, 0.0], "right": [10.0, -20.0, 5.0, 70.0, 1.0, 30.0, 2.0]}
+    emus = {side: RealmanEmulator(q0_deg=q).start() for side, q in homes.items()}
+    arms = {side: RealmanArm(ip="127.0.0.1", port=emus[side].port, reply_timeout_ms=500) for side in homes}
+    wrong: dict[str, list] = {side: [] for side in homes}
+    errors: list[Exception] = []
+
+    def poll(side):
+        for _ in range(300):
+            try:
+                q = np.degrees(arms[side].read_state().q_rad)
+                arms[side].read_wrench()
+            except Exception as e:     # a reply taken by the other thread leaves this one to time out
+                errors.append(e)
+                return
+            if np.max(np.abs(q - homes[side])) > 1e-3:
+                wrong[side].append(np.round(q, 1))
+
+    try:
+        for a in arms.values():
+            a.connect()
+        threads = [threading.Thread(target=poll, args=(side,)) for side in homes]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        assert not errors, errors[:3]
+        assert wrong == {"left": [], "right": []}
+    finally:
+        for a in arms.values():
+            a.disconnect()
+        for e in emus.values():
+            e.stop()
+
+
 def test_connects_and_disconnects_leave_no_open_file_behind(emulator):
     """Each connection costs the process two sockets (the SDK's and, in-process, the emulator's side): both are
     closed again, so a long test run or a reconnecting driver does not creep towards the SDK's 1024 limit."""

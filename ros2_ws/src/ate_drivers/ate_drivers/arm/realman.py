@@ -41,7 +41,11 @@ _VOLTAGE_TYPES = {0: 0, 5: 1, 12: 2, 24: 3}
 # controller reboot, a pulled cable): from then on no reply reaches any handle, every connect fails ("revice
 # error") although the controller answers, and neither rm_destroy() nor a new rm_init() starts it again. The driver
 # does not use the triple mode's UDP state push.
-_sdk_lock = threading.Lock()
+# In single-thread mode the handles of a process are not independent: two arms called from two threads at once read
+# each other's replies (the left arm got the right arm's joints), and the reply timeout is global. So every SDK call
+# of the process, a connect included, holds _sdk_lock. The launched cell runs one arm per process (no contention);
+# where two arms share a process (robot:=emulated, benchmarks) their calls take turns.
+_sdk_lock = threading.RLock()
 _sdk_initialised = False
 
 # SDK 1.1.6 waits on its sockets with select(), which cannot watch a file descriptor >= FD_SETSIZE (1024): in a
@@ -126,7 +130,7 @@ class RealmanArm:
         self.clock = clock
         self._arm = None
         self._connected = False
-        self._io = threading.RLock()     # one SDK call at a time per arm: the stream thread and the node share it
+        self._io = _sdk_lock             # one SDK call at a time in the process (see _sdk_lock)
         self._last_send = -math.inf
         self.plan: StreamPlan | None = None
         self.info: dict[str, str] = {}   # model, dof, generation, firmware, SDK version (diagnostics)
@@ -135,10 +139,14 @@ class RealmanArm:
 
     # --- connection ------------------------------------------------------------------------------------------
     def connect(self) -> None:
+        where = f"{self.config.ip}:{self.config.port}"
+        with _sdk_lock:
+            self._connect(where)
+
+    def _connect(self, where: str) -> None:
         global _sdk_initialised
         from Robotic_Arm.rm_robot_interface import RoboticArm, rm_thread_mode_e
-        where = f"{self.config.ip}:{self.config.port}"
-        with _sdk_lock, _low_fds_for_sdk(where):
+        with _low_fds_for_sdk(where):
             if not _sdk_initialised:
                 arm = RoboticArm(rm_thread_mode_e.RM_SINGLE_MODE_E)
                 _sdk_initialised = True
@@ -209,12 +217,11 @@ class RealmanArm:
 
     def disconnect(self) -> None:
         if self._arm is not None:
-            try:
-                with self._io:
-                    self._arm.rm_delete_robot_arm()
-            except Exception:  # the handle may already be gone with the connection
-                pass
             with _sdk_lock:
+                try:
+                    self._arm.rm_delete_robot_arm()
+                except Exception:  # the handle may already be gone with the connection
+                    pass
                 _refill_reserve()    # the deleted handle's socket freed a low descriptor
         self._arm = None
         self._connected = False
