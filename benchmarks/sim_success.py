@@ -134,7 +134,7 @@ def run_task(task: str, a, work: Path) -> dict:
     timings: list = []
     print(f"{task}:", flush=True)
     demos, _ = timed("demonstrations", timings, record_sim_demos, task, work / "demos", a.demos, tuple(a.image_size),
-                     seed=a.demo_seed, workers=a.workers)
+                     seed=a.demo_seed, workers=a.workers, handover_jitter_m=a.handover_jitter_cm / 100.0)
     root = demos["root"]
     demo_seeds = [e["seed"] for e in demos["episodes"]]
     check_unseen(demo_seeds, a.eval_seed, a.episodes)
@@ -164,7 +164,9 @@ def run_task(task: str, a, work: Path) -> dict:
     blind = eval_json(work / "eval_blind")
     return {"policy": f"{a.policy} (tiny, recipe {recipe})", "recipe": recipe, "demos": len(demo_seeds),
             "init_from": init_provenance(a.init_from), "lr": a.lr,
-            "demo_seeds": demo_seeds, "train_steps": a.steps, "train_seed": train_seed,
+            "demo_seeds": demo_seeds,
+            **({"handover_jitter_cm": a.handover_jitter_cm} if a.handover_jitter_cm else {}),
+            "train_steps": a.steps, "train_seed": train_seed,
             # the train command's wall time in this invocation (a few seconds when a complete run was reused) and
             # the sum of the run's step times (its training time, whichever invocation did it)
             "train_wall_s": round(train_wall, 1), "train_step_time_total_s": step_time_total(run_dir / "policy"),
@@ -186,8 +188,9 @@ def ship(run_dir: Path, dest: Path, result: dict) -> None:
     from ate_policy.runtime.policy import ship_checkpoint
 
     summary = json.loads((run_dir / "policy" / "summary.json").read_text())
-    keep = ("recipe", "demos", "demo_seeds", "init_from", "lr", "train_steps", "train_seed", "train_step_time_total_s",
-            "episodes", "eval_seeds", "success_rate", "blind_success_rate", "command", "date")
+    keep = ("recipe", "demos", "demo_seeds", "handover_jitter_cm", "init_from", "lr", "train_steps", "train_seed",
+            "train_step_time_total_s", "episodes", "eval_seeds", "success_rate", "blind_success_rate", "command",
+            "date")
     ship_checkpoint(Path(summary["final_checkpoint"]), dest, provenance={
         "fingerprint": summary.get("fingerprint"), "git_commit": summary.get("git_commit"),
         **{k: result[k] for k in keep if k in result}})
@@ -214,6 +217,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--time-limit", type=float, default=None, help="episode limit (default: 2x the demonstrator's)")
     p.add_argument("--image-size", type=int, nargs=2, default=(48, 64))
     p.add_argument("--workers", type=int, default=2, help="demonstration worker processes")
+    p.add_argument("--handover-jitter-cm", type=float, default=0.0,
+                   help="cook_bun demonstrations: the bun is handed over anywhere within this distance of the left "
+                        "plate's centre (ate_policy demo-data --handover-jitter-cm)")
     p.add_argument("--batch-size", type=int, default=None, help="training batch (default: the recipe's)")
     p.add_argument("--recipe", default=None,
                    help="training recipe (ate_policy/configs) instead of the task's default; the result is kept "

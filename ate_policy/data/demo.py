@@ -222,6 +222,10 @@ def main(argv: list[str]) -> int:
                    help="scripted demonstrations of TASK in the MuJoCo cell instead of synthetic trajectories")
     p.add_argument("--workers", type=int, default=1,
                    help="--sim: worker processes (shards merged; the same episodes as one worker)")
+    p.add_argument("--handover-jitter-cm", type=float, default=0.0,
+                   help="--sim cook_bun: the right arm puts the bun down anywhere within this distance of the left "
+                        "plate's centre (at most 3), so the left arm's grasp of it must find it (default 0: at the "
+                        "centre)")
     p.add_argument("--lossy-video", action="store_true",
                    help="--sim: store the videos at LeRobot's default quality (crf 30, yuv420p) instead of "
                         "near-lossless (at a few dozen pixels the default hides where the objects are)")

@@ -60,7 +60,8 @@ def observe(cell) -> tuple[np.ndarray, np.ndarray]:
 
 def record_sim_demos(task: str, output: str | Path, episodes: int, image_hw: tuple[int, int] = (48, 64),
                      seed: int = 0, overwrite: bool = False, max_attempts: int | None = None,
-                     vcodec: str = "auto", workers: int = 1, lossless: bool = True) -> dict:
+                     vcodec: str = "auto", workers: int = 1, lossless: bool = True,
+                     handover_jitter_m: float = 0.0) -> dict:
     """Record ``episodes`` successful scripted episodes of ``task``; returns a summary dict.
 
     The dataset holds the first ``episodes`` seeds from ``seed`` on whose demonstration succeeds, in seed order,
@@ -70,7 +71,9 @@ def record_sim_demos(task: str, output: str | Path, episodes: int, image_hw: tup
     episodes are added, from the seed after its last recorded one (``--overwrite`` starts afresh).
 
     ``lossless`` (default): the videos are stored as ``LOSSLESS_VIDEO`` says, else with LeRobot's default
-    quality."""
+    quality. ``handover_jitter_m`` (cook_bun): the handed-over bun is put down anywhere within this distance of
+    the plate's centre (``ate_sim.demonstrator.run_episode``); each episode's sidecar record keeps it, and a
+    dataset is only resumed with the jitter it was recorded with."""
     _, demonstrator, _ = _sim_modules()
     if task not in demonstrator.SCRIPTS:
         raise UserError(f"no scripted sim task {task!r}; available: {sorted(demonstrator.SCRIPTS)}")
@@ -78,6 +81,12 @@ def record_sim_demos(task: str, output: str | Path, episodes: int, image_hw: tup
         raise UserError("--episodes must be >= 1")
     if workers < 1:
         raise UserError("--workers must be >= 1")
+    if handover_jitter_m and task not in demonstrator.HANDOVER_TASKS:
+        raise UserError(f"--handover-jitter-cm: {task} has no handover (tasks with one: "
+                        f"{list(demonstrator.HANDOVER_TASKS)})")
+    if not 0.0 <= handover_jitter_m <= demonstrator.MAX_HANDOVER_JITTER_M:
+        raise UserError(f"--handover-jitter-cm must lie in [0, {demonstrator.MAX_HANDOVER_JITTER_M * 100:g}] (the bun "
+                        f"must stay on the plate), got {handover_jitter_m * 100:g}")
     h, w = int(image_hw[0]), int(image_hw[1])
     from ate_policy.data.demo import MIN_VIDEO_H, MIN_VIDEO_W
 
@@ -88,7 +97,7 @@ def record_sim_demos(task: str, output: str | Path, episodes: int, image_hw: tup
     root = Path(output) / f"sim_{task}"
     if root.exists() and overwrite:
         shutil.rmtree(root)
-    kept = _recorded_seeds(root) if root.exists() else []
+    kept = _recorded_seeds(root, handover_jitter_m) if root.exists() else []
     already = len(kept)
     root.parent.mkdir(parents=True, exist_ok=True)
     next_seed = max([seed] + [s + 1 for s in kept])
@@ -99,9 +108,9 @@ def record_sim_demos(task: str, output: str | Path, episodes: int, image_hw: tup
         next_seed += len(seeds)
         attempts += len(seeds)
         if workers == 1 or len(seeds) == 1:
-            ok, bad = _record_seeds(task, root, seeds, (h, w), vcodec, lossless)
+            ok, bad = _record_seeds(task, root, seeds, (h, w), vcodec, lossless, handover_jitter_m)
         else:
-            ok, bad = _record_parallel(task, root, seeds, (h, w), vcodec, workers, lossless)
+            ok, bad = _record_parallel(task, root, seeds, (h, w), vcodec, workers, lossless, handover_jitter_m)
         kept += ok
         failed_seeds += bad
     instruction = _scene_instruction(task)
@@ -126,19 +135,25 @@ def durable_sidecar(root: Path) -> dict[int, dict]:
     return read_sidecar(root)
 
 
-def _recorded_seeds(root: Path) -> list[int]:
-    """Seeds of the episodes already in ``root`` (a resumed dataset), from its sidecar."""
+def _recorded_seeds(root: Path, handover_jitter_m: float = 0.0) -> list[int]:
+    """Seeds of the episodes already in ``root`` (a resumed dataset), from its sidecar; refused when they were
+    recorded with another handover jitter."""
     if not (root / "meta" / "info.json").is_file():
         raise UserError(f"{root} exists but holds no LeRobot dataset; pass --overwrite to replace it")
     recs = durable_sidecar(root)
     if any("seed" not in r for r in recs.values()):
         raise UserError(f"{root}: its episodes carry no sim seed (recorded before seeds were kept?), so it cannot "
                         "be resumed; pass --overwrite to record it afresh")
+    other = sorted({float(r.get("handover_jitter_m", 0.0)) for r in recs.values()} - {float(handover_jitter_m)})
+    if other:
+        raise UserError(f"{root} was recorded with a handover jitter of {other[0] * 100:g} cm, not "
+                        f"{handover_jitter_m * 100:g} cm: resume it with that, or write another --output")
     return [int(r["seed"]) for _, r in sorted(recs.items())]
 
 
 def _record_seeds(task: str, root: Path, seeds: list[int], image_hw: tuple[int, int],
-                  vcodec: str, lossless: bool = True) -> tuple[list[int], list[int]]:
+                  vcodec: str, lossless: bool = True,
+                  handover_jitter_m: float = 0.0) -> tuple[list[int], list[int]]:
     """Demonstrate each of ``seeds`` once, appending the successful ones to ``root`` (created or resumed);
     returns (kept seeds, failed seeds)."""
     SimCell, demonstrator, _ = _sim_modules()
@@ -175,10 +190,12 @@ def _record_seeds(task: str, root: Path, seeds: list[int], image_hw: tuple[int, 
                         rec.put_image(cam, c.render(cam, (h, w)), t)
                     rec.tick(action, now_s=t)
 
-                result = demonstrator.run_episode(cell, ep_seed, on_tick=on_tick)
+                result = demonstrator.run_episode(cell, ep_seed, on_tick=on_tick,
+                                                  handover_jitter_m=handover_jitter_m)
                 t_base[0] += cell.sim_time + 1.0
                 if result.success:
-                    rec.stop_and_save({"seed": int(ep_seed), "sim_task": task})
+                    extra = {"handover_jitter_m": float(handover_jitter_m)} if handover_jitter_m else {}
+                    rec.stop_and_save({"seed": int(ep_seed), "sim_task": task, **extra})
                     kept.append(ep_seed)
                 else:
                     rec.discard()
@@ -191,15 +208,16 @@ def _record_seeds(task: str, root: Path, seeds: list[int], image_hw: tuple[int, 
 
 
 def _worker(args) -> tuple[list[int], list[int]]:
-    task, root, seeds, image_hw, vcodec, lossless = args
+    task, root, seeds, image_hw, vcodec, lossless, handover_jitter_m = args
     from ate_policy.quiet import quiet_libraries
 
     quiet_libraries()
-    return _record_seeds(task, Path(root), seeds, image_hw, vcodec, lossless)
+    return _record_seeds(task, Path(root), seeds, image_hw, vcodec, lossless, handover_jitter_m)
 
 
 def _record_parallel(task: str, root: Path, seeds: list[int], image_hw: tuple[int, int], vcodec: str,
-                     workers: int, lossless: bool = True) -> tuple[list[int], list[int]]:
+                     workers: int, lossless: bool = True,
+                     handover_jitter_m: float = 0.0) -> tuple[list[int], list[int]]:
     """``seeds`` in contiguous blocks, one worker process (own sim cell, own shard dataset) each; the shards are
     appended to ``root`` in seed order."""
     import multiprocessing as mp
@@ -211,7 +229,7 @@ def _record_parallel(task: str, root: Path, seeds: list[int], image_hw: tuple[in
     shards = [shard_dir / f"shard_{i:02d}" for i in range(n)]
     # spawn: a forked child would inherit the parent's OpenGL context and LeRobot's encoder threads.
     with mp.get_context("spawn").Pool(n) as pool:
-        results = pool.map(_worker, [(task, str(s), b, tuple(image_hw), vcodec, lossless)
+        results = pool.map(_worker, [(task, str(s), b, tuple(image_hw), vcodec, lossless, handover_jitter_m)
                                      for s, b in zip(shards, blocks)])
     kept = [s for ok, _ in results for s in ok]
     failed = [s for _, bad in results for s in bad]
@@ -267,7 +285,8 @@ def main(args: argparse.Namespace) -> int:
     hw = tuple(args.image_size)
     summary = record_sim_demos(args.sim, args.output, args.episodes, hw, seed=args.seed, overwrite=args.overwrite,
                                workers=getattr(args, "workers", 1),
-                               lossless=not getattr(args, "lossy_video", False))
+                               lossless=not getattr(args, "lossy_video", False),
+                               handover_jitter_m=getattr(args, "handover_jitter_cm", 0.0) / 100.0)
     frames = sum(e["frames"] for e in summary["episodes"])
     resumed = f", {summary['resumed_with']} were there already" if summary["resumed_with"] else ""
     print(f"sim dataset '{args.sim}' ({len(summary['episodes'])} successful episodes{resumed}; "

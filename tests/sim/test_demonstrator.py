@@ -98,6 +98,44 @@ def test_cook_bun_demonstrator_succeeds_in_at_least_9_of_10_seeded_runs():
     assert sum(results) >= 9, results
 
 
+def test_cook_bun_handover_jitter_puts_the_bun_down_where_its_offset_says_and_still_succeeds():
+    """With a handover jitter the right arm leaves the bun that far off the left plate's centre (drawn per seed,
+    apart from the scene's randomisation) and the left arm still finds it there; without, at the centre."""
+    cell = SimCell("cook_bun", seed=0)
+
+    def handed_over(seed, jitter):
+        where = []
+
+        def on_tick(c, _action):
+            if not where and c.scene.bun_left_on_plate(c):
+                where.append(sc.body_pos(c, "bun")[:2] - c.scene.places["plate_left"])
+        ok = dm.run_episode(cell, seed, on_tick=on_tick, handover_jitter_m=jitter).success
+        return ok, where[0]
+
+    try:
+        offsets = [dm.handover_offset(seed, 0.025) for seed in range(3)]
+        for seed, off in enumerate(offsets):
+            ok, where = handed_over(seed, 0.025)
+            assert ok, seed
+            np.testing.assert_allclose(where, off, atol=0.004)
+        ok, where = handed_over(0, 0.0)
+        assert ok and np.linalg.norm(where) < 0.003
+        lift = SimCell("lift_lid", seed=0)
+        try:
+            with pytest.raises(ValueError, match="no handover"):
+                dm.run_episode(lift, 0, handover_jitter_m=0.02)
+        finally:
+            lift.close()
+        with pytest.raises(ValueError, match="must lie in"):
+            dm.run_episode(cell, 0, handover_jitter_m=0.05)
+    finally:
+        cell.close()
+    # per seed and reproducible, inside the disc, and not all alike
+    assert all(np.linalg.norm(o) <= 0.025 for o in offsets)
+    np.testing.assert_array_equal(dm.handover_offset(1, 0.025), offsets[1])
+    assert min(np.linalg.norm(a - b) for i, a in enumerate(offsets) for b in offsets[i + 1:]) > 1e-3
+
+
 @pytest.mark.slow
 def test_pick_bun_demonstrator_succeeds_passing_its_stages_in_order():
     cell = SimCell("pick_bun", seed=0)

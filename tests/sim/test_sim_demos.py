@@ -74,6 +74,28 @@ def test_image_sizes_the_video_encoder_or_the_cameras_cannot_take_are_refused(tm
         record_sim_demos("cook_bun", tmp_path, episodes=1, image_hw=hw)
 
 
+@pytest.mark.parametrize("task, cm, match", [("lift_lid", 2.0, "no handover"), ("cook_bun", 5.0, "must lie in")])
+def test_a_handover_jitter_a_task_cannot_take_is_refused_before_recording(tmp_path, task, cm, match):
+    from ate_description.errors import UserError
+    from ate_policy.data.demo import main
+
+    with pytest.raises(UserError, match=match):
+        main(["--sim", task, "--episodes", "1", "--output", str(tmp_path), "--handover-jitter-cm", str(cm)])
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.slow
+def test_handover_jitter_is_kept_per_episode_and_a_dataset_resumes_only_with_its_own(tmp_path):
+    from ate_description.errors import UserError
+    from ate_policy.data.sim_demos import durable_sidecar, record_sim_demos
+
+    summary = record_sim_demos("cook_bun", tmp_path, episodes=1, image_hw=(48, 64), seed=0, handover_jitter_m=0.02)
+    assert [r["handover_jitter_m"] for r in durable_sidecar(summary["root"]).values()] == [0.02]
+    with pytest.raises(UserError, match="handover jitter of 2 cm, not 0 cm"):
+        record_sim_demos("cook_bun", tmp_path, episodes=2, image_hw=(48, 64), seed=0)
+    assert len(durable_sidecar(summary["root"])) == 1      # nothing was added or lost
+
+
 @pytest.mark.slow
 def test_sim_video_writes_the_three_views_as_mp4_and_frames(tmp_path):
     import av

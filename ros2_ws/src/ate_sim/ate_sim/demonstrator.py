@@ -228,6 +228,8 @@ def _fixed(xy):
 
 
 BUN_GRASP_DZ = GRASP_ABOVE_BUN_M
+MAX_HANDOVER_JITTER_M = sc.PLATE_R - sc.BUN_R - 0.01
+"""The bun put down this far off the plate's centre still lies on it, a centimetre in from its rim."""
 PLACE_DROP_M = 0.004  # release objects this far above their resting height
 
 
@@ -239,11 +241,14 @@ def _lid_tcp_z(rest_z: float) -> float:
     return rest_z + KNOB_TCP_ABOVE_LID_M + PLACE_DROP_M
 
 
-def cook_bun_script() -> list[dict[str, list[Step]]]:
+def cook_bun_script(handover_offset=(0.0, 0.0)) -> list[dict[str, list[Step]]]:
+    """``handover_offset``: where on the left plate (m from its centre) the right arm puts the bun down for the
+    left arm's grasp (see :func:`run_episode`'s ``handover_jitter_m``)."""
     lid_aside = _fixed(sc.LID_ASIDE)
+    plate = _scene_place("plate_left")
+    handover = lambda cell: plate(cell) + np.asarray(handover_offset, float)  # noqa: E731
     return [
-        {"right": pick("bun", BUN_GRASP_DZ) + place(_scene_place("plate_left"), _bun_tcp_z(sc.BUN_ON_PLATE_Z))
-            + [Step("home")],
+        {"right": pick("bun", BUN_GRASP_DZ) + place(handover, _bun_tcp_z(sc.BUN_ON_PLATE_Z)) + [Step("home")],
          "left": pick("lid", KNOB_TCP_ABOVE_LID_M) + place(lid_aside, _lid_tcp_z(sc.LID_HH))},
         {"left": pick("bun", BUN_GRASP_DZ)
             + place(_scene_place("steamer"), _bun_tcp_z(sc.BUN_IN_STEAMER_Z), release=0.7)},
@@ -287,15 +292,42 @@ class EpisodeResult:
     ticks: int
 
 
-def run_episode(cell: SimCell, seed: int | None = None, on_tick=None, max_ticks: int = 2000) -> EpisodeResult:
-    """Reset ``cell`` (its task's scene, randomised by ``seed``) and demonstrate the task once."""
+HANDOVER_TASKS = ("cook_bun",)
+"""Tasks where one arm puts an object down for the other to grasp (``handover_jitter_m`` applies)."""
+
+
+def handover_offset(seed: int | None, jitter_m: float) -> np.ndarray:
+    """Where (m from the plate's centre) the demonstrator puts the handed-over object down: uniform in a disc of
+    radius ``jitter_m``, drawn from ``seed`` apart from the scene's own randomisation."""
+    if jitter_m <= 0:
+        return np.zeros(2)
+    rng = np.random.default_rng([0 if seed is None else int(seed), 0x4A17])
+    a, r = rng.uniform(0.0, 2.0 * np.pi), jitter_m * np.sqrt(rng.uniform())
+    return np.array([r * np.cos(a), r * np.sin(a)])
+
+
+def run_episode(cell: SimCell, seed: int | None = None, on_tick=None, max_ticks: int = 2000,
+                handover_jitter_m: float = 0.0) -> EpisodeResult:
+    """Reset ``cell`` (its task's scene, randomised by ``seed``) and demonstrate the task once.
+
+    ``handover_jitter_m`` (cook_bun): the right arm puts the bun down anywhere within this distance of the left
+    plate's centre instead of on it, so that the left arm's grasp of it has to find where it lies. Without it every
+    demonstration hands the bun over at the plate's centre and a policy can learn that grasp from the plate's
+    position alone; its own right arm, off by a centimetre or two, then leaves the bun where that grasp misses."""
     if cell.scene is None:
         raise ValueError("the cell has no task scene; build it with SimCell(task=...)")
     if cell.scene.name not in SCRIPTS:
         raise ValueError(f"no scripted demonstrator for {cell.scene.name!r}; available: {sorted(SCRIPTS)}")
+    if handover_jitter_m and cell.scene.name not in HANDOVER_TASKS:
+        raise ValueError(f"{cell.scene.name} has no handover to jitter (tasks with one: {list(HANDOVER_TASKS)})")
+    if not 0.0 <= handover_jitter_m <= MAX_HANDOVER_JITTER_M:
+        raise ValueError(f"handover jitter must lie in [0, {MAX_HANDOVER_JITTER_M * 100:g}] cm (the bun must stay "
+                         f"on the plate), got {handover_jitter_m * 100:g} cm")
     cell.reset(seed)
     cell.step(sc.SETTLE_S)  # let objects settle on their supports before the first observation
     demo = Demonstrator(cell)
-    ticks = demo.run(SCRIPTS[cell.scene.name](), on_tick=on_tick, max_ticks=max_ticks)
+    script = SCRIPTS[cell.scene.name]
+    phases = script(handover_offset(seed, handover_jitter_m)) if handover_jitter_m else script()
+    ticks = demo.run(phases, on_tick=on_tick, max_ticks=max_ticks)
     cell.step(0.3)  # let the released objects come to rest before judging
     return EpisodeResult(cell.scene.success(cell), ticks)
