@@ -317,7 +317,8 @@ class RealmanArm:
 
     def move_joints(self, q_rad: np.ndarray, speed_percent: int = 20, block: bool = True) -> None:
         """A planned joint move (``rm_movej``), for tools and set-up scripts, not the control loop: the controller
-        plans it; with ``block`` the call returns when the arm has arrived."""
+        plans it; with ``block`` the call returns when the arm has arrived, and until then every other SDK call of
+        this process (another arm's too) waits (``_sdk_lock``)."""
         q = np.asarray(q_rad, dtype=float).reshape(-1)
         if q.shape != (N_ARM_JOINTS,) or not np.all(np.isfinite(q)):
             raise ValueError(f"expected {N_ARM_JOINTS} finite joint angles, got {q_rad!r}")
