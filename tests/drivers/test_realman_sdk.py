@@ -80,6 +80,9 @@ def test_frames_faster_than_the_controller_allows_are_dropped_not_queued(emulato
     assert arm.send_joint_targets(q) is False  # faster than the controller holds
     t[0] += floor
     assert arm.send_joint_targets(q) is True
+    deadline = time.monotonic() + 5.0   # a streamed frame has no reply: wait until the controller has both
+    while len(emulator.commands("movej_canfd")) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
     time.sleep(0.05)
     assert len(emulator.commands("movej_canfd")) == 2 and arm.frames_dropped_rate == 1
     arm.disconnect()
