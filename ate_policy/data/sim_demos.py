@@ -81,12 +81,10 @@ def record_sim_demos(task: str, output: str | Path, episodes: int, image_hw: tup
         raise UserError("--episodes must be >= 1")
     if workers < 1:
         raise UserError("--workers must be >= 1")
-    if handover_jitter_m and task not in demonstrator.HANDOVER_TASKS:
-        raise UserError(f"--handover-jitter-cm: {task} has no handover (tasks with one: "
-                        f"{list(demonstrator.HANDOVER_TASKS)})")
-    if not 0.0 <= handover_jitter_m <= demonstrator.MAX_HANDOVER_JITTER_M:
-        raise UserError(f"--handover-jitter-cm must lie in [0, {demonstrator.MAX_HANDOVER_JITTER_M * 100:g}] (the bun "
-                        f"must stay on the plate), got {handover_jitter_m * 100:g}")
+    try:
+        demonstrator.check_handover_jitter(task, handover_jitter_m)
+    except ValueError as e:
+        raise UserError(f"--handover-jitter-cm: {e}") from e
     h, w = int(image_hw[0]), int(image_hw[1])
     from ate_policy.data.demo import MIN_VIDEO_H, MIN_VIDEO_W
 

@@ -296,6 +296,15 @@ HANDOVER_TASKS = ("cook_bun",)
 """Tasks where one arm puts an object down for the other to grasp (``handover_jitter_m`` applies)."""
 
 
+def check_handover_jitter(task: str, jitter_m: float) -> None:
+    """A ``ValueError`` naming the limit when ``task`` cannot take a handover jitter of ``jitter_m``."""
+    if jitter_m and task not in HANDOVER_TASKS:
+        raise ValueError(f"{task} has no handover to jitter (tasks with one: {list(HANDOVER_TASKS)})")
+    if not 0.0 <= jitter_m <= MAX_HANDOVER_JITTER_M:
+        raise ValueError(f"handover jitter must lie in [0, {MAX_HANDOVER_JITTER_M * 100:g}] cm (the bun must stay "
+                         f"on the plate), got {jitter_m * 100:g} cm")
+
+
 def handover_offset(seed: int | None, jitter_m: float) -> np.ndarray:
     """Where (m from the plate's centre) the demonstrator puts the handed-over object down: uniform in a disc of
     radius ``jitter_m``, drawn from ``seed`` apart from the scene's own randomisation."""
@@ -318,11 +327,7 @@ def run_episode(cell: SimCell, seed: int | None = None, on_tick=None, max_ticks:
         raise ValueError("the cell has no task scene; build it with SimCell(task=...)")
     if cell.scene.name not in SCRIPTS:
         raise ValueError(f"no scripted demonstrator for {cell.scene.name!r}; available: {sorted(SCRIPTS)}")
-    if handover_jitter_m and cell.scene.name not in HANDOVER_TASKS:
-        raise ValueError(f"{cell.scene.name} has no handover to jitter (tasks with one: {list(HANDOVER_TASKS)})")
-    if not 0.0 <= handover_jitter_m <= MAX_HANDOVER_JITTER_M:
-        raise ValueError(f"handover jitter must lie in [0, {MAX_HANDOVER_JITTER_M * 100:g}] cm (the bun must stay "
-                         f"on the plate), got {handover_jitter_m * 100:g} cm")
+    check_handover_jitter(cell.scene.name, handover_jitter_m)
     cell.reset(seed)
     cell.step(sc.SETTLE_S)  # let objects settle on their supports before the first observation
     demo = Demonstrator(cell)
