@@ -136,9 +136,14 @@ def command(sim, action: np.ndarray, stamp_s: float) -> None:
         sim.command_gripper(arm, opening)
 
 
-def run_episode(sim, runtime, seed: int, time_limit_s: float, viz=None, film=None) -> tuple[dict, EpisodeLog]:
+def run_episode(sim, runtime, seed: int, time_limit_s: float, viz=None, film=None,
+                hand_over=None) -> tuple[dict, EpisodeLog]:
     """``viz``: an ``ate_policy.viz.runtime_viz.RuntimeViz`` that logs every tick (``--viz``). ``film``: a
-    ``sim_eval.EpisodeFilm`` collecting the camera views."""
+    ``sim_eval.EpisodeFilm`` collecting the camera views. ``hand_over(cell, reached, action)`` (``reached``:
+    {stage: latched}; ``action``: this tick's target or None) is asked after every tick that did not end the
+    episode; True ends the policy's part there and leaves the cell as the policy left it, for the scripted
+    demonstrator to take over (``ate_policy.data.sim_takeover``); the summary's ``handed_over_s`` says when
+    (None: never)."""
     import torch
 
     from ate_sim.scenes import SETTLE_S
@@ -158,7 +163,7 @@ def run_episode(sim, runtime, seed: int, time_limit_s: float, viz=None, film=Non
     first_close: dict[str, dict] = {}
     ep = EpisodeLog()
     n_ticks = int(round(time_limit_s / contract.PERIOD_S))
-    success, wall0 = False, time.perf_counter()
+    success, wall0, handed_over = False, time.perf_counter(), None
     for _ in range(n_ticks):
         t = sim.sim_time()
         obs, wrench = observe(sim)
@@ -190,6 +195,10 @@ def run_episode(sim, runtime, seed: int, time_limit_s: float, viz=None, film=Non
         unrecoverable = sim.cell.scene.unrecoverable(sim.cell)
         if unrecoverable:   # early stop: nothing the policy does can succeed any more
             break
+        if hand_over is not None and hand_over(sim.cell, {n: r for (n, _), r in zip(stages, reached, strict=True)},
+                                               res.action):
+            handed_over = round(t + contract.PERIOD_S - ep.t_s[0], 3)
+            break
     refusals = {k: n - refused_before.get(k, 0) for k, n in sim.refusals().items() if n > refused_before.get(k, 0)}
     # commands refused because the cell already held (the rest of that tick's): a consequence, not a cause
     refused_while_held = sum(refusals.pop(k) for k in [k for k in refusals if k.endswith(":held")])
@@ -211,6 +220,8 @@ def run_episode(sim, runtime, seed: int, time_limit_s: float, viz=None, film=Non
                "inference_ms_max": stats["inference_ms"]["max"],
                "safety_refusals": refusals, "refused_while_held": refused_while_held, "held": held,
                "motion": motion_quality(ep)}
+    if hand_over is not None:
+        summary["handed_over_s"] = handed_over
     return summary, ep
 
 
@@ -256,42 +267,27 @@ def grasp_tracking(results) -> dict:
 
 
 # --- the whole evaluation -----------------------------------------------------------------------------------
-def evaluate(task, episodes: int, seed: int = 0, output: str | Path | None = None,
-             image_hw: tuple[int, int] | None = None, time_limit_s: float | None = None, policy=None,
-             progress: bool = True, max_episode_plots: int = 5, log_refusals: bool = False,
-             viz: str | None = None, videos: int = 3) -> dict:
-    """Run ``episodes`` sim episodes of ``task`` (a TaskConfig); returns the summary also written to
-    eval.json.
-
-    ``policy``: a ready select_chunk (tests); None = ``load_policy(task.checkpoint, ...)``. The safety layer's
-    refusals are counted in the report; ``log_refusals`` also logs each one (an untrained policy makes
-    many). ``videos``: the first this many episodes are also written as ``episode_NNN.mp4`` (three views side by
-    side). ``time_limit_s`` None = ``sim_eval.EVAL_TIME_FACTOR`` x the demonstrator's duration. ``viz``: ``save``
-    writes ``episode_NNN.rrd`` (Rerun) next to the report, ``native`` / ``web`` also show
-    the episodes live (docs/visualization.md)."""
-    safety_log = logging.getLogger("ate_drivers.safety")
-    level = safety_log.level
-    if not log_refusals:
-        safety_log.setLevel(logging.ERROR)
-    try:
-        return _evaluate(task, episodes, seed, output, image_hw, time_limit_s, policy, progress,
-                         max_episode_plots, viz, videos)
-    finally:
-        safety_log.setLevel(level)
+@dataclass
+class PolicyCell:
+    """A policy behind the deployment runtime, in front of the sim cell (:func:`open_policy_cell`)."""
+    sim: object
+    runtime: object
+    policy: object
+    limit_s: float
+    rcfg: object
+    render_hw: tuple
+    policy_hw: tuple
 
 
-def _evaluate(task, episodes, seed, output, image_hw, time_limit_s, policy, progress,
-              max_episode_plots, viz=None, videos: int = 3) -> dict:
+def open_policy_cell(task, image_hw: tuple[int, int] | None = None, time_limit_s: float | None = None,
+                     policy=None, seed: int = 0) -> PolicyCell:
+    """The sim cell of ``task`` (a TaskConfig) and a lockstep ``PolicyRuntime`` over ``policy`` (None: the task's
+    checkpoint), as ``ate_policy eval`` runs them; the caller closes ``runtime`` and ``sim``."""
     import dataclasses
-
-    from tqdm import tqdm
 
     from ate_policy.runtime import PolicyRuntime
 
-    if episodes < 1:
-        raise UserError("--episodes must be >= 1")
     sim_task = task.sim_task or task.name
-    out = Path(output or f"outputs/eval/{task.name}")
     rcfg = dataclasses.replace(task.runtime, clock="lockstep")
     limit = time_limit_s   # None: from the scene, below
     if policy is None:
@@ -324,6 +320,44 @@ def _evaluate(task, episodes, seed, output, image_hw, time_limit_s, policy, prog
         limit = default_time_limit_s(scene)
     rcfg = dataclasses.replace(rcfg, episode_time_limit_s=limit)
     runtime = PolicyRuntime(policy, rcfg, instruction=task.instruction, safety=safety)
+    return PolicyCell(sim, runtime, policy, limit, rcfg, render_hw, policy_hw)
+
+
+def evaluate(task, episodes: int, seed: int = 0, output: str | Path | None = None,
+             image_hw: tuple[int, int] | None = None, time_limit_s: float | None = None, policy=None,
+             progress: bool = True, max_episode_plots: int = 5, log_refusals: bool = False,
+             viz: str | None = None, videos: int = 3) -> dict:
+    """Run ``episodes`` sim episodes of ``task`` (a TaskConfig); returns the summary also written to
+    eval.json.
+
+    ``policy``: a ready select_chunk (tests); None = ``load_policy(task.checkpoint, ...)``. The safety layer's
+    refusals are counted in the report; ``log_refusals`` also logs each one (an untrained policy makes
+    many). ``videos``: the first this many episodes are also written as ``episode_NNN.mp4`` (three views side by
+    side). ``time_limit_s`` None = ``sim_eval.EVAL_TIME_FACTOR`` x the demonstrator's duration. ``viz``: ``save``
+    writes ``episode_NNN.rrd`` (Rerun) next to the report, ``native`` / ``web`` also show
+    the episodes live (docs/visualization.md)."""
+    safety_log = logging.getLogger("ate_drivers.safety")
+    level = safety_log.level
+    if not log_refusals:
+        safety_log.setLevel(logging.ERROR)
+    try:
+        return _evaluate(task, episodes, seed, output, image_hw, time_limit_s, policy, progress,
+                         max_episode_plots, viz, videos)
+    finally:
+        safety_log.setLevel(level)
+
+
+def _evaluate(task, episodes, seed, output, image_hw, time_limit_s, policy, progress,
+              max_episode_plots, viz=None, videos: int = 3) -> dict:
+    from tqdm import tqdm
+
+    if episodes < 1:
+        raise UserError("--episodes must be >= 1")
+    sim_task = task.sim_task or task.name
+    out = Path(output or f"outputs/eval/{task.name}")
+    pc = open_policy_cell(task, image_hw, time_limit_s, policy, seed)
+    sim, runtime, policy, limit, rcfg = pc.sim, pc.runtime, pc.policy, pc.limit_s, pc.rcfg
+    render_hw, policy_hw = pc.render_hw, pc.policy_hw
     out.mkdir(parents=True, exist_ok=True)
     results, logs = [], []
     viewer = None

@@ -226,6 +226,14 @@ def main(argv: list[str]) -> int:
                    help="--sim cook_bun: the right arm puts the bun down anywhere within this distance of the left "
                         "plate's centre (at most 3), so the left arm's grasp of it must find it (default 0: at the "
                         "centre)")
+    p.add_argument("--takeover-from", metavar="CHECKPOINT", default=None,
+                   help="--sim: instead of whole scripted episodes, let this policy run each seed until the task's "
+                        "takeover point and record the scripted demonstrator finishing the task from the state the "
+                        "policy reached (DAgger-style; cook_bun; docs/sim.md)")
+    p.add_argument("--takeover-delay-s", type=float, default=4.0,
+                   help="--takeover-from: the takeover comes a random 0..this many seconds after the takeover "
+                        "stages, or when the policy first closes a gripper")
+    p.add_argument("--device", default="cpu", help="--takeover-from: the policy's device (cpu | cuda | auto)")
     p.add_argument("--lossy-video", action="store_true",
                    help="--sim: store the videos at LeRobot's default quality (crf 30, yuv420p) instead of "
                         "near-lossless (at a few dozen pixels the default hides where the objects are)")
@@ -235,7 +243,13 @@ def main(argv: list[str]) -> int:
             from ate_policy.data import sim_demos  # noqa: F401  (provided by the sim cell)
         except ImportError as e:
             raise UserError(f"--sim needs the simulated cell, which is not installed here ({e})") from e
+        if args.takeover_from:
+            from ate_policy.data import sim_takeover
+
+            return sim_takeover.main(args)
         return sim_demos.main(args)
+    if args.takeover_from:
+        raise UserError("--takeover-from needs --sim TASK")
     if args.episodes < 1 or args.frames < 2:
         raise UserError("--episodes must be >= 1 and --frames >= 2")
     spec = DemoSpec(args.episodes, args.frames, args.pretrain_episodes, args.pretrain_frames,

@@ -155,17 +155,12 @@ def _record_seeds(task: str, root: Path, seeds: list[int], image_hw: tuple[int, 
     """Demonstrate each of ``seeds`` once, appending the successful ones to ``root`` (created or resumed);
     returns (kept seeds, failed seeds)."""
     SimCell, demonstrator, _ = _sim_modules()
-    from ate_policy.recording.recorder import EpisodeRecorder, RecorderConfig
+    from ate_policy.recording.recorder import EpisodeRecorder
 
     h, w = image_hw
     cell = SimCell(task=task, seed=seeds[0], clock="lockstep")
     instruction = cell.scene.instruction
-    # Lockstep: nothing is real time, so the recorder waits for its writer instead of dropping a frame.
-    video = {"vcodec": vcodec}
-    if lossless:   # LOSSLESS_VIDEO's codec unless one was asked for
-        video = {**LOSSLESS_VIDEO, **({} if vcodec == "auto" else video)}
-    cfg = RecorderConfig(root=str(root), repo_id=f"local/sim_{task}", task=instruction, image_height=h,
-                         image_width=w, blocking=True, **video)
+    cfg = recorder_config(root, task, instruction, image_hw, vcodec, lossless)
     kept, failed = [], []
     # The recorder's clock must not run backwards: each episode restarts the cell's time at 0, so its stamps
     # continue after the last episode's (else the recorder keeps the last episode's final samples as the newest
@@ -181,12 +176,7 @@ def _record_seeds(task: str, root: Path, seeds: list[int], image_hw: tuple[int, 
                 rec.start_episode(instruction)
 
                 def on_tick(c, action):
-                    t = t_base[0] + c.sim_time
-                    state, effort = observe(c)
-                    rec.put_state(state, effort, t)
-                    for cam in contract.CAMERA_NAMES:
-                        rec.put_image(cam, c.render(cam, (h, w)), t)
-                    rec.tick(action, now_s=t)
+                    record_tick(rec, c, action, t_base[0] + c.sim_time, (h, w))
 
                 result = demonstrator.run_episode(cell, ep_seed, on_tick=on_tick,
                                                   handover_jitter_m=handover_jitter_m)
@@ -203,6 +193,29 @@ def _record_seeds(task: str, root: Path, seeds: list[int], image_hw: tuple[int, 
         bar.close()
         cell.close()
     return kept, failed
+
+
+def recorder_config(root: Path, task: str, instruction: str, image_hw: tuple[int, int], vcodec: str = "auto",
+                    lossless: bool = True):
+    """The episode recorder's settings for a sim dataset at ``root``: blocking writes (lockstep: nothing is real
+    time, so the recorder waits for its writer instead of dropping a frame), videos as ``lossless`` says."""
+    from ate_policy.recording.recorder import RecorderConfig
+
+    video = {"vcodec": vcodec}
+    if lossless:   # LOSSLESS_VIDEO's codec unless one was asked for
+        video = {**LOSSLESS_VIDEO, **({} if vcodec == "auto" else video)}
+    return RecorderConfig(root=str(root), repo_id=f"local/sim_{task}", task=instruction,
+                          image_height=int(image_hw[0]), image_width=int(image_hw[1]), blocking=True, **video)
+
+
+def record_tick(rec, cell, action: np.ndarray, t: float, image_hw: tuple[int, int]) -> None:
+    """One 20 Hz frame of ``cell`` into the recorder ``rec``: the state and wrench, the three cameras at
+    ``image_hw``, then ``action`` (the targets about to be sent), all stamped ``t``."""
+    state, effort = observe(cell)
+    rec.put_state(state, effort, t)
+    for cam in contract.CAMERA_NAMES:
+        rec.put_image(cam, cell.render(cam, tuple(image_hw)), t)
+    rec.tick(action, now_s=t)
 
 
 def _worker(args) -> tuple[list[int], list[int]]:

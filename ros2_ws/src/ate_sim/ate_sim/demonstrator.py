@@ -157,11 +157,12 @@ class Demonstrator:
         run.i += 1
         run.start = None
 
-    def run(self, phases: list[dict[str, list[Step]]], on_tick=None, max_ticks: int = 2000) -> int:
-        """Execute ``phases``; returns the number of 20 Hz ticks used."""
+    def run(self, phases: list[dict[str, list[Step]]], on_tick=None, max_ticks: int = 2000,
+            still_s: float = START_STILL_S) -> int:
+        """Execute ``phases`` after ``still_s`` at rest; returns the number of 20 Hz ticks used."""
         dt = contract.PERIOD_S
         ticks = 0
-        for _ in range(int(round(START_STILL_S / dt))):
+        for _ in range(int(round(still_s / dt))):
             self._send(on_tick, dt)
             ticks += 1
         for phase in phases:
@@ -286,6 +287,18 @@ SCRIPTS = {"cook_bun": cook_bun_script, "pick_bun": pick_bun_script, "lift_lid":
            "lid_on_plate": lid_on_plate_script, "lid_aside_far": lid_aside_far_script}
 
 
+def cook_bun_takeover_script() -> list[dict[str, list[Step]]]:
+    """The rest of cook_bun once the bun lies on the left plate and the lid is set down: the right arm goes home
+    while the left arm grasps the bun from wherever it lies and puts it into the steamer, then the lid back on."""
+    phases = cook_bun_script()
+    return [{"right": [Step("home")], "left": list(phases[1]["left"])}, *phases[2:]]
+
+
+TAKEOVER = {"cook_bun": (("bun on the left plate", "lid set down"), cook_bun_takeover_script)}
+"""Tasks whose demonstrator can take over from a policy mid-episode (:func:`take_over`): the stages (names of
+``Scene.stages``) that must have been reached, and the script of what is left from there."""
+
+
 @dataclass
 class EpisodeResult:
     success: bool
@@ -335,4 +348,18 @@ def run_episode(cell: SimCell, seed: int | None = None, on_tick=None, max_ticks:
     phases = script(handover_offset(seed, handover_jitter_m)) if handover_jitter_m else script()
     ticks = demo.run(phases, on_tick=on_tick, max_ticks=max_ticks)
     cell.step(0.3)  # let the released objects come to rest before judging
+    return EpisodeResult(cell.scene.success(cell), ticks)
+
+
+def take_over(cell: SimCell, on_tick=None, max_ticks: int = 2000) -> EpisodeResult:
+    """Demonstrate the rest of the cell's task from wherever a policy left the cell (DAgger-style): no reset, no
+    time at rest; the joint commands start at the arms' current setpoints and both grippers are commanded open on
+    the first tick. Only for tasks in :data:`TAKEOVER`, once its stages were reached (the caller's judgement)."""
+    if cell.scene is None or cell.scene.name not in TAKEOVER:
+        raise ValueError(f"no takeover script for {getattr(cell.scene, 'name', None)!r}; "
+                         f"available: {sorted(TAKEOVER)}")
+    _, script = TAKEOVER[cell.scene.name]
+    demo = Demonstrator(cell)
+    ticks = demo.run(script(), on_tick=on_tick, max_ticks=max_ticks, still_s=0.0)
+    cell.step(0.3)
     return EpisodeResult(cell.scene.success(cell), ticks)
