@@ -138,6 +138,10 @@ def run_task(task: str, a, work: Path) -> dict:
     root = demos["root"]
     demo_seeds = [e["seed"] for e in demos["episodes"]]
     check_unseen(demo_seeds, a.eval_seed, a.episodes)
+    train_root, takeover = root, None
+    if a.takeover_episodes:   # 1b. the demonstrator finishing from the takeover policy's states, merged in
+        train_root, takeover = timed("takeover demonstrations", timings, takeover_data, task, a, work, root)[0]
+        check_unseen(takeover["seeds"], a.eval_seed, a.episodes)
     limit = ["--time-limit", str(a.time_limit)] if a.time_limit else []
     common = ["--task", task, "--image-size", *map(str, a.image_size), "--no-progress", *limit]
     # 2. the integration check on the first demonstration's own seed
@@ -147,7 +151,7 @@ def run_task(task: str, a, work: Path) -> dict:
     # 3. training
     recipe = a.recipe or RECIPES[(task, a.policy)]
     run_dir = work / f"train_{a.policy}"
-    _, train_wall = timed("training", timings, cli, "train", "--config", recipe, f"--dataset.root={root}",
+    _, train_wall = timed("training", timings, cli, "train", "--config", recipe, f"--dataset.root={train_root}",
                           f"--dataset.repo_id=local/sim_{task}", f"--output_dir={run_dir}", f"--steps={a.steps}",
                           f"--save_every={max(1, a.steps // 2)}",
                           *([f"--batch_size={a.batch_size}"] if a.batch_size else []),
@@ -166,6 +170,7 @@ def run_task(task: str, a, work: Path) -> dict:
             "init_from": init_provenance(a.init_from), "lr": a.lr,
             "demo_seeds": demo_seeds,
             **({"handover_jitter_cm": a.handover_jitter_cm} if a.handover_jitter_cm else {}),
+            **({"takeover": takeover} if takeover else {}),
             "train_steps": a.steps, "train_seed": train_seed,
             # the train command's wall time in this invocation (a few seconds when a complete run was reused) and
             # the sum of the run's step times (its training time, whichever invocation did it)
@@ -180,6 +185,34 @@ def run_task(task: str, a, work: Path) -> dict:
             "image_hw": list(a.image_size), "timings": timings,
             "reports": {k: str(work / d / "report.md") for k, d in
                         (("policy", "eval_policy"), ("blind", "eval_blind"), ("replay", "eval_replay"))}}
+
+
+def takeover_data(task: str, a, work: Path, demos_root: Path) -> tuple[Path, dict]:
+    """``a.takeover_episodes`` takeover episodes from ``a.takeover_from`` (``ate_policy demo-data --takeover-from``,
+    resumed) and the training set: the demonstrations followed by them, merged into ``work/train_data`` (rebuilt
+    when either changed)."""
+    from ate_policy.data.sim_demos import durable_sidecar, merge_datasets
+    from ate_policy.data.sim_takeover import record_takeover_demos
+
+    if not a.takeover_from:
+        raise SystemExit("--takeover-episodes needs --takeover-from CHECKPOINT")
+    tk = record_takeover_demos(task, a.takeover_from, work / "takeover", a.takeover_episodes, seed=a.takeover_seed,
+                               max_delay_s=a.takeover_delay_s)
+    merged = work / "train_data" / demos_root.name
+    want = [(r.get("seed"), r.get("takeover_s")) for src in (demos_root, tk["root"])
+            for _, r in sorted(durable_sidecar(src).items())]
+    have = ([(r.get("seed"), r.get("takeover_s")) for _, r in sorted(durable_sidecar(merged).items())]
+            if (merged / "meta" / "info.json").is_file() else None)
+    if have != want:
+        import shutil
+
+        shutil.rmtree(merged, ignore_errors=True)
+        merged.parent.mkdir(parents=True, exist_ok=True)
+        merge_datasets([], [demos_root, tk["root"]], merged)
+    seeds = [e["seed"] for e in tk["episodes"]]
+    return merged, {"from": init_provenance(a.takeover_from), "episodes": len(seeds), "seeds": seeds,
+                    "attempts": tk["attempts"], "skipped": {str(k): v for k, v in tk["skipped"].items()},
+                    "takeover_s": [e["takeover_s"] for e in tk["episodes"]], "max_delay_s": a.takeover_delay_s}
 
 
 def ship(run_dir: Path, dest: Path, result: dict) -> None:
@@ -220,6 +253,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--handover-jitter-cm", type=float, default=0.0,
                    help="cook_bun demonstrations: the bun is handed over anywhere within this distance of the left "
                         "plate's centre (ate_policy demo-data --handover-jitter-cm)")
+    p.add_argument("--takeover-from", default=None, metavar="CHECKPOINT",
+                   help="also train on demonstrations that take over from this policy's own states "
+                        "(ate_policy demo-data --takeover-from: DAgger-style), merged after the demonstrations")
+    p.add_argument("--takeover-episodes", type=int, default=0, help="how many takeover episodes (default 0: none)")
+    p.add_argument("--takeover-seed", type=int, default=2000, help="takeover episodes use seeds from here on")
+    p.add_argument("--takeover-delay-s", type=float, default=4.0,
+                   help="the takeover comes up to this long after the task's takeover stages (see demo-data)")
     p.add_argument("--batch-size", type=int, default=None, help="training batch (default: the recipe's)")
     p.add_argument("--recipe", default=None,
                    help="training recipe (ate_policy/configs) instead of the task's default; the result is kept "
