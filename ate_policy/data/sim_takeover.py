@@ -77,7 +77,8 @@ def record_takeover_demos(task: str, checkpoint: str | Path, output: str | Path,
     demonstrator's duration of the whole task; a seed that has not reached it by then is skipped)."""
     from tqdm import tqdm
 
-    from ate_policy.data.sim_demos import (_sim_modules, durable_sidecar, record_tick, recorder_config)
+    from ate_policy.data.sim_demos import (_recorded_seeds, _sim_modules, durable_sidecar, record_tick,
+                                           recorder_config)
     from ate_policy.evaluation import observe, open_policy_cell, run_episode
     from ate_policy.recording.recorder import EpisodeRecorder
     from ate_policy.runtime.configuration_task import load_task
@@ -94,11 +95,7 @@ def record_takeover_demos(task: str, checkpoint: str | Path, output: str | Path,
     root = Path(output) / f"takeover_{task}"
     if root.exists() and overwrite:
         shutil.rmtree(root)
-    kept: list[int] = []
-    if root.exists():
-        if not (root / "meta" / "info.json").is_file():
-            raise UserError(f"{root} exists but holds no LeRobot dataset; pass --overwrite to replace it")
-        kept = [int(r["seed"]) for _, r in sorted(durable_sidecar(root).items())]
+    kept = _recorded_seeds(root) if root.exists() else []
     already = len(kept)
     next_seed = max([seed] + [s + 1 for s in kept])
     stages, _ = demonstrator.TAKEOVER[task]
