@@ -211,7 +211,7 @@ def takeover_data(task: str, a, work: Path, demos_root: Path) -> tuple[Path, dic
         merge_datasets([], [demos_root, tk["root"]], merged)
     seeds = [e["seed"] for e in tk["episodes"]]
     return merged, {"from": init_provenance(a.takeover_from), "episodes": len(seeds), "seeds": seeds,
-                    "attempts": tk["attempts"], "skipped": {str(k): v for k, v in tk["skipped"].items()},
+                    "attempts": tk["tried"], "skipped": {str(k): v for k, v in tk["skipped"].items()},
                     "takeover_s": [e["takeover_s"] for e in tk["episodes"]], "max_delay_s": a.takeover_delay_s}
 
 

@@ -16,14 +16,17 @@ policy gets as long to reach the takeover point as the scripted demonstrator tak
 
 Kept: the episodes whose takeover succeeds; a seed whose policy never reached the stages (or succeeded on its own,
 or dropped an object) is skipped, at most ``3 x --episodes`` seeds are tried. Each episode's sidecar record
-carries ``seed``, ``sim_task``, ``takeover_s`` (the policy's time before the takeover) and ``takeover_policy``.
-An existing dataset is resumed from the seed after its last one. Train on it together with the task's plain
+carries ``seed``, ``sim_task``, ``takeover_s`` (the policy's time before the takeover) and ``takeover_policy``;
+each skipped seed and why goes to ``takeover_<task>.skipped.jsonl`` beside the dataset (one line per seed, written
+as it is skipped). An existing dataset is resumed from the seed after the last one tried (kept or skipped), and
+its summary counts the earlier skips too. Train on it together with the task's plain
 demonstrations (``benchmarks/sim_success.py --takeover-from``, which merges the two).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 from pathlib import Path
 
@@ -66,13 +69,36 @@ class HandOver:
         return cell.sim_time - self.t0 >= self.delay_s
 
 
+def skip_log(root: Path) -> Path:
+    """The file beside a takeover dataset that keeps its skipped seeds (outside the dataset, which LeRobot owns and
+    which does not exist yet when the first seeds are skipped)."""
+    return root.parent / f"{root.name}.skipped.jsonl"
+
+
+def read_skips(root: Path) -> dict[int, str]:
+    """{seed: why} of the seeds skipped so far for the takeover dataset at ``root`` (empty when none were)."""
+    path = skip_log(root)
+    if not path.is_file():
+        return {}
+    out: dict[int, str] = {}
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if line.strip():
+            try:
+                rec = json.loads(line)
+                out[int(rec["seed"])] = str(rec["why"])
+            except (ValueError, KeyError, TypeError) as e:
+                raise UserError(f"{path}:{n}: not a skipped-seed record ({e}); fix or delete that line") from e
+    return out
+
+
 def record_takeover_demos(task: str, checkpoint: str | Path, output: str | Path, episodes: int, seed: int = 2000,
                           max_delay_s: float = 4.0, device: str = "cpu", overwrite: bool = False,
                           max_attempts: int | None = None, policy=None, progress: bool = True,
                           policy_time_limit_s: float | None = None) -> dict:
     """Record ``episodes`` successful takeover episodes of ``task`` from the policy at ``checkpoint`` into
-    ``output/takeover_<task>``; returns a summary dict (``root``, ``episodes``, ``attempts``, ``skipped``:
-    {seed: why}). ``policy``: a ready select_chunk instead of loading ``checkpoint`` (tests).
+    ``output/takeover_<task>``; returns a summary dict (``root``, ``episodes``, ``attempts``: seeds tried by this
+    call, ``skipped``: {seed: why} of every seed skipped for this dataset, earlier calls' included, ``tried``: every
+    seed tried for it, kept or skipped). ``policy``: a ready select_chunk instead of loading ``checkpoint`` (tests).
     ``policy_time_limit_s``: how long the policy may take to reach the takeover point (default: the scripted
     demonstrator's duration of the whole task; a seed that has not reached it by then is skipped)."""
     from tqdm import tqdm
@@ -93,11 +119,13 @@ def record_takeover_demos(task: str, checkpoint: str | Path, output: str | Path,
     if policy is None and not Path(checkpoint).exists():
         raise UserError(f"--takeover-from: no checkpoint at {checkpoint}")
     root = Path(output) / f"takeover_{task}"
-    if root.exists() and overwrite:
-        shutil.rmtree(root)
+    if overwrite:
+        shutil.rmtree(root, ignore_errors=True)
+        skip_log(root).unlink(missing_ok=True)
     kept = _recorded_seeds(root) if root.exists() else []
     already = len(kept)
-    next_seed = max([seed] + [s + 1 for s in kept])
+    skipped = read_skips(root)
+    next_seed = max([seed] + [s + 1 for s in kept] + [s + 1 for s in skipped])
     stages, _ = demonstrator.TAKEOVER[task]
     over = {"device": {"device": device}, **({"checkpoint": str(checkpoint)} if checkpoint else {})}
     if policy_time_limit_s is None:
@@ -109,7 +137,12 @@ def record_takeover_demos(task: str, checkpoint: str | Path, output: str | Path,
     instruction = sim.cell.scene.instruction
     cfg = recorder_config(root, task, instruction, hw)
     root.parent.mkdir(parents=True, exist_ok=True)
-    skipped: dict[int, str] = {}
+
+    def skip(s: int, why: str) -> None:
+        skipped[s] = why
+        with open(skip_log(root), "a") as f:
+            f.write(json.dumps({"seed": s, "why": why}) + "\n")
+
     attempts, max_attempts = 0, max_attempts or 3 * episodes
     t_base = 0.0   # the recorder's clock continues across episodes (each restarts the cell's time at 0)
     bar = tqdm(total=episodes, initial=already, desc=f"takeover {task}", unit="ep", disable=None if progress else True)
@@ -121,8 +154,8 @@ def record_takeover_demos(task: str, checkpoint: str | Path, output: str | Path,
                 rule = HandOver(stages, takeover_delay_s(s, max_delay_s))
                 res, _ = run_episode(sim, runtime, s, pc.limit_s, hand_over=rule)
                 if res["handed_over_s"] is None:
-                    skipped[s] = ("the policy succeeded on its own" if res["success"] else
-                                  f"not reached ({res['failure']}; stages: {', '.join(res['stages']) or '-'})")
+                    skip(s, "the policy succeeded on its own" if res["success"] else
+                         f"not reached ({res['failure']}; stages: {', '.join(res['stages']) or '-'})")
                     continue
                 runtime.reset(clear_hold=True)
                 rec.start_episode(instruction)
@@ -140,7 +173,7 @@ def record_takeover_demos(task: str, checkpoint: str | Path, output: str | Path,
                     bar.update(1)
                 else:
                     rec.discard()
-                    skipped[s] = "the demonstrator's takeover failed"
+                    skip(s, "the demonstrator's takeover failed")
     finally:
         bar.close()
         runtime.close()
@@ -150,7 +183,8 @@ def record_takeover_demos(task: str, checkpoint: str | Path, output: str | Path,
                         f"{skipped}); the dataset at {root} holds the successful ones")
     eps = [{"seed": r["seed"], "frames": r["frames"], "takeover_s": r.get("takeover_s"), "episode_index": i}
            for i, r in sorted(durable_sidecar(root).items())]
-    return {"root": root, "episodes": eps, "attempts": attempts, "skipped": skipped, "resumed_with": already,
+    return {"root": root, "episodes": eps, "attempts": attempts, "skipped": dict(sorted(skipped.items())),
+            "tried": len(eps) + len(skipped), "resumed_with": already,
             "instruction": instruction, "image_hw": tuple(hw)}
 
 
@@ -161,7 +195,7 @@ def main(args: argparse.Namespace) -> int:
     frames = sum(e["frames"] for e in s["episodes"])
     resumed = f", {s['resumed_with']} were there already" if s["resumed_with"] else ""
     print(f"takeover dataset '{args.sim}' ({len(s['episodes'])} episodes{resumed}; {s['attempts']} new attempts, "
-          f"{len(s['skipped'])} skipped; {frames} frames at {contract.FPS} Hz): {s['root']}")
+          f"{len(s['skipped'])} seeds skipped in all; {frames} frames at {contract.FPS} Hz): {s['root']}")
     for seed, why in s["skipped"].items():
         print(f"  seed {seed} skipped: {why}")
     return 0

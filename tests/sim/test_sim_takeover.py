@@ -75,6 +75,40 @@ def test_a_task_without_a_takeover_script_and_a_missing_checkpoint_are_refused(t
     assert not (tmp_path / "out").exists()
 
 
+class _HoldsHome:
+    """Targets at home for every tick: never reaches a takeover stage."""
+    image_hw = HW
+
+    def __call__(self, obs, rtc=None):
+        from ate_sim.cell import HOME_Q
+
+        return np.tile(np.r_[HOME_Q, 0.9, HOME_Q, 0.9], (10, 1))
+
+
+def test_skipped_seeds_are_kept_beside_the_dataset_and_a_resume_goes_on_after_them(tmp_path):
+    from ate_description.errors import UserError
+    from ate_policy.data.sim_takeover import read_skips, record_takeover_demos, skip_log
+
+    run = dict(policy=_HoldsHome(), progress=False, policy_time_limit_s=0.5)
+    with pytest.raises(UserError, match="only 0 of 1 takeover episodes in 2 attempts"):
+        record_takeover_demos("cook_bun", None, tmp_path, episodes=1, seed=5, max_attempts=2, **run)
+    root = tmp_path / "takeover_cook_bun"
+    skips = read_skips(root)
+    assert sorted(skips) == [5, 6] and all(why.startswith("not reached (time limit reached") for why in skips.values())
+    # a second call goes on from the seed after the last one tried, and its refusal lists the earlier skips too
+    with pytest.raises(UserError, match=r"in 1 attempts \(skipped: \{5: .*6: .*7: "):
+        record_takeover_demos("cook_bun", None, tmp_path, episodes=1, seed=5, max_attempts=1, **run)
+    assert sorted(read_skips(root)) == [5, 6, 7]
+    # --overwrite starts afresh: the log goes with the dataset
+    with pytest.raises(UserError, match="in 1 attempts"):
+        record_takeover_demos("cook_bun", None, tmp_path, episodes=1, seed=5, max_attempts=1, overwrite=True, **run)
+    assert sorted(read_skips(root)) == [5]
+    # a damaged log is refused with its line, not silently ignored
+    skip_log(root).write_text('{"seed": 5, "why": "x"}\nnot json\n')
+    with pytest.raises(UserError, match=r"skipped.jsonl:2: not a skipped-seed record"):
+        read_skips(root)
+
+
 @pytest.mark.slow
 def test_the_demonstrator_takes_over_from_where_the_policy_left_the_cell_and_only_that_part_is_recorded(tmp_path):
     """The policy: the seed's own demonstration replayed through the eval path (runtime, safety layer). The
