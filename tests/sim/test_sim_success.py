@@ -222,6 +222,25 @@ def test_the_shipped_pick_bun_policy_does_the_whole_task_on_unseen_scenes(tmp_pa
     assert s["safety_refusals"] == {} and s["held_episodes"] == 0
 
 
+@pytest.mark.slow
+def test_the_shipped_cook_bun_policy_does_the_deploy_task_on_unseen_scenes(tmp_path):
+    """The cook_bun policy trained here (11/20 on the unseen scenes 1000-1019, docs/sim_success.md; it did all three
+    of 1000-1002 there) does the whole deploy task (bun handed over onto the plate, lid off the steamer, bun into
+    it, lid back) on at least 2 of those three scenes through ``ate_policy eval``, without a refusal or a hold."""
+    from pathlib import Path
+
+    import ate_policy
+    from ate_policy.evaluation import evaluate
+    from ate_policy.runtime import load_task
+
+    ckpt = Path(ate_policy.__file__).parent / "checkpoints" / "sim_cook_bun_pi0"
+    task = load_task("cook_bun", {"checkpoint": str(ckpt),
+                                  "device": {"device": "cpu", "dtype": "float32", "compile": False}})
+    s = evaluate(task, episodes=3, seed=1000, output=tmp_path, progress=False, videos=0)
+    assert s["successes"] >= 2, [(e["seed"], e["outcome"], e["failure"], e["stages"]) for e in s["per_episode"]]
+    assert s["safety_refusals"] == {} and s["held_episodes"] == 0
+
+
 FINE_TUNE_STEPS = 400
 
 
