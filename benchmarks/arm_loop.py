@@ -247,7 +247,6 @@ def bench_ros(seconds: float) -> dict:
         first = first_frame_latency(sent, emu)
     dt = np.diff(js_t)
     res.update({"targets": len(sent), "stream_delay_ms": delay * 1e3, "stream_rms_residual_rad": resid,
-                "driver_holds": drv.holds, "last_hold": drv.last_hold,
                 "first_frame_ms_p50": 1e3 * pct(first, 50), "first_frame_ms_p99": 1e3 * pct(first, 99),
                 "joint_states_hz": (len(js_t) - 1) / (js_t[-1] - js_t[0]),
                 "joint_states_period_ms_p50": 1e3 * pct(dt, 50), "joint_states_period_ms_p99": 1e3 * pct(dt, 99)})
