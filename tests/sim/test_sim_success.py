@@ -202,40 +202,31 @@ def test_the_shipped_sim_trained_policy_does_the_task_on_unseen_scenes_and_the_s
     assert evaluated(untrained, 1)["successes"] == 0
 
 
+SHIPPED = {
+    # the wide tiny PI0 trained here on 50 pick_bun demonstrations (17/20 on the unseen scenes 1000-1019): the whole
+    # task, lid aside, bun onto the plate, lid back
+    "pick_bun": "sim_pick_bun_pi0",
+    # the cook_bun policy trained here (11/20 on 1000-1019; it did all three of 1000-1002 there): the whole deploy
+    # task, bun handed over onto the plate, lid off the steamer, bun into it, lid back
+    "cook_bun": "sim_cook_bun_pi0",
+}
+
+
 @pytest.mark.slow
-def test_the_shipped_pick_bun_policy_does_the_whole_task_on_unseen_scenes(tmp_path):
-    """The wide tiny PI0 trained here on 50 pick_bun demonstrations (17/20 on the unseen scenes 1000-1019,
-    docs/sim_success.md) does the whole task (lid aside, bun onto the plate, lid back) on at least 2 of the scenes
-    1000-1002 through ``ate_policy eval``, without a refusal: the shipped folder loads with its own tokenizer and
-    network shape from wherever it lies."""
+@pytest.mark.parametrize("task_name", sorted(SHIPPED))
+def test_a_shipped_policy_does_its_whole_task_on_unseen_scenes(task_name, tmp_path):
+    """Each shipped sim policy (docs/sim_success.md) does its whole task on at least 2 of the unseen scenes
+    1000-1002 through ``ate_policy eval``, without a refusal or a hold: the shipped folder loads with its own
+    tokenizer and network shape from wherever it lies."""
     from pathlib import Path
 
     import ate_policy
     from ate_policy.evaluation import evaluate
     from ate_policy.runtime import load_task
 
-    ckpt = Path(ate_policy.__file__).parent / "checkpoints" / "sim_pick_bun_pi0"
-    task = load_task("pick_bun", {"checkpoint": str(ckpt),
-                                  "device": {"device": "cpu", "dtype": "float32", "compile": False}})
-    s = evaluate(task, episodes=3, seed=1000, output=tmp_path, progress=False, videos=0)
-    assert s["successes"] >= 2, [(e["seed"], e["outcome"], e["failure"]) for e in s["per_episode"]]
-    assert s["safety_refusals"] == {} and s["held_episodes"] == 0
-
-
-@pytest.mark.slow
-def test_the_shipped_cook_bun_policy_does_the_deploy_task_on_unseen_scenes(tmp_path):
-    """The cook_bun policy trained here (11/20 on the unseen scenes 1000-1019, docs/sim_success.md; it did all three
-    of 1000-1002 there) does the whole deploy task (bun handed over onto the plate, lid off the steamer, bun into
-    it, lid back) on at least 2 of those three scenes through ``ate_policy eval``, without a refusal or a hold."""
-    from pathlib import Path
-
-    import ate_policy
-    from ate_policy.evaluation import evaluate
-    from ate_policy.runtime import load_task
-
-    ckpt = Path(ate_policy.__file__).parent / "checkpoints" / "sim_cook_bun_pi0"
-    task = load_task("cook_bun", {"checkpoint": str(ckpt),
-                                  "device": {"device": "cpu", "dtype": "float32", "compile": False}})
+    ckpt = Path(ate_policy.__file__).parent / "checkpoints" / SHIPPED[task_name]
+    task = load_task(task_name, {"checkpoint": str(ckpt),
+                                 "device": {"device": "cpu", "dtype": "float32", "compile": False}})
     s = evaluate(task, episodes=3, seed=1000, output=tmp_path, progress=False, videos=0)
     assert s["successes"] >= 2, [(e["seed"], e["outcome"], e["failure"], e["stages"]) for e in s["per_episode"]]
     assert s["safety_refusals"] == {} and s["held_episodes"] == 0
